@@ -1,0 +1,126 @@
+//! The `deckhand` command line: argument definitions and dispatch.
+//!
+//! Without a server URL every command works in-process on the data
+//! directory: it opens the journal there, finishes any job a previous
+//! process left unfinished, and runs the job itself.
+
+mod jobs;
+mod render;
+mod run;
+mod targets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::executor::Executor;
+use crate::journal::Journal;
+use crate::plugin::{HostSettings, PluginHost};
+use crate::runtime::{ContainerRuntime, DockerRuntime};
+
+/// Atomic install, upgrade and teardown of containerized apps.
+#[derive(Debug, Parser)]
+#[command(name = "deckhand", version, about)]
+pub struct Cli {
+    /// Directory holding the journal and the plugin cache.
+    #[arg(long, global = true, env = "DECKHAND_DATA_DIR", default_value = ".deckhand")]
+    pub data_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install an image as a new target, with a live progress bar.
+    Install(run::InstallArgs),
+    /// Inspect and cancel jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Inspect targets and their revision history.
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
+    /// List registered workflow plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `deckhand plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the registered workflows and their digests.
+    List,
+}
+
+/// Output format flag shared by read commands.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Format {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parse the arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DECKHAND_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Install(args) => run::install(&cli.data_dir, args).await,
+        Command::Jobs(cmd) => jobs::run(&cli.data_dir, cmd).await,
+        Command::Targets(cmd) => targets::run(&cli.data_dir, cmd),
+        Command::Plugin(PluginCommand::List) => {
+            let host = PluginHost::with_builtins(Some(cache_dir(&cli.data_dir)))?;
+            for p in host.list() {
+                println!("{:<12} {}{}", p.name, p.digest, if p.builtin { "  (built-in)" } else { "" });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Open the journal in `data_dir`.
+pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal> {
+    Journal::open(data_dir.join(Journal::FILE_NAME)).with_context(|| format!("opening the journal in {}", data_dir.display()))
+}
+
+fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("cache").join("plugins")
+}
+
+/// An in-process engine on `data_dir`, with unfinished jobs recovered.
+pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
+    let journal = open_journal(data_dir)?;
+    let docker = DockerRuntime::connect()?;
+    docker.ping().await?;
+    let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
+    let executor = Executor::new(journal, Arc::new(docker), Arc::new(host), HostSettings::default());
+    let report = executor.recover().await.context("recovering unfinished jobs")?;
+    for (job, state) in report.jobs {
+        eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");
+    }
+    Ok(executor)
+}

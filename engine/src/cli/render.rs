@@ -1,0 +1,171 @@
+//! Text rendering of jobs, steps and progress for the terminal.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::journal::{Event, EventRecord, JobRecord, Millis, Outcome, Progress};
+
+/// Human-readable bytes.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// `layers 2/5, 34.5 MB / 120.0 MB`
+pub fn progress_text(p: &Progress) -> String {
+    let mut s = format!("layers {}/{}", p.layers_done, p.layers_total);
+    if p.bytes_total > 0 {
+        s += &format!(", {} / {}", bytes(p.bytes_done), bytes(p.bytes_total));
+    }
+    s
+}
+
+/// A call or compensation in one line: `pull_image image=app:1`.
+pub fn call_text(v: &Value) -> String {
+    let Some(obj) = v.as_object() else { return v.to_string() };
+    let op = obj.get("op").and_then(Value::as_str).unwrap_or("?");
+    let mut s = op.to_owned();
+    for (k, val) in obj {
+        if k == "op" {
+            continue;
+        }
+        let shown = match val {
+            Value::String(x) => x.chars().take(80).collect(),
+            Value::Object(o) if k == "config" => {
+                format!("{{name={}, image={}}}", o.get("name").unwrap_or(&Value::Null), o.get("image").unwrap_or(&Value::Null))
+            }
+            other => other.to_string(),
+        };
+        s += &format!(" {k}={shown}");
+    }
+    s
+}
+
+fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok { value } if value.is_null() => "ok".to_owned(),
+        Outcome::Ok { value } => format!("ok {}", value.to_string().chars().take(80).collect::<String>()),
+        Outcome::Err { error } => format!("FAILED: {error}"),
+    }
+}
+
+/// The line a live event is shown as above the progress bar, if any.
+pub fn event_line(e: &Event) -> Option<String> {
+    match e {
+        Event::Intent { step, call, .. } => Some(format!("  step {step}: {}", call_text(call))),
+        Event::Result { step, outcome } => Some(format!("  step {step}: {}", outcome_text(outcome))),
+        Event::UndoIntent { step, undo } => Some(format!("  undo {step}: {}", call_text(undo))),
+        Event::UndoResult { step, outcome } => Some(format!("  undo {step}: {}", outcome_text(outcome))),
+        Event::Deferred { step, effect } => Some(format!("  step {step}: at commit: {}", call_text(effect))),
+        Event::CommitIntent { step, effect } => Some(format!("  commit {step}: {}", call_text(effect))),
+        Event::CommitResult { step, outcome } => Some(format!("  commit {step}: {}", outcome_text(outcome))),
+        Event::State { state, error } => Some(match error {
+            Some(e) => format!("state: {state} ({e})"),
+            None => format!("state: {state}"),
+        }),
+        Event::CancelRequested { reason } => Some(format!("cancel requested{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())),
+        Event::Log { level, message } => Some(format!("  [{level}] {message}")),
+        _ => None,
+    }
+}
+
+fn time(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The job's header lines.
+pub fn job_header(j: &JobRecord) -> String {
+    let mut s = format!(
+        "job {}\n  workflow  {}\n  target    {}\n  state     {}\n  params    {}\n  plugin    {}\n  created   {}\n  updated   {}\n",
+        j.id, j.workflow, j.target, j.state, j.params, j.plugin_digest, time(j.created_at), time(j.updated_at)
+    );
+    if let Some(p) = &j.phase {
+        s += &format!("  phase     {p}\n");
+    }
+    if let Some(e) = &j.error {
+        s += &format!("  error     {e}\n");
+    }
+    if let Some(m) = &j.summary {
+        s += &format!("  summary   {m}\n");
+    }
+    if j.cancel_requested {
+        s += "  cancel    requested\n";
+    }
+    s
+}
+
+/// The journal timeline of a job: every event with its sequence number,
+/// time offset, and each step's duration on its result line.
+pub fn timeline(events: &[EventRecord]) -> String {
+    let start = events.first().map(|e| e.at).unwrap_or(0);
+    let mut began: HashMap<(&str, u32), Millis> = HashMap::new();
+    let mut out = String::new();
+    for e in events {
+        let offset = (e.at - start) as f64 / 1000.0;
+        let duration = |kind: &str, step: u32, began: &HashMap<(&str, u32), Millis>| {
+            began.get(&(kind, step)).map(|t| format!(" ({} ms)", e.at - t)).unwrap_or_default()
+        };
+        let line = match &e.event {
+            Event::Created { workflow, target, .. } => format!("created {workflow} on {target}"),
+            Event::Intent { step, call, undo } => {
+                began.insert(("step", *step), e.at);
+                let undo = undo.as_ref().map(|u| format!("   undo: {}", call_text(u))).unwrap_or_default();
+                format!("intent  {step}: {}{undo}", call_text(call))
+            }
+            Event::Result { step, outcome } => format!("result  {step}: {}{}", outcome_text(outcome), duration("step", *step, &began)),
+            Event::UndoIntent { step, undo } => {
+                began.insert(("undo", *step), e.at);
+                format!("undo    {step}: {}", call_text(undo))
+            }
+            Event::UndoResult { step, outcome } => format!("undone  {step}: {}{}", outcome_text(outcome), duration("undo", *step, &began)),
+            Event::Deferred { step, effect } => format!("defer   {step}: {}", call_text(effect)),
+            Event::CommitIntent { step, effect } => {
+                began.insert(("commit", *step), e.at);
+                format!("commit  {step}: {}", call_text(effect))
+            }
+            Event::CommitResult { step, outcome } => {
+                format!("commit  {step}: {}{}", outcome_text(outcome), duration("commit", *step, &began))
+            }
+            Event::Progress(p) => format!(
+                "progress {}{}",
+                p.fraction.map(|f| format!("{:.0}% ", f * 100.0)).unwrap_or_default(),
+                progress_text(p)
+            ),
+            Event::Phase { phase } => format!("phase   {phase}"),
+            Event::State { state, error } => match error {
+                Some(err) => format!("state   {state}: {err}"),
+                None => format!("state   {state}"),
+            },
+            Event::Log { level, message } => format!("log     [{level}] {message}"),
+            Event::CancelRequested { reason } => format!("cancel requested{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+            Event::Finished { summary } => format!("plugin finished: {summary}"),
+        };
+        out += &format!("{:>6}  +{offset:>7.3}s  {line}\n", e.seq);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_shown_in_decimal_units() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(31_457_280), "31.5 MB");
+    }
+
+    #[test]
+    fn calls_show_their_op_first() {
+        let v = serde_json::json!({"op": "pull_image", "image": "app:1", "present_before": false});
+        assert_eq!(call_text(&v), "pull_image image=app:1 present_before=false");
+    }
+}

@@ -1,0 +1,293 @@
+//! The job executor: accepts jobs, runs their plugin, and drives each to a
+//! terminal state — commit on success, rollback on failure, cancel or trap,
+//! and recovery of jobs a previous process left unfinished.
+//!
+//! Lifecycle: `queued → running → committing → succeeded`, or
+//! `→ rolling_back → cancelled | rolled_back`, or `failed` when the rollback
+//! (or the commit) itself cannot complete. One job per target at a time;
+//! jobs on different targets run concurrently.
+
+mod commit;
+mod recovery;
+mod rollback;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::{Event, JobId, JobRecord, JobState, Journal, JournalError, NewJob};
+use crate::plugin::{HostSettings, JobScope, PluginHost, RunError};
+use crate::runtime::ContainerRuntime;
+
+pub use recovery::RecoveryReport;
+
+/// Why a job was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The target name is not valid.
+    #[error("invalid target name `{0}`: use 1–63 characters from a-z, 0-9, `_`, `.`, `-`, starting with a letter or digit")]
+    InvalidTarget(String),
+    /// No workflow is registered under that name.
+    #[error("unknown workflow `{0}`")]
+    UnknownWorkflow(String),
+    /// Params are not a JSON object.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// Another job holds the target.
+    #[error("target `{target}` is busy with job {job}")]
+    Busy {
+        /// The target.
+        target: String,
+        /// The job holding it.
+        job: JobId,
+    },
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The answer to a cancel request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CancelOutcome {
+    /// Whether this request (or an earlier one) will cancel the job.
+    pub cancelled: bool,
+    /// The job's state when the request was handled.
+    pub state: JobState,
+    /// Why not, when `cancelled` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a job asks for.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    /// Workflow name.
+    pub workflow: String,
+    /// Target name.
+    pub target: String,
+    /// Params, a JSON object.
+    pub params: Value,
+}
+
+/// Whether `name` is a valid target name: `[a-z0-9][a-z0-9_.-]{0,62}`.
+pub fn valid_target_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}
+
+/// Runs jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    journal: Journal,
+    runtime: Arc<dyn ContainerRuntime>,
+    host: Arc<PluginHost>,
+    settings: HostSettings,
+    /// Cancel signal of each job this process is working on.
+    running: Mutex<HashMap<JobId, CancellationToken>>,
+    /// The job holding each busy target.
+    targets: Mutex<HashMap<String, JobId>>,
+}
+
+impl Executor {
+    /// An executor over this journal, runtime and plugin host.
+    pub fn new(journal: Journal, runtime: Arc<dyn ContainerRuntime>, host: Arc<PluginHost>, settings: HostSettings) -> Self {
+        Executor {
+            inner: Arc::new(Inner {
+                journal,
+                runtime,
+                host,
+                settings,
+                running: Mutex::new(HashMap::new()),
+                targets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The journal it writes.
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    /// The plugin host it runs.
+    pub fn host(&self) -> &PluginHost {
+        &self.inner.host
+    }
+
+    /// Validate and accept a job; it starts at once in the background.
+    /// Nothing is written when the request is invalid or the target busy.
+    pub async fn submit(&self, req: JobRequest) -> Result<JobRecord, SubmitError> {
+        if !valid_target_name(&req.target) {
+            return Err(SubmitError::InvalidTarget(req.target));
+        }
+        let plugin = self.inner.host.get(&req.workflow).ok_or_else(|| SubmitError::UnknownWorkflow(req.workflow.clone()))?;
+        if !req.params.is_object() {
+            return Err(SubmitError::InvalidParams("params must be a JSON object".into()));
+        }
+        let id = JobId::new();
+        {
+            let mut targets = self.inner.targets.lock().expect("target lock");
+            if let Some(job) = targets.get(&req.target) {
+                return Err(SubmitError::Busy { target: req.target, job: job.clone() });
+            }
+            targets.insert(req.target.clone(), id.clone());
+        }
+        let release = |inner: &Inner| {
+            inner.targets.lock().expect("target lock").remove(&req.target);
+        };
+        // A job left unfinished by another process still holds its target.
+        match self.inner.journal.active_job_on(&req.target) {
+            Ok(Some(job)) => {
+                release(&self.inner);
+                return Err(SubmitError::Busy { target: req.target, job });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                release(&self.inner);
+                return Err(e.into());
+            }
+        }
+        let new = NewJob {
+            id: id.clone(),
+            workflow: req.workflow.clone(),
+            target: req.target.clone(),
+            params: req.params.clone(),
+            plugin_digest: plugin.digest.clone(),
+        };
+        let record = match self.inner.journal.create_job(new).await {
+            Ok(r) => r,
+            Err(e) => {
+                release(&self.inner);
+                return Err(e.into());
+            }
+        };
+        let cancel = CancellationToken::new();
+        self.inner.running.lock().expect("running lock").insert(id.clone(), cancel.clone());
+        let inner = self.inner.clone();
+        let job = record.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.run(&job, cancel).await {
+                tracing::error!(job = %job.id, "job stopped without reaching a terminal state: {e}");
+            }
+            inner.running.lock().expect("running lock").remove(&job.id);
+            inner.targets.lock().expect("target lock").remove(&job.target);
+        });
+        Ok(record)
+    }
+
+    /// Cancel a job: recorded in the journal before this returns, then the
+    /// in-flight host call and the plugin are interrupted and the job rolls
+    /// back. A committing or finished job is not cancelled.
+    pub async fn cancel(&self, id: &JobId, reason: Option<String>) -> Result<CancelOutcome, JournalError> {
+        let (state, _recorded_now) = self.inner.journal.request_cancel(id, reason).await?;
+        let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+        if !record.cancel_requested {
+            let reason = if state.is_terminal() {
+                format!("job already {state}")
+            } else {
+                "job is committing; it can no longer be cancelled".to_owned()
+            };
+            return Ok(CancelOutcome { cancelled: false, state, reason: Some(reason) });
+        }
+        if let Some(token) = self.inner.running.lock().expect("running lock").get(id) {
+            token.cancel();
+        }
+        Ok(CancelOutcome { cancelled: true, state: record.state, reason: None })
+    }
+
+    /// Wait until the job is in a terminal state; returns its final record.
+    pub async fn wait(&self, id: &JobId) -> Result<JobRecord, JournalError> {
+        let mut live = self.inner.journal.subscribe();
+        loop {
+            let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+            if record.state.is_terminal() {
+                return Ok(record);
+            }
+            loop {
+                match live.recv().await {
+                    Ok(ev) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => break,
+                    Ok(_) => {}
+                    // Missed events: re-read the record.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+
+    /// Finish every job a previous process left unfinished: roll back those
+    /// before their commit point, complete the commit of the others.
+    pub async fn recover(&self) -> Result<RecoveryReport, JournalError> {
+        self.inner.recover().await
+    }
+}
+
+/// Why a rollback runs.
+#[derive(Debug, Clone)]
+pub(crate) enum RollbackReason {
+    /// A cancel was requested.
+    Cancelled,
+    /// The job failed with this error.
+    Failed(String),
+}
+
+impl Inner {
+    async fn set_state(&self, job: &JobId, state: JobState, error: Option<String>) -> Result<(), JournalError> {
+        self.journal.append(job, Event::State { state, error }).await.map(|_| ())
+    }
+
+    /// Run a freshly submitted job to a terminal state.
+    async fn run(&self, job: &JobRecord, cancel: CancellationToken) -> Result<(), JournalError> {
+        if cancel.is_cancelled() {
+            return self.set_state(&job.id, JobState::Cancelled, None).await;
+        }
+        self.set_state(&job.id, JobState::Running, None).await?;
+        let Some(plugin) = self.host.get(&job.workflow).filter(|p| p.digest == job.plugin_digest) else {
+            let error = format!("workflow `{}` with digest {} is no longer registered", job.workflow, job.plugin_digest);
+            return self.rollback(job, RollbackReason::Failed(error)).await;
+        };
+        let scope = JobScope::new(
+            job.id.clone(),
+            job.target.clone(),
+            job.params.to_string(),
+            self.journal.clone(),
+            self.runtime.clone(),
+            cancel.clone(),
+            self.settings.clone(),
+        );
+        match self.host.run(&plugin, scope).await {
+            Ok(summary) => {
+                self.journal.append(&job.id, Event::Finished { summary }).await?;
+                self.commit(job).await
+            }
+            Err(RunError::Cancelled) => self.rollback(job, RollbackReason::Cancelled).await,
+            Err(e) => {
+                let reason = if cancel.is_cancelled() { RollbackReason::Cancelled } else { RollbackReason::Failed(e.to_string()) };
+                self.rollback(job, reason).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_target_name;
+
+    #[test]
+    fn target_names_follow_the_spec_pattern() {
+        for ok in ["web", "a", "0", "my-app_1.2", &"a".repeat(63)] {
+            assert!(valid_target_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "-web", ".web", "_web", "web app", "wéb", "web/1", &"a".repeat(64)] {
+            assert!(!valid_target_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Rollback: undo a job's journaled steps in reverse order.
+//!
+//! The plan comes from the journal alone: every intent that carries an undo,
+//! whatever its result (an intent without a result has an unknown outcome,
+//! and compensations are idempotent, so undoing it is always safe), minus the
+//! undos already completed by an earlier, interrupted rollback.
+
+use std::collections::BTreeSet;
+
+use super::{Inner, RollbackReason};
+use crate::journal::{Event, EventRecord, JobId, JobRecord, JobState, JournalError, Outcome};
+use crate::runtime::{LABEL_JOB, RuntimeError};
+use crate::steps::Compensation;
+
+/// The compensations still to run for a job, last step first.
+pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, serde_json::Value)> {
+    let done: BTreeSet<u32> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::UndoResult { step, outcome: Outcome::Ok { .. } } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    let mut plan: Vec<(u32, serde_json::Value)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Intent { step, undo: Some(undo), .. } if !done.contains(step) => Some((*step, undo.clone())),
+            _ => None,
+        })
+        .collect();
+    plan.sort_by(|a, b| b.0.cmp(&a.0));
+    plan
+}
+
+impl Inner {
+    /// Roll `job` back and record the terminal state.
+    pub(super) async fn rollback(&self, job: &JobRecord, reason: RollbackReason) -> Result<(), JournalError> {
+        let current = self.journal.job(&job.id)?.ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
+        let error = match &reason {
+            RollbackReason::Cancelled => None,
+            RollbackReason::Failed(e) => Some(e.clone()),
+        };
+        if current.state != JobState::RollingBack {
+            self.journal.append(&job.id, Event::State { state: JobState::RollingBack, error: error.clone() }).await?;
+            self.journal.append(&job.id, Event::Phase { phase: "rolling_back".into() }).await?;
+        }
+        let events = self.journal.events(&job.id, 0)?;
+        let mut failures = Vec::new();
+        for (step, undo) in rollback_plan(&events) {
+            self.journal.append(&job.id, Event::UndoIntent { step, undo: undo.clone() }).await?;
+            let result = match serde_json::from_value::<Compensation>(undo) {
+                Ok(c) => self.compensate(&job.id, &job.target, &c).await,
+                Err(e) => Err(RuntimeError::Daemon(format!("unreadable compensation: {e}"))),
+            };
+            let outcome = match result {
+                Ok(()) => Outcome::Ok { value: serde_json::Value::Null },
+                Err(e) => {
+                    failures.push(format!("undo of step {step}: {e}"));
+                    Outcome::Err { error: e.to_string() }
+                }
+            };
+            self.journal.append(&job.id, Event::UndoResult { step, outcome }).await?;
+        }
+        let cancelled = matches!(reason, RollbackReason::Cancelled) || current.cancel_requested;
+        let (state, error) = if !failures.is_empty() {
+            let mut msg = format!("rollback incomplete: {}", failures.join("; "));
+            if let Some(e) = error {
+                msg = format!("{e}; {msg}");
+            }
+            (JobState::Failed, Some(msg))
+        } else if cancelled {
+            (JobState::Cancelled, None)
+        } else {
+            (JobState::RolledBack, error)
+        };
+        self.journal.append(&job.id, Event::State { state, error }).await.map(|_| ())
+    }
+
+    /// Run one compensation; idempotent.
+    async fn compensate(&self, job: &JobId, target: &str, undo: &Compensation) -> Result<(), RuntimeError> {
+        let rt = &self.runtime;
+        match undo {
+            Compensation::RemoveImage { image } => {
+                if self.journal.images_in_use(target).map_err(|e| RuntimeError::Daemon(e.to_string()))?.contains(image) {
+                    // Another target's revision runs it now: not ours to remove.
+                    return Ok(());
+                }
+                match rt.remove_image(image).await {
+                    // Still used by some container (e.g. another job's): leave it.
+                    Err(RuntimeError::Conflict(_)) => Ok(()),
+                    other => other,
+                }
+            }
+            Compensation::RemoveCreatedContainer { name, job: creator } => {
+                debug_assert_eq!(creator, job.as_str());
+                match rt.inspect_container(name).await? {
+                    Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => rt.remove_container(&c.id).await,
+                    // Missing (create never happened) or not ours: nothing to undo.
+                    _ => Ok(()),
+                }
+            }
+            Compensation::StopContainer { id } => match rt.stop_container(id, 10).await {
+                Err(RuntimeError::NotFound(_)) => Ok(()),
+                other => other,
+            },
+            Compensation::StartContainer { id } => rt.start_container(id).await,
+            Compensation::RenameContainer { id, to } => match rt.inspect_container(id).await? {
+                Some(c) if c.name == *to => Ok(()),
+                Some(_) => rt.rename_container(id, to).await,
+                None => Err(RuntimeError::NotFound(format!("container {id} to rename back to {to}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(seq: i64, event: Event) -> EventRecord {
+        EventRecord { seq, job_id: JobId::new(), at: 0, event }
+    }
+
+    #[test]
+    fn plan_undoes_steps_with_an_undo_in_reverse_order_including_unknown_outcomes() {
+        let events = vec![
+            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
+            ev(2, Event::Result { step: 1, outcome: Outcome::Ok { value: json!(null) } }),
+            ev(3, Event::Intent { step: 2, call: json!({}), undo: None }),
+            ev(4, Event::Intent { step: 3, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
+        ];
+        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, [3, 1]);
+    }
+
+    #[test]
+    fn plan_skips_undos_already_completed() {
+        let events = vec![
+            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
+            ev(2, Event::Intent { step: 2, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
+            ev(3, Event::UndoIntent { step: 2, undo: json!({}) }),
+            ev(4, Event::UndoResult { step: 2, outcome: Outcome::Ok { value: json!(null) } }),
+        ];
+        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, [1]);
+    }
+}

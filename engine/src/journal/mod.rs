@@ -1,0 +1,668 @@
+//! The journal: a durable, append-only record of every job, in SQLite.
+//!
+//! Two representations live here. The **event log** (`events`) is the truth:
+//! every state change, every step's intent (call + undo) before it runs and
+//! its result after, progress, logs and cancels, in one global order (`seq`).
+//! The **projections** (`jobs`, `targets`, `revisions`) are derived from it in
+//! the same transaction, so reads never replay the log.
+//!
+//! All writes go through one writer thread with group commit (see
+//! [`writer`]); reads use their own connections, which WAL mode lets run
+//! beside the writer. The journal knows nothing of Docker or WebAssembly.
+
+mod model;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use model::*;
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// SQLite failed.
+    #[error("journal database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record does not decode: the journal is corrupt.
+    #[error("journal record is corrupt ({what}): {detail}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The file was written by a newer Deckhand.
+    #[error("journal schema version {found} is newer than this build supports ({supported})")]
+    NewerSchema {
+        /// Version found.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// The file could not be opened.
+    #[error("cannot open journal {path}: {detail}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The group commit failed; nothing of the group was written.
+    #[error("journal commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone.
+    #[error("journal writer stopped")]
+    WriterGone,
+    /// No such job.
+    #[error("no job with id {0}")]
+    UnknownJob(JobId),
+    /// A job with a recorded cancel may not enter `committing`.
+    #[error("job {0} has a pending cancel; it cannot commit")]
+    CancelPending(JobId),
+    /// A terminal state would have been rewritten.
+    #[error("job {job} is already {state}; terminal states are never rewritten")]
+    Terminal {
+        /// The job.
+        job: JobId,
+        /// Its terminal state.
+        state: JobState,
+    },
+}
+
+/// Result alias for journal operations.
+pub type Result<T, E = JournalError> = std::result::Result<T, E>;
+
+/// Handle to an open journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: writer::Writer,
+    readers: Mutex<Vec<Connection>>,
+    live: broadcast::Sender<EventRecord>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.inner.path).finish()
+    }
+}
+
+impl Journal {
+    /// The journal file's name inside a data directory.
+    pub const FILE_NAME: &'static str = "journal.sqlite";
+
+    /// Open (creating if needed) the journal at `path`, migrating its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |detail: String| JournalError::Open { path: path.clone(), detail };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is durable when it returns, also in WAL mode.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(JournalError::Corrupt { what: path.display().to_string(), detail: check });
+        }
+        schema::migrate(&mut conn)?;
+        let (live, _) = broadcast::channel(4096);
+        let writer = writer::Writer::start(conn, live.clone());
+        Ok(Journal { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()), live }) })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Every event appended from now on, after it is durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.inner.live.subscribe()
+    }
+
+    // ---- writes ----------------------------------------------------------
+
+    /// Record a new job in state `queued`.
+    pub async fn create_job(&self, job: NewJob) -> Result<JobRecord> {
+        let id = job.id.clone();
+        self.inner
+            .writer
+            .write(move |c, out| {
+                let at = now_millis();
+                c.execute(
+                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+                    params![job.id.as_str(), job.workflow, job.target, job.params.to_string(), job.plugin_digest, at],
+                )?;
+                let created = Event::Created {
+                    workflow: job.workflow,
+                    target: job.target,
+                    params: job.params,
+                    plugin_digest: job.plugin_digest,
+                };
+                out.push(insert_event(c, &job.id, at, created)?);
+                out.push(insert_event(c, &job.id, at, Event::State { state: JobState::Queued, error: None })?);
+                Ok(())
+            })
+            .await?;
+        self.job(&id)?.ok_or(JournalError::UnknownJob(id))
+    }
+
+    /// Append an event for `job` durably, updating the job's projection.
+    /// Returns its sequence number.
+    pub async fn append(&self, job: &JobId, event: Event) -> Result<Seq> {
+        let job = job.clone();
+        self.inner.writer.write(move |c, out| append_event(c, &job, event, out)).await
+    }
+
+    /// Append a cancel request unless the job is terminal or committing.
+    /// Returns the job's state and whether the request was recorded now
+    /// (`false` also when one was already recorded: cancel is idempotent).
+    pub async fn request_cancel(&self, job: &JobId, reason: Option<String>) -> Result<(JobState, bool)> {
+        let job = job.clone();
+        self.inner
+            .writer
+            .write(move |c, out| {
+                let (state, already) = c
+                    .query_row("SELECT state, cancel_requested FROM jobs WHERE id = ?1", [job.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                    })
+                    .optional()?
+                    .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
+                let state = parse_state(&state)?;
+                if state.is_terminal() || state == JobState::Committing || already {
+                    return Ok((state, false));
+                }
+                append_event(c, &job, Event::CancelRequested { reason }, out)?;
+                Ok((state, true))
+            })
+            .await
+    }
+
+    /// Make a revision the target's current one (at commit). Idempotent per
+    /// job: committing the same job's revision again changes nothing.
+    pub async fn commit_revision(&self, target: &str, rev: RevisionRecord) -> Result<u64> {
+        let target = target.to_owned();
+        self.inner
+            .writer
+            .write(move |c, _| {
+                let existing: Option<i64> = c
+                    .query_row("SELECT revision FROM revisions WHERE job_id = ?1", [rev.job_id.as_str()], |r| r.get(0))
+                    .optional()?;
+                if let Some(n) = existing {
+                    return Ok(n as u64);
+                }
+                c.execute("INSERT OR IGNORE INTO targets (name, current_revision) VALUES (?1, NULL)", [&target])?;
+                c.execute(
+                    "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        target,
+                        rev.revision as i64,
+                        rev.image,
+                        rev.container_id,
+                        rev.spec.to_string(),
+                        rev.job_id.as_str(),
+                        rev.created_at
+                    ],
+                )?;
+                c.execute("UPDATE targets SET current_revision = ?2 WHERE name = ?1", params![target, rev.revision as i64])?;
+                Ok(rev.revision)
+            })
+            .await
+    }
+
+    /// Mark a target as having no current revision (teardown committed).
+    /// Its history stays. Idempotent.
+    pub async fn clear_target(&self, target: &str) -> Result<()> {
+        let target = target.to_owned();
+        self.inner
+            .writer
+            .write(move |c, _| {
+                c.execute("UPDATE targets SET current_revision = NULL WHERE name = ?1", [&target])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Hide a terminal job from default listings (it stays in the journal).
+    pub async fn dismiss(&self, job: &JobId) -> Result<JobState> {
+        let job = job.clone();
+        self.inner
+            .writer
+            .write(move |c, _| {
+                let state: String = c
+                    .query_row("SELECT state FROM jobs WHERE id = ?1", [job.as_str()], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
+                let state = parse_state(&state)?;
+                if state.is_terminal() {
+                    c.execute("UPDATE jobs SET dismissed = 1 WHERE id = ?1", [job.as_str()])?;
+                }
+                Ok(state)
+            })
+            .await
+    }
+
+    // ---- reads -----------------------------------------------------------
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.inner.readers.lock().expect("reader pool lock").pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| JournalError::Open { path: self.inner.path.clone(), detail: e.to_string() })?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        self.inner.readers.lock().expect("reader pool lock").push(conn);
+        out
+    }
+
+    /// One job, if it exists.
+    pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id.as_str()], raw_job)
+                .optional()?
+                .map(decode_job)
+                .transpose()
+        })
+    }
+
+    /// Jobs, newest first.
+    pub fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.read(|c| {
+            let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(t) = &filter.target {
+                args.push(t.clone());
+                sql += &format!(" AND target = ?{}", args.len());
+            }
+            if let Some(s) = filter.state {
+                args.push(s.as_str().to_owned());
+                sql += &format!(" AND state = ?{}", args.len());
+            }
+            if let Some(b) = &filter.before {
+                args.push(b.as_str().to_owned());
+                sql += &format!(" AND id < ?{}", args.len());
+            }
+            if !filter.include_dismissed {
+                sql += " AND dismissed = 0";
+            }
+            sql += " ORDER BY id DESC";
+            if let Some(l) = filter.limit {
+                sql += &format!(" LIMIT {l}");
+            }
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), raw_job)?;
+            rows.map(|r| decode_job(r?)).collect()
+        })
+    }
+
+    /// Jobs not in a terminal state, oldest first.
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], raw_job)?;
+            rows.map(|r| decode_job(r?)).collect()
+        })
+    }
+
+    /// The active (non-terminal) job on a target, if any.
+    pub fn active_job_on(&self, target: &str) -> Result<Option<JobId>> {
+        self.read(|c| {
+            let id: Option<String> = c
+                .query_row(
+                    "SELECT id FROM jobs WHERE target = ?1 AND state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id LIMIT 1",
+                    [target],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(id.map(JobId))
+        })
+    }
+
+    /// A job's events after `after` (exclusive), in order.
+    pub fn events(&self, job: &JobId, after: Seq) -> Result<Vec<EventRecord>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT seq, job_id, at, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
+            let rows = stmt.query_map(params![job.as_str(), after], raw_event)?;
+            rows.map(|r| decode_event(r?)).collect()
+        })
+    }
+
+    /// A target's current revision and history; `None` if it never existed.
+    pub fn target(&self, name: &str) -> Result<Option<TargetRecord>> {
+        self.read(|c| target_record(c, name))
+    }
+
+    /// Every target ever installed, by name.
+    pub fn targets(&self) -> Result<Vec<TargetRecord>> {
+        self.read(|c| {
+            let names: Vec<String> = c
+                .prepare("SELECT name FROM targets ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            names.iter().filter_map(|n| target_record(c, n).transpose()).collect()
+        })
+    }
+
+    /// Whether any job pulled `image` when it was absent, i.e. the engine
+    /// brought it onto the machine (a pre-existing image is never ours).
+    pub fn engine_pulled(&self, image: &str) -> Result<bool> {
+        self.read(|c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM events WHERE kind = 'intent'
+                 AND json_extract(data, '$.call.op') = 'pull_image'
+                 AND json_extract(data, '$.call.image') = ?1
+                 AND json_extract(data, '$.call.present_before') = 0",
+                [image],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Images referenced by the current revision of any target other than `except`.
+    pub fn images_in_use(&self, except: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT r.image FROM targets t JOIN revisions r ON r.target = t.name AND r.revision = t.current_revision
+                 WHERE t.name != ?1",
+            )?;
+            let rows = stmt.query_map([except], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+// ---- row codecs ------------------------------------------------------------
+
+const JOB_COLUMNS: &str = "id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel_requested, dismissed, created_at, updated_at";
+
+type RawJob = (String, String, String, String, String, String, Option<String>, String, Option<String>, Option<String>, bool, bool, i64, i64);
+
+fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok((
+        r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?,
+        r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?,
+    ))
+}
+
+fn decode_job(raw: RawJob) -> Result<JobRecord> {
+    let (id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel, dismissed, created_at, updated_at) = raw;
+    let corrupt = |detail: String| JournalError::Corrupt { what: format!("job {id}"), detail };
+    Ok(JobRecord {
+        params: serde_json::from_str(&params).map_err(|e| corrupt(e.to_string()))?,
+        progress: serde_json::from_str(&progress).map_err(|e| corrupt(e.to_string()))?,
+        state: state.parse().map_err(corrupt)?,
+        id: JobId(id.clone()),
+        workflow,
+        target,
+        plugin_digest,
+        phase,
+        error,
+        summary,
+        cancel_requested: cancel,
+        dismissed,
+        created_at,
+        updated_at,
+    })
+}
+
+fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn decode_event((seq, job, at, data): (i64, String, i64, String)) -> Result<EventRecord> {
+    let event = serde_json::from_str(&data)
+        .map_err(|e| JournalError::Corrupt { what: format!("event {seq}"), detail: e.to_string() })?;
+    Ok(EventRecord { seq, job_id: JobId(job), at, event })
+}
+
+fn parse_state(s: &str) -> Result<JobState> {
+    s.parse().map_err(|detail| JournalError::Corrupt { what: "job state".into(), detail })
+}
+
+fn insert_event(c: &Connection, job: &JobId, at: Millis, event: Event) -> Result<EventRecord> {
+    let data = serde_json::to_string(&event).expect("events serialize");
+    c.execute(
+        "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        params![job.as_str(), at, event.kind(), data],
+    )?;
+    Ok(EventRecord { seq: c.last_insert_rowid(), job_id: job.clone(), at, event })
+}
+
+/// Insert `event` and update the job's projection to match.
+fn append_event(c: &Connection, job: &JobId, event: Event, out: &mut Vec<EventRecord>) -> Result<Seq> {
+    let at = now_millis();
+    let (state, cancel_requested): (String, bool) = c
+        .query_row("SELECT state, cancel_requested FROM jobs WHERE id = ?1", [job.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
+    let state = parse_state(&state)?;
+    if state.is_terminal() && !matches!(event, Event::Log { .. }) {
+        return Err(JournalError::Terminal { job: job.clone(), state });
+    }
+    if cancel_requested && matches!(event, Event::State { state: JobState::Committing, .. }) {
+        return Err(JournalError::CancelPending(job.clone()));
+    }
+    match &event {
+        Event::State { state, error } => {
+            c.execute(
+                "UPDATE jobs SET state = ?2, error = COALESCE(?3, error) WHERE id = ?1",
+                params![job.as_str(), state.as_str(), error],
+            )?;
+        }
+        Event::Phase { phase } => {
+            c.execute(
+                "UPDATE jobs SET phase = ?2, progress = '{}' WHERE id = ?1",
+                params![job.as_str(), phase],
+            )?;
+        }
+        Event::Progress(p) => {
+            let p = serde_json::to_string(p).expect("progress serializes");
+            c.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![job.as_str(), p])?;
+        }
+        Event::CancelRequested { .. } => {
+            c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [job.as_str()])?;
+        }
+        Event::Finished { summary } => {
+            c.execute("UPDATE jobs SET summary = ?2 WHERE id = ?1", params![job.as_str(), summary])?;
+        }
+        _ => {}
+    }
+    c.execute("UPDATE jobs SET updated_at = ?2 WHERE id = ?1", params![job.as_str(), at])?;
+    let rec = insert_event(c, job, at, event)?;
+    let seq = rec.seq;
+    out.push(rec);
+    Ok(seq)
+}
+
+fn target_record(c: &Connection, name: &str) -> Result<Option<TargetRecord>> {
+    let current: Option<Option<i64>> = c
+        .query_row("SELECT current_revision FROM targets WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current else { return Ok(None) };
+    let mut stmt = c.prepare(
+        "SELECT revision, image, container_id, spec, job_id, created_at FROM revisions WHERE target = ?1 ORDER BY revision",
+    )?;
+    let history = stmt
+        .query_map([name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
+        })?
+        .map(|row| {
+            let (revision, image, container_id, spec, job_id, created_at) = row?;
+            let spec: Value = serde_json::from_str(&spec)
+                .map_err(|e| JournalError::Corrupt { what: format!("revision {revision} of {name}"), detail: e.to_string() })?;
+            Ok(RevisionRecord { revision: revision as u64, image, container_id, spec, job_id: JobId(job_id), created_at })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let current = current.and_then(|n| history.iter().find(|r| r.revision == n as u64).cloned());
+    Ok(Some(TargetRecord { name: name.to_owned(), current, history }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_job(target: &str) -> NewJob {
+        NewJob {
+            id: JobId::new(),
+            workflow: "install".into(),
+            target: target.into(),
+            params: serde_json::json!({"image": "app:1"}),
+            plugin_digest: "sha256:00".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn created_job_is_queued_with_created_and_state_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let job = j.create_job(new_job("web")).await.unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        let events = j.events(&job.id, 0).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event.kind(), "created");
+        assert_eq!(events[1].event, Event::State { state: JobState::Queued, error: None });
+        assert!(events[0].seq < events[1].seq);
+    }
+
+    #[tokio::test]
+    async fn terminal_state_is_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let job = j.create_job(new_job("web")).await.unwrap();
+        j.append(&job.id, Event::State { state: JobState::Succeeded, error: None }).await.unwrap();
+        let err = j.append(&job.id, Event::State { state: JobState::Failed, error: Some("late".into()) }).await;
+        assert!(matches!(err, Err(JournalError::Terminal { state: JobState::Succeeded, .. })), "{err:?}");
+        assert_eq!(j.job(&job.id).unwrap().unwrap().state, JobState::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn events_survive_reopening_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let id = {
+            let j = Journal::open(&path).unwrap();
+            let job = j.create_job(new_job("web")).await.unwrap();
+            j.append(&job.id, Event::Intent { step: 1, call: serde_json::json!({"op": "x"}), undo: None }).await.unwrap();
+            job.id
+        };
+        let j = Journal::open(&path).unwrap();
+        let kinds: Vec<_> = j.events(&id, 0).unwrap().iter().map(|e| e.event.kind()).collect();
+        assert_eq!(kinds, ["created", "state", "intent"]);
+    }
+
+    #[tokio::test]
+    async fn cancel_is_recorded_once_and_refused_for_terminal_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let job = j.create_job(new_job("web")).await.unwrap();
+        assert_eq!(j.request_cancel(&job.id, None).await.unwrap(), (JobState::Queued, true));
+        assert_eq!(j.request_cancel(&job.id, None).await.unwrap(), (JobState::Queued, false));
+        assert!(j.job(&job.id).unwrap().unwrap().cancel_requested);
+        let done = j.create_job(new_job("api")).await.unwrap();
+        j.append(&done.id, Event::State { state: JobState::Succeeded, error: None }).await.unwrap();
+        assert_eq!(j.request_cancel(&done.id, None).await.unwrap(), (JobState::Succeeded, false));
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_all_land_in_order_per_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move {
+                let job = j.create_job(new_job(&format!("t{t}"))).await.unwrap();
+                for step in 1..=20 {
+                    j.append(&job.id, Event::Intent { step, call: Value::Null, undo: None }).await.unwrap();
+                }
+                job.id
+            }));
+        }
+        for t in tasks {
+            let id = t.await.unwrap();
+            let steps: Vec<u32> = j
+                .events(&id, 0)
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| match e.event {
+                    Event::Intent { step, .. } => Some(step),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(steps, (1..=20).collect::<Vec<_>>());
+        }
+    }
+
+    #[tokio::test]
+    async fn revisions_commit_idempotently_and_keep_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let rev = |n: u64, job: &JobId| RevisionRecord {
+            revision: n,
+            image: format!("app:{n}"),
+            container_id: format!("c{n}"),
+            spec: serde_json::json!({}),
+            job_id: job.clone(),
+            created_at: 0,
+        };
+        let (a, b) = (JobId::new(), JobId::new());
+        j.commit_revision("web", rev(1, &a)).await.unwrap();
+        j.commit_revision("web", rev(1, &a)).await.unwrap();
+        j.commit_revision("web", rev(2, &b)).await.unwrap();
+        let t = j.target("web").unwrap().unwrap();
+        assert_eq!(t.current.unwrap().image, "app:2");
+        assert_eq!(t.history.len(), 2);
+        j.clear_target("web").await.unwrap();
+        let t = j.target("web").unwrap().unwrap();
+        assert!(t.current.is_none());
+        assert_eq!(t.history.len(), 2);
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(Journal::open(&path), Err(JournalError::NewerSchema { found: 99, .. })));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        assert!(Journal::open(&path).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Deckhand installs, upgrades and tears down containerized apps atomically.
+//!
+//! Workflows are sandboxed WebAssembly components (the `deckhand:workflow`
+//! WIT world in `wit/`) that reach Docker only through host calls. Every call
+//! that changes the world is written to a SQLite journal, with how to undo
+//! it, before it happens; so a failure, a cancel or a crash ends in the job's
+//! complete result or the exact state before it.
+//!
+//! The crate's modules follow the data flow, one concern each:
+//!
+//! - [`executor`] — job lifecycle: submit, run, commit, cancel, rollback, recovery;
+//! - [`plugin`] — the wasmtime host: adapts WIT calls to the runtime and the journal;
+//! - [`runtime`] — the container runtime (Docker through bollard) and pull progress;
+//! - [`journal`] — the durable event log and its projections (knows no Docker, no WASM);
+//! - [`steps`] — the typed calls, compensations and deferred effects the journal stores;
+//! - [`cli`] — the `deckhand` command line.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use deckhand::{executor::{Executor, JobRequest}, journal::Journal, plugin::{HostSettings, PluginHost}, runtime::DockerRuntime};
+//!
+//! let journal = Journal::open("data/journal.sqlite")?;
+//! let runtime = Arc::new(DockerRuntime::connect()?);
+//! let host = Arc::new(PluginHost::with_builtins(None)?);
+//! let executor = Executor::new(journal, runtime, host, HostSettings::default());
+//! executor.recover().await?;
+//! let job = executor
+//!     .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: serde_json::json!({"image": "nginx:1.27"}) })
+//!     .await?;
+//! let done = executor.wait(&job.id).await?;
+//! println!("{}", done.state);
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod executor;
+pub mod journal;
+pub mod plugin;
+pub mod runtime;
+pub mod steps;

@@ -1,0 +1,232 @@
+//! The plugin host: runs workflow components on wasmtime and adapts their
+//! WIT imports to the container runtime and the journal.
+//!
+//! Components are compiled once (and cached on disk, precompiled, when a
+//! cache directory is given), linked once into an `InstancePre`, and each job
+//! gets a fresh instance in a fresh `Store` whose WASI context has no
+//! preopened directories, no environment and no network. One module per WIT
+//! interface implements its host side ([`container`], [`job`],
+//! [`target_state`]); [`scope`] is the job they act for.
+
+mod bindings;
+mod builtin;
+mod container;
+mod host_state;
+mod job;
+mod scope;
+mod target_state;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{ResourceTable, WasiCtx};
+
+pub use bindings::{HostError, PluginInfo};
+pub use builtin::BUILTIN_WORKFLOWS;
+use host_state::HostState;
+pub use scope::{HostSettings, JobScope};
+
+/// How often the epoch advances; the unit of guest time accounting.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a plugin could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The bytes are not a component of the Deckhand workflow world.
+    #[error("plugin `{name}` is not a valid Deckhand workflow component: {detail}")]
+    Invalid {
+        /// Workflow name.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// How a plugin run ended, short of the journal failing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The plugin returned an error.
+    #[error("{0}")]
+    Failed(String),
+    /// The plugin trapped or hit a limit.
+    #[error("plugin trapped: {0}")]
+    Trapped(String),
+    /// The job was cancelled while the plugin ran.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A registered workflow component, compiled and linked.
+pub struct Plugin {
+    /// Workflow name it runs under.
+    pub name: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// Whether it ships with the engine.
+    pub builtin: bool,
+    pre: bindings::WorkflowPre<HostState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("digest", &self.digest).finish()
+    }
+}
+
+/// Compiles, links and runs workflow plugins.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn digest_of(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+impl PluginHost {
+    /// A host with no plugins. Compiled components are cached in `cache_dir`.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        bindings::Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, weak_engine) = (ticker_stop.clone(), engine.weak());
+        std::thread::Builder::new()
+            .name("deckhand-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        Ok(PluginHost { engine, linker, plugins: RwLock::new(BTreeMap::new()), cache_dir, ticker_stop })
+    }
+
+    /// A host with the built-in workflows registered.
+    pub fn with_builtins(cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let host = Self::new(cache_dir)?;
+        for (name, bytes) in BUILTIN_WORKFLOWS {
+            host.register(name, bytes, true)?;
+        }
+        Ok(host)
+    }
+
+    /// Compile (or load from cache), type-check against the workflow world,
+    /// and register `bytes` under `name`.
+    pub fn register(&self, name: &str, bytes: &[u8], builtin: bool) -> Result<Arc<Plugin>, PluginError> {
+        let invalid = |detail: String| PluginError::Invalid { name: name.to_owned(), detail };
+        let digest = digest_of(bytes);
+        let component = self.compile(&digest, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = bindings::WorkflowPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let plugin = Arc::new(Plugin { name: name.to_owned(), digest, builtin, pre });
+        self.plugins.write().expect("plugin registry lock").insert(name.to_owned(), plugin.clone());
+        Ok(plugin)
+    }
+
+    fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else { return Component::new(&self.engine, bytes) };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let file = dir.join(format!("{}-{:016x}.cwasm", digest.trim_start_matches("sha256:"), h.finish()));
+        if file.exists() {
+            // SAFETY: files in the cache directory are written only by
+            // `precompile_component` below, for this engine configuration.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &file) } {
+                return Ok(c);
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        std::fs::create_dir_all(dir)?;
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &compiled)?;
+        std::fs::rename(&tmp, &file)?;
+        // SAFETY: as above; the file was just written from `precompile_component`.
+        unsafe { Component::deserialize_file(&self.engine, &file) }
+    }
+
+    /// The plugin registered under `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins.read().expect("plugin registry lock").get(name).cloned()
+    }
+
+    /// Every registered plugin, by name.
+    pub fn list(&self) -> Vec<Arc<Plugin>> {
+        self.plugins.read().expect("plugin registry lock").values().cloned().collect()
+    }
+
+    /// Run `plugin` for the job in `scope`, in a fresh sandboxed instance.
+    /// Returns the plugin's summary, or how it failed. `Err` of the outer
+    /// result means the journal failed: the job's outcome is unknown.
+    pub async fn run(&self, plugin: &Plugin, scope: JobScope) -> Result<String, RunError> {
+        let cancel = scope.cancel.clone();
+        let max_ticks = (scope.settings.max_guest_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(scope.settings.max_memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .table_elements(100_000)
+            .build();
+        let state = HostState { wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, scope };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        let mut ticks = 0u64;
+        let guest_cancel = cancel.clone();
+        store.epoch_deadline_callback(move |_| {
+            ticks += 1;
+            if guest_cancel.is_cancelled() {
+                return Err(wasmtime::Error::msg("job cancelled"));
+            }
+            if ticks > max_ticks {
+                return Err(wasmtime::Error::msg(format!("plugin exceeded its CPU time limit ({max_ticks} ticks)")));
+            }
+            // Yield so other jobs run, then check again on the next tick.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let outcome = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store).await
+        }
+        .await;
+        match outcome {
+            Ok(Ok(summary)) => Ok(summary),
+            Ok(Err(_)) | Err(_) if cancel.is_cancelled() => Err(RunError::Cancelled),
+            Ok(Err(message)) => Err(RunError::Failed(message)),
+            Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
+        }
+    }
+}

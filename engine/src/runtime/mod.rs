@@ -1,0 +1,164 @@
+//! The container runtime: what Deckhand needs from a container engine.
+//!
+//! [`ContainerRuntime`] is the whole surface: images, containers, labels,
+//! and a pull that streams [`PullProgress`] and can be aborted. It knows
+//! nothing of WebAssembly, plugins or the journal; [`DockerRuntime`] is the
+//! implementation on a real Docker daemon (the only module that imports
+//! bollard).
+
+mod docker;
+pub mod progress;
+
+use std::collections::BTreeMap;
+
+pub use docker::DockerRuntime;
+pub use progress::{PullPhase, PullProgress, PullTracker};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Label every container created by Deckhand carries (`true`).
+pub const LABEL_MANAGED: &str = "io.deckhand.managed";
+/// Label naming the target a container belongs to.
+pub const LABEL_TARGET: &str = "io.deckhand.target";
+/// Label naming the job that created a container.
+pub const LABEL_JOB: &str = "io.deckhand.job";
+
+/// Why a runtime operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The daemon cannot be reached.
+    #[error("cannot reach the Docker daemon at {endpoint} (set DOCKER_HOST to its socket): {detail}")]
+    Unreachable {
+        /// Where it was looked for.
+        endpoint: String,
+        /// What the connection said.
+        detail: String,
+    },
+    /// The container or image does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The operation conflicts with the current state (e.g. a name in use).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The daemon refused or failed the operation.
+    #[error("{0}")]
+    Daemon(String),
+    /// A pull failed: the daemon's message, or the stream ended early.
+    #[error("pull of {image} failed: {detail}")]
+    Pull {
+        /// The image.
+        image: String,
+        /// Why.
+        detail: String,
+    },
+    /// The operation was aborted because the job was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The operation made no progress for too long.
+    #[error("no progress for {seconds} s")]
+    Stalled {
+        /// How long it was idle.
+        seconds: u64,
+    },
+}
+
+/// Result alias for runtime operations.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// What to create a container from.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerConfig {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Command; `None` keeps the image's.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Network mode; `None` for the daemon's default.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerState {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Image reference it was created from.
+    pub image: String,
+    /// Whether its process runs.
+    pub running: bool,
+    /// `starting`, `healthy`, `unhealthy` when it has a health check.
+    pub health: Option<String>,
+    /// Exit code once exited.
+    pub exit_code: Option<i64>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerState {
+    /// The value of `key` among its labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+/// The operations Deckhand performs on a container engine.
+///
+/// Idempotence matters for compensation: starting a running container,
+/// stopping a stopped one, and removing a missing one all succeed.
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Check the daemon answers.
+    async fn ping(&self) -> Result<()>;
+    /// Whether the image is in the local store.
+    async fn image_present(&self, image: &str) -> Result<bool>;
+    /// Pull an image, publishing progress to `progress`, aborting when
+    /// `cancel` fires. Succeeds only on the daemon's final status line.
+    async fn pull_image(&self, image: &str, progress: &watch::Sender<PullProgress>, cancel: &CancellationToken) -> Result<()>;
+    /// Create a container; returns its id.
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
+    /// Start a container (no-op if running).
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stop a container, killing it after `timeout_s` (no-op if stopped).
+    async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()>;
+    /// Rename a container.
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<()>;
+    /// Remove a container, stopping it first (no-op if missing).
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Remove an image reference (no-op if missing).
+    async fn remove_image(&self, image: &str) -> Result<()>;
+    /// Inspect a container by id or name; `None` if missing.
+    async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>>;
+    /// Every container (running or not) carrying `label=value`.
+    async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>>;
+}
+
+/// `image` with `:latest` added when it names neither a tag nor a digest.
+pub fn with_default_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || last.contains('@') { image.to_owned() } else { format!("{image}:latest") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tag_is_added_only_when_missing() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
+        assert_eq!(with_default_tag("127.0.0.1:5000/app:2"), "127.0.0.1:5000/app:2");
+        assert_eq!(with_default_tag("app@sha256:ab"), "app@sha256:ab");
+    }
+}

@@ -1,0 +1,151 @@
+//! What a step is: the typed calls, compensations and deferred effects that
+//! the journal stores as JSON.
+//!
+//! The plugin host writes them (an [`Call`] with its [`Compensation`] before
+//! the effect, a [`Deferred`] for what waits until commit); the executor reads
+//! them back to roll back, commit or recover; replay compares them. Every
+//! compensation and deferred effect is idempotent: running it twice is
+//! harmless, which is what makes recovery after a crash safe.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::ContainerConfig;
+
+/// A host call a plugin made, as journaled in an intent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Call {
+    /// Pull an image.
+    PullImage {
+        /// Image reference.
+        image: String,
+        /// Whether it was in the local store before the pull.
+        present_before: bool,
+    },
+    /// Create a container.
+    CreateContainer {
+        /// What it is created from (labels included).
+        config: ContainerConfig,
+    },
+    /// Start a container.
+    StartContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Stop a container.
+    StopContainer {
+        /// Container id.
+        id: String,
+        /// Seconds before it is killed.
+        timeout_s: u32,
+        /// Whether it was running before.
+        was_running: bool,
+    },
+    /// Rename a container.
+    RenameContainer {
+        /// Container id.
+        id: String,
+        /// Its name before.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// Remove a container the job created.
+    RemoveContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Wait until a container runs (and is healthy).
+    WaitHealthy {
+        /// Container id.
+        id: String,
+        /// Seconds allowed.
+        timeout_s: u32,
+    },
+}
+
+impl Call {
+    /// The phase a job is in while this call runs.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            Call::PullImage { .. } => "pulling",
+            Call::CreateContainer { .. } => "creating",
+            Call::StartContainer { .. } => "starting",
+            Call::StopContainer { .. } => "stopping",
+            Call::RenameContainer { .. } => "renaming",
+            Call::RemoveContainer { .. } => "removing",
+            Call::WaitHealthy { .. } => "waiting_healthy",
+        }
+    }
+}
+
+/// How to undo a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Compensation {
+    /// Remove an image the job pulled (it was absent before).
+    RemoveImage {
+        /// Image reference.
+        image: String,
+    },
+    /// Remove the container called `name` if it carries `job`'s label.
+    /// By name and label because the id is unknown until create returns.
+    RemoveCreatedContainer {
+        /// Container name.
+        name: String,
+        /// The job that created it.
+        job: String,
+    },
+    /// Stop a container the step started.
+    StopContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Start a container the step stopped.
+    StartContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Rename a container back.
+    RenameContainer {
+        /// Container id.
+        id: String,
+        /// The name to give it back.
+        to: String,
+    },
+}
+
+/// An effect that waits until the job commits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Deferred {
+    /// Make this the target's current revision.
+    CommitRevision {
+        /// Revision number.
+        revision: u64,
+        /// Image reference.
+        image: String,
+        /// Container id.
+        container_id: String,
+        /// Container spec.
+        spec: Value,
+    },
+    /// Remove a container of the target (the prior revision's).
+    RemoveContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Remove an image if the engine pulled it and no target uses it.
+    RemoveImage {
+        /// Image reference.
+        image: String,
+    },
+    /// Clear the target's current revision (teardown).
+    DeleteTarget,
+}
+
+/// Encode a step type for the journal.
+pub fn to_value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("step types serialize")
+}

@@ -1,0 +1,39 @@
+//! The built-in `install` workflow.
+//!
+//! Params: `{image, env?, cmd?, network?, health?: {timeout_s}}`.
+//! Steps: pull the image → create `deckhand-<target>` → start it → wait until
+//! it runs (and is healthy, when the image has a health check) → record the
+//! revision. Each step is journaled by the host with its undo, so a failure
+//! at any point leaves the target as it was.
+
+use deckhand_sdk::{Spec, Workflow, container, export, job, state};
+
+struct Install;
+
+impl Workflow for Install {
+    fn describe() -> deckhand_sdk::PluginInfo {
+        deckhand_sdk::info("install", "pull an image and run it as the target's container")
+    }
+
+    fn run() -> Result<String, String> {
+        let spec: Spec = deckhand_sdk::params()?;
+        let image = spec.require_image()?.to_owned();
+        let target = job::target();
+        if let Some(rev) = state::current_revision() {
+            return Err(format!(
+                "target `{target}` is already installed (revision {}, {}); use upgrade",
+                rev.number, rev.image
+            ));
+        }
+
+        container::pull_image(&image)?;
+        let id = container::create_container(&spec.container(deckhand_sdk::live_name(&target))?)?;
+        container::start_container(&id)?;
+        let timeout = spec.health.clone().unwrap_or_default().timeout();
+        container::wait_healthy(&id, timeout)?;
+        let revision = state::record_revision(&image, &id, &spec.to_json())?;
+        Ok(format!("installed {image} on `{target}` as revision {revision}"))
+    }
+}
+
+export!(Install);

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Start the test environment: a Docker daemon and a registry on loopback,
+# no network needed, and the test images built from busybox-static and
+# pushed to the registry. Idempotent: running it again reuses what runs.
+#
+#   eval "$(tests/env/up.sh)"     # prints `export DOCKER_HOST=…` lines
+#
+# Needs root on a Debian machine (installs docker.io, docker-registry and
+# busybox-static with apt when missing). State lives in $DECKHAND_TESTENV
+# (default /tmp/deckhand-testenv).
+set -euo pipefail
+
+DK=${DECKHAND_TESTENV:-/tmp/deckhand-testenv}
+REGISTRY=127.0.0.1:5000
+SOCK=$DK/docker.sock
+export DOCKER_HOST=unix://$SOCK
+log() { echo "testenv: $*" >&2; }
+
+need_install=()
+command -v dockerd >/dev/null || need_install+=(docker.io)
+command -v docker-registry >/dev/null || need_install+=(docker-registry)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh && file_ok=1 || file_ok=0
+dpkg -s busybox-static >/dev/null 2>&1 || need_install+=(busybox-static)
+if [ ${#need_install[@]} -gt 0 ]; then
+  log "installing ${need_install[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq "${need_install[@]}" >&2
+fi
+
+mkdir -p "$DK"
+
+# --- Docker daemon ---------------------------------------------------------
+if ! docker version >/dev/null 2>&1; then
+  log "starting dockerd ($SOCK)"
+  rm -f "$SOCK" "$DK/dockerd.pid"
+  nohup dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    --data-root="$DK/data" --exec-root="$DK/exec" --pidfile="$DK/dockerd.pid" \
+    -H "unix://$SOCK" >"$DK/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  docker version >/dev/null 2>&1 || { tail -20 "$DK/dockerd.log" >&2; log "dockerd did not start"; exit 1; }
+fi
+
+# --- Registry --------------------------------------------------------------
+if ! curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then
+  log "starting registry on $REGISTRY"
+  mkdir -p "$DK/registry"
+  cat >"$DK/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $DK/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+YML
+  nohup docker-registry serve "$DK/registry.yml" >"$DK/registry.log" 2>&1 &
+  for _ in $(seq 1 40); do curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.25; done
+  curl -fsS "http://$REGISTRY/v2/" >/dev/null || { tail -20 "$DK/registry.log" >&2; log "registry did not start"; exit 1; }
+fi
+
+# --- Test images -------------------------------------------------------------
+has_tag() { curl -fsS "http://$REGISTRY/v2/deckhand-test/$1/tags/list" 2>/dev/null | grep -q "\"$2\""; }
+
+build_dir=$DK/build
+if ! has_tag base 1; then
+  log "building base image from busybox-static"
+  rm -rf "$build_dir/rootfs" && mkdir -p "$build_dir/rootfs/bin" "$build_dir/rootfs/tmp"
+  cp /bin/busybox "$build_dir/rootfs/bin/busybox"
+  for applet in sh sleep cat echo true false ls; do ln -sf busybox "$build_dir/rootfs/bin/$applet"; done
+  tar -C "$build_dir/rootfs" -c . | docker import - "$REGISTRY/deckhand-test/base:1" >/dev/null
+  docker push -q "$REGISTRY/deckhand-test/base:1" >/dev/null
+fi
+docker image inspect "$REGISTRY/deckhand-test/base:1" >/dev/null 2>&1 || docker pull -q "$REGISTRY/deckhand-test/base:1" >/dev/null
+
+# A container that runs until stopped, and stops at once on SIGTERM.
+SERVE='["/bin/sh","-c","trap \"exit 0\" TERM; cat /version; sleep 100000 & wait"]'
+
+build() { # name tag dockerfile-body [extra files...]
+  local name=$1 tag=$2 body=$3 dir="$build_dir/$1-$2"
+  has_tag "$name" "$tag" && return 0
+  log "building $name:$tag"
+  mkdir -p "$dir"
+  printf 'FROM %s/deckhand-test/base:1\n%s\n' "$REGISTRY" "$body" >"$dir/Dockerfile"
+  [ -n "${4:-}" ] && cp "${@:4}" "$dir/"
+  DOCKER_BUILDKIT=0 docker build -q --network none -t "$REGISTRY/deckhand-test/$name:$tag" "$dir" >/dev/null 2>"$dir/build.log" \
+    || { cat "$dir/build.log" >&2; exit 1; }
+  docker push -q "$REGISTRY/deckhand-test/$name:$tag" >/dev/null
+  docker rmi -f "$REGISTRY/deckhand-test/$name:$tag" >/dev/null
+}
+
+echo 1 >"$build_dir/version-1"; echo 2 >"$build_dir/version-2"; echo 3 >"$build_dir/version-3"
+build app 1 "COPY version-1 /version
+CMD $SERVE" "$build_dir/version-1"
+build app 2 "COPY version-2 /version
+CMD $SERVE" "$build_dir/version-2"
+build app 3 "COPY version-3 /version
+CMD $SERVE" "$build_dir/version-3"
+build crash 1 'CMD ["/bin/sh","-c","echo crashing; exit 3"]'
+if ! has_tag big 1; then
+  for i in 1 2 3 4; do head -c $((30 * 1024 * 1024)) /dev/urandom >"$build_dir/blob$i"; done
+  build big 1 "COPY blob1 /data/blob1
+COPY blob2 /data/blob2
+COPY blob3 /data/blob3
+COPY blob4 /data/blob4
+COPY version-1 /version
+CMD $SERVE" "$build_dir/blob1" "$build_dir/blob2" "$build_dir/blob3" "$build_dir/blob4" "$build_dir/version-1"
+  rm -f "$build_dir"/blob?
+fi
+
+echo "export DOCKER_HOST=$DOCKER_HOST"
+echo "export DECKHAND_TEST_REGISTRY=$REGISTRY"
+log "ready: DOCKER_HOST=$DOCKER_HOST registry=$REGISTRY"
