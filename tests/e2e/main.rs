@@ -1,1 +1,10 @@
-fn main(){}
+//! End-to-end tests of Deckhand on a real Docker daemon and registry.
+//!
+//! Start the environment with `eval "$(tests/env/up.sh)"` (or run
+//! `scripts/test.sh`, which does it). A test that finds no daemon fails.
+//! One module per topic.
+
+mod harness;
+
+mod cli;
+mod install;

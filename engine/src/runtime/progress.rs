@@ -127,6 +127,9 @@ pub enum PullFailure {
 #[derive(Debug, Default)]
 pub struct PullTracker {
     tag: Option<String>,
+    /// Whether the daemon has moved past announcing layers; until then the
+    /// set of layers (and so the fraction) is not known.
+    layers_announced: bool,
     layers: BTreeMap<String, Layer>,
     done: bool,
     error: Option<String>,
@@ -155,6 +158,9 @@ impl PullTracker {
         if status.starts_with("Pulling from") || self.tag.as_deref() == Some(id) && self.layers.is_empty() {
             self.tag = Some(id.to_owned());
             return Ok(());
+        }
+        if !matches!(status, "Already exists" | "Pulling fs layer" | "Waiting") {
+            self.layers_announced = true;
         }
         let layer = self.layers.entry(id.to_owned()).or_default();
         let detail = line.progress_detail.clone().unwrap_or_default();
@@ -205,7 +211,9 @@ impl PullTracker {
         let bytes_total = self.layers.values().filter_map(|l| l.size).sum();
         let fraction = if self.done {
             Some(1.0)
-        } else if layers_total == 0 {
+        } else if layers_total == 0 || !self.layers_announced {
+            // The daemon announces every layer before any download starts;
+            // until then a fraction would jump back as layers appear.
             None
         } else {
             let mean = self.layers.values().map(Layer::fraction).sum::<f64>() / layers_total as f64;
@@ -270,6 +278,7 @@ mod tests {
     const SINGLE: &str = include_str!("../../testdata/docker-pull/single-layer-fresh.jsonl");
     const PRESENT: &str = include_str!("../../testdata/docker-pull/already-present.jsonl");
     const MULTI: &str = include_str!("../../testdata/docker-pull/multi-layer-with-existing-base.jsonl");
+    const BIG: &str = include_str!("../../testdata/docker-pull/big-image-from-test-registry.jsonl");
     const DIES: &str = include_str!("../../testdata/docker-pull/registry-dies-mid-pull.jsonl");
 
     #[test]
@@ -311,6 +320,37 @@ mod tests {
         assert!(seen.iter().any(|p| p.phase == PullPhase::Extracting));
         // Midway through, layers done is strictly between 1 and 5.
         assert!(seen.iter().any(|p| p.layers_done > 1 && p.layers_done < 5));
+    }
+
+    #[test]
+    fn fraction_is_indeterminate_until_every_layer_is_announced() {
+        let (_, seen, _) = replay(MULTI);
+        // Lines 2–7 announce the layers (the first already exists) and
+        // one waits; the first download comes on line 8.
+        assert!(seen[..7].iter().all(|p| p.fraction.is_none()), "{:?}", &seen[..7]);
+        assert_eq!(seen[6].layers_total, 5);
+        assert!(seen[7..].iter().all(|p| p.fraction.is_some()));
+    }
+
+    #[test]
+    fn fraction_midway_reflects_the_work_left() {
+        let (_, seen, _) = replay(MULTI);
+        // When the first downloaded layer completes, three 30 MB layers are
+        // still to extract: well short of done.
+        let first_complete = MULTI.lines().position(|l| l.contains("Pull complete")).unwrap();
+        let f = seen[first_complete].fraction.unwrap();
+        assert!(f > 0.3 && f < 0.9, "{f}");
+    }
+
+    #[test]
+    fn a_stream_from_the_test_registry_counts_six_layers_and_finishes() {
+        let (_, seen, outcome) = replay(BIG);
+        outcome.unwrap();
+        let last = seen.last().unwrap();
+        assert_eq!((last.layers_done, last.layers_total), (6, 6));
+        assert_monotonic(&seen);
+        let first_download = BIG.lines().position(|l| l.contains("Downloading")).unwrap();
+        assert!(seen[first_download].fraction.unwrap() < 0.3, "{:?}", seen[first_download]);
     }
 
     #[test]

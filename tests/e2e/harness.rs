@@ -1,0 +1,117 @@
+//! Shared set-up for the end-to-end tests: the Docker daemon and registry of
+//! `tests/env/up.sh`, an engine on a fresh data directory, and independent
+//! views of Docker (straight through bollard) to check what happened.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveImageOptionsBuilder};
+use deckhand::executor::Executor;
+use deckhand::journal::Journal;
+use deckhand::plugin::{HostSettings, PluginHost};
+use deckhand::runtime::DockerRuntime;
+
+/// The registry the test images live in.
+pub fn registry() -> String {
+    std::env::var("DECKHAND_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+}
+
+/// Full reference of a test image, e.g. `image("app:1")`.
+pub fn image(name_tag: &str) -> String {
+    format!("{}/deckhand-test/{name_tag}", registry())
+}
+
+/// A Docker client for checking, independent of the engine's runtime.
+/// Without a daemon the test fails, naming the script that starts one.
+pub async fn docker() -> Docker {
+    let hint = "no Docker daemon: run `eval \"$(tests/env/up.sh)\"` first (sets DOCKER_HOST), or use scripts/test.sh";
+    let d = Docker::connect_with_defaults().expect(hint);
+    if let Err(e) = d.ping().await {
+        panic!("{hint} ({e})");
+    }
+    d
+}
+
+/// An engine on a fresh data directory.
+pub struct TestEngine {
+    /// Its data directory, removed when the engine is dropped.
+    #[allow(dead_code)]
+    pub dir: tempfile::TempDir,
+    /// The executor.
+    pub executor: Executor,
+    /// Independent Docker client.
+    pub docker: Docker,
+}
+
+impl TestEngine {
+    /// Start one with default settings.
+    pub async fn start() -> TestEngine {
+        Self::with_settings(HostSettings::default()).await
+    }
+
+    /// Start one with these host settings.
+    pub async fn with_settings(settings: HostSettings) -> TestEngine {
+        let docker = docker().await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+        let runtime = Arc::new(DockerRuntime::connect().unwrap());
+        let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
+        let executor = Executor::new(journal, runtime, host, settings);
+        TestEngine { dir, executor, docker }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        self.executor.journal()
+    }
+}
+
+/// Compiled plugins are cached across tests, as the CLI does per data dir.
+fn plugin_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+/// A target name no other test uses.
+pub fn unique_target(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid_like()[..8])
+}
+
+fn uuid_like() -> String {
+    deckhand::journal::JobId::new().to_string().replace('-', "").chars().rev().collect()
+}
+
+/// Containers carrying `io.deckhand.target=<target>`, with their state.
+pub async fn containers_of(docker: &Docker, target: &str) -> Vec<bollard::models::ContainerSummary> {
+    let filters = HashMap::from([("label", vec![format!("io.deckhand.target={target}")])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    docker.list_containers(Some(options)).await.unwrap()
+}
+
+/// Whether an image reference is in the daemon's store.
+pub async fn image_present(docker: &Docker, reference: &str) -> bool {
+    docker.inspect_image(reference).await.is_ok()
+}
+
+/// Remove an image reference if present (test set-up).
+pub async fn ensure_image_absent(docker: &Docker, reference: &str) {
+    let options = RemoveImageOptionsBuilder::default().force(true).build();
+    let _ = docker.remove_image(reference, Some(options), None).await;
+}
+
+/// Remove every container of `target` (test clean-up; the engine never
+/// removes by label alone).
+pub async fn remove_target_containers(docker: &Docker, target: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+    for c in containers_of(docker, target).await {
+        let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(options.clone())).await;
+    }
+}
+
+/// Submit a job and wait for its end.
+pub async fn run_job(engine: &TestEngine, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
+    let req = deckhand::executor::JobRequest { workflow: workflow.into(), target: target.into(), params };
+    let job = engine.executor.submit(req).await.expect("job accepted");
+    engine.executor.wait(&job.id).await.expect("job ends")
+}
