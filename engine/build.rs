@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (workflow name, crate name) of every built-in.
-const BUILTINS: &[(&str, &str)] = &[("install", "deckhand-plugin-install")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("install", "deckhand-plugin-install"),
+    ("upgrade", "deckhand-plugin-upgrade"),
+    ("teardown", "deckhand-plugin-teardown"),
+    ("rollback", "deckhand-plugin-rollback"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -115,3 +115,102 @@ pub async fn run_job(engine: &TestEngine, workflow: &str, target: &str, params: 
     let job = engine.executor.submit(req).await.expect("job accepted");
     engine.executor.wait(&job.id).await.expect("job ends")
 }
+
+/// What a test compares before and after a job: the target's containers
+/// (id, name, running), which of some image references are present, and the
+/// target's current revision (number and container id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// (id, name, running), sorted.
+    pub containers: Vec<(String, String, bool)>,
+    /// (reference, present).
+    pub images: Vec<(String, bool)>,
+    /// (revision, container id) of the current revision.
+    pub revision: Option<(u64, String)>,
+}
+
+/// Take a [`Snapshot`] of `target`.
+pub async fn snapshot(docker: &Docker, journal: &Journal, target: &str, images: &[String]) -> Snapshot {
+    let mut containers: Vec<_> = containers_of(docker, target)
+        .await
+        .into_iter()
+        .map(|c| {
+            let name = c.names.unwrap_or_default().first().cloned().unwrap_or_default();
+            let running = c.state.map(|s| s.to_string()) == Some("running".into());
+            (c.id.unwrap_or_default(), name.trim_start_matches('/').to_owned(), running)
+        })
+        .collect();
+    containers.sort();
+    let mut present = Vec::new();
+    for i in images {
+        present.push((i.clone(), image_present(docker, i).await));
+    }
+    let revision = journal
+        .target(target)
+        .unwrap()
+        .and_then(|t| t.current)
+        .map(|r| (r.revision, r.container_id));
+    Snapshot { containers, images: present, revision }
+}
+
+/// A TCP proxy on loopback in front of the registry that forwards at most
+/// `bytes_per_sec` in each direction per connection: makes pulls slow enough
+/// to cancel in the middle. Stops when dropped.
+pub struct SlowProxy {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SlowProxy {
+    /// Start one in front of the test registry.
+    pub async fn start(bytes_per_sec: u64) -> SlowProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = registry();
+        async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, rate: u64) {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
+            }
+            let _ = to.shutdown().await;
+        }
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, bytes_per_sec), pump(sr, cw, bytes_per_sec));
+                });
+            }
+        });
+        SlowProxy { addr, task }
+    }
+
+    /// A test image's reference through this proxy.
+    pub fn image(&self, name_tag: &str) -> String {
+        format!("{}/deckhand-test/{name_tag}", self.addr)
+    }
+}
+
+/// Short settle time for containers without a health check, so that the
+/// many jobs of the matrices run quickly.
+pub fn quick_settings() -> HostSettings {
+    HostSettings { settle_time: std::time::Duration::from_millis(300), ..HostSettings::default() }
+}

@@ -6,5 +6,6 @@
 
 mod harness;
 
+mod atomic;
 mod cli;
 mod install;

@@ -100,16 +100,35 @@ CMD $SERVE" "$build_dir/version-2"
 build app 3 "COPY version-3 /version
 CMD $SERVE" "$build_dir/version-3"
 build crash 1 'CMD ["/bin/sh","-c","echo crashing; exit 3"]'
-if ! has_tag big 1; then
-  for i in 1 2 3 4; do head -c $((30 * 1024 * 1024)) /dev/urandom >"$build_dir/blob$i"; done
-  build big 1 "COPY blob1 /data/blob1
+# Two large images (~120 MB in four random layers each) that share no layer.
+for tag in 1 2; do
+  if ! has_tag big $tag; then
+    for i in 1 2 3 4; do head -c $((30 * 1024 * 1024)) /dev/urandom >"$build_dir/blob$i"; done
+    build big $tag "COPY blob1 /data/blob1
 COPY blob2 /data/blob2
 COPY blob3 /data/blob3
 COPY blob4 /data/blob4
-COPY version-1 /version
-CMD $SERVE" "$build_dir/blob1" "$build_dir/blob2" "$build_dir/blob3" "$build_dir/blob4" "$build_dir/version-1"
-  rm -f "$build_dir"/blob?
-fi
+COPY version-$tag /version
+CMD $SERVE" "$build_dir/blob1" "$build_dir/blob2" "$build_dir/blob3" "$build_dir/blob4" "$build_dir/version-$tag"
+    rm -f "$build_dir"/blob?
+  fi
+done
+
+# Per-test copies (same layers, other names), so that tests running at the
+# same time never pull, use or remove each other's image references:
+# <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1.
+ALIASES="mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
+for alias in $ALIASES; do
+  for pair in 1:app:1 2:app:2 crash:crash:1; do
+    tag=${pair%%:*}; src=${pair#*:}
+    has_tag "$alias" "$tag" && continue
+    docker pull -q "$REGISTRY/deckhand-test/$src" >/dev/null
+    docker tag "$REGISTRY/deckhand-test/$src" "$REGISTRY/deckhand-test/$alias:$tag"
+    docker push -q "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
+    docker rmi "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
+  done
+done
+for src in app:1 app:2 crash:1; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
 
 echo "export DOCKER_HOST=$DOCKER_HOST"
 echo "export DECKHAND_TEST_REGISTRY=$REGISTRY"

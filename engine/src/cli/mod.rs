@@ -38,6 +38,14 @@ pub struct Cli {
 pub enum Command {
     /// Install an image as a new target, with a live progress bar.
     Install(run::InstallArgs),
+    /// Replace a target's container with a new image or config, atomically.
+    Upgrade(run::UpgradeArgs),
+    /// Stop and remove a target's container and forget the target.
+    Teardown(run::TeardownArgs),
+    /// Bring back an earlier revision's image and config.
+    Rollback(run::RollbackArgs),
+    /// Finish every job a previous process left unfinished, then exit.
+    Recover,
     /// Inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -90,6 +98,14 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Install(args) => run::install(&cli.data_dir, args).await,
+        Command::Upgrade(args) => run::upgrade(&cli.data_dir, args).await,
+        Command::Teardown(args) => run::teardown(&cli.data_dir, args).await,
+        Command::Rollback(args) => run::rollback(&cli.data_dir, args).await,
+        Command::Recover => {
+            // `engine` recovers and reports each job it finished.
+            engine(&cli.data_dir).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Jobs(cmd) => jobs::run(&cli.data_dir, cmd).await,
         Command::Targets(cmd) => targets::run(&cli.data_dir, cmd),
         Command::Plugin(PluginCommand::List) => {
@@ -107,6 +123,23 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
     Journal::open(data_dir.join(Journal::FILE_NAME)).with_context(|| format!("opening the journal in {}", data_dir.display()))
 }
 
+/// Host settings, with overrides from the environment:
+/// `DECKHAND_SETTLE_MS` (how long a container without a health check must
+/// keep running) and `DECKHAND_STALL_TIMEOUT_S` (no-progress timeout).
+fn host_settings() -> anyhow::Result<HostSettings> {
+    let mut s = HostSettings::default();
+    let var = |name: &str| -> anyhow::Result<Option<u64>> {
+        std::env::var(name).ok().map(|v| v.parse::<u64>().with_context(|| format!("{name}={v} is not a number"))).transpose()
+    };
+    if let Some(ms) = var("DECKHAND_SETTLE_MS")? {
+        s.settle_time = std::time::Duration::from_millis(ms);
+    }
+    if let Some(secs) = var("DECKHAND_STALL_TIMEOUT_S")? {
+        s.stall_timeout = std::time::Duration::from_secs(secs);
+    }
+    Ok(s)
+}
+
 fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("cache").join("plugins")
 }
@@ -117,7 +150,7 @@ pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executo
     let docker = DockerRuntime::connect()?;
     docker.ping().await?;
     let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
-    let executor = Executor::new(journal, Arc::new(docker), Arc::new(host), HostSettings::default());
+    let executor = Executor::new(journal, Arc::new(docker), Arc::new(host), host_settings()?);
     let report = executor.recover().await.context("recovering unfinished jobs")?;
     for (job, state) in report.jobs {
         eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");

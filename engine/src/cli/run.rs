@@ -1,5 +1,5 @@
 //! Commands that run a job in the foreground with a live progress bar:
-//! `deckhand install`. Ctrl-C cancels the job (after saying so) and waits for
+//! `deckhand install|upgrade|teardown|rollback`. Ctrl-C cancels the job (after saying so) and waits for
 //! its rollback.
 
 use std::collections::BTreeMap;
@@ -17,13 +17,9 @@ use super::render;
 use crate::executor::{Executor, JobRequest};
 use crate::journal::{Event, JobId, JobRecord, JobState};
 
-/// `deckhand install TARGET IMAGE`
+/// Container settings shared by `install` and `upgrade`.
 #[derive(Debug, Args)]
-pub struct InstallArgs {
-    /// Target name, e.g. `web`.
-    pub target: String,
-    /// Image reference, e.g. `127.0.0.1:5000/app:1`.
-    pub image: String,
+pub struct SpecArgs {
     /// Environment variable for the container (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -38,6 +34,44 @@ pub struct InstallArgs {
     pub cmd: Vec<String>,
 }
 
+/// `deckhand install TARGET IMAGE`
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Target name, e.g. `web`.
+    pub target: String,
+    /// Image reference, e.g. `127.0.0.1:5000/app:1`.
+    pub image: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `deckhand upgrade TARGET [IMAGE]`
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Target name.
+    pub target: String,
+    /// New image reference; omitted, the current one is kept.
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `deckhand teardown TARGET`
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Target name.
+    pub target: String,
+}
+
+/// `deckhand rollback TARGET REVISION`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Target name.
+    pub target: String,
+    /// The earlier revision whose image and config to bring back.
+    pub revision: u64,
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
@@ -45,9 +79,13 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
-impl InstallArgs {
-    fn params(&self) -> Value {
-        let mut p = json!({ "image": self.image });
+impl SpecArgs {
+    /// Params with the fields that were given; `image` first when given.
+    fn params(&self, image: Option<&str>) -> Value {
+        let mut p = json!({});
+        if let Some(image) = image {
+            p["image"] = json!(image);
+        }
         if !self.env.is_empty() {
             p["env"] = json!(self.env.iter().cloned().collect::<BTreeMap<_, _>>());
         }
@@ -66,8 +104,25 @@ impl InstallArgs {
 
 /// Run `deckhand install`.
 pub async fn install(data_dir: &Path, args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let params = args.params();
+    let params = args.spec.params(Some(&args.image));
     foreground(data_dir, JobRequest { workflow: "install".into(), target: args.target, params }).await
+}
+
+/// Run `deckhand upgrade`.
+pub async fn upgrade(data_dir: &Path, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let params = args.spec.params(args.image.as_deref());
+    foreground(data_dir, JobRequest { workflow: "upgrade".into(), target: args.target, params }).await
+}
+
+/// Run `deckhand teardown`.
+pub async fn teardown(data_dir: &Path, args: TeardownArgs) -> anyhow::Result<ExitCode> {
+    foreground(data_dir, JobRequest { workflow: "teardown".into(), target: args.target, params: json!({}) }).await
+}
+
+/// Run `deckhand rollback`.
+pub async fn rollback(data_dir: &Path, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let params = json!({ "revision": args.revision });
+    foreground(data_dir, JobRequest { workflow: "rollback".into(), target: args.target, params }).await
 }
 
 /// Submit a job, show its progress until it ends, and print a summary.

@@ -76,8 +76,10 @@ impl Inner {
             Deferred::RemoveImage { image } => {
                 let in_use = self.journal.images_in_use(&job.target).map_err(journal_err)?;
                 let current = self.journal.target(&job.target).map_err(journal_err)?.and_then(|t| t.current);
-                let pulled = self.journal.engine_pulled(&image).map_err(journal_err)?;
-                if in_use.contains(&image) || current.is_some_and(|r| r.image == image) || !pulled {
+                if in_use.contains(&image) || current.is_some_and(|r| r.image == image) || !self.engine_pulled(&image)? {
+                    return Ok(());
+                }
+                if self.image_in_flight(&image, &job.id)? {
                     return Ok(());
                 }
                 match self.runtime.remove_image(&image).await {

@@ -33,6 +33,9 @@ pub enum SubmitError {
     /// No workflow is registered under that name.
     #[error("unknown workflow `{0}`")]
     UnknownWorkflow(String),
+    /// The workflow needs an installed target and there is none.
+    #[error("unknown target `{0}`: it is not installed")]
+    UnknownTarget(String),
     /// Params are not a JSON object.
     #[error("invalid params: {0}")]
     InvalidParams(String),
@@ -71,6 +74,10 @@ pub struct JobRequest {
     /// Params, a JSON object.
     pub params: Value,
 }
+
+/// Built-in workflows that act on an installed target; for an unknown
+/// target they are refused before a job exists.
+const NEEDS_INSTALLED_TARGET: &[&str] = &["upgrade", "teardown", "rollback"];
 
 /// Whether `name` is a valid target name: `[a-z0-9][a-z0-9_.-]{0,62}`.
 pub fn valid_target_name(name: &str) -> bool {
@@ -132,11 +139,21 @@ impl Executor {
         if !req.params.is_object() {
             return Err(SubmitError::InvalidParams("params must be a JSON object".into()));
         }
+        if NEEDS_INSTALLED_TARGET.contains(&req.workflow.as_str())
+            && self.inner.journal.target(&req.target)?.and_then(|t| t.current).is_none()
+        {
+            return Err(SubmitError::UnknownTarget(req.target));
+        }
         let id = JobId::new();
         {
             let mut targets = self.inner.targets.lock().expect("target lock");
             if let Some(job) = targets.get(&req.target) {
-                return Err(SubmitError::Busy { target: req.target, job: job.clone() });
+                // The holder may have just ended; its task releases the target
+                // a moment after the terminal state is durable.
+                let ended = self.inner.journal.job(job)?.is_some_and(|j| j.state.is_terminal());
+                if !ended {
+                    return Err(SubmitError::Busy { target: req.target, job: job.clone() });
+                }
             }
             targets.insert(req.target.clone(), id.clone());
         }
@@ -178,7 +195,11 @@ impl Executor {
                 tracing::error!(job = %job.id, "job stopped without reaching a terminal state: {e}");
             }
             inner.running.lock().expect("running lock").remove(&job.id);
-            inner.targets.lock().expect("target lock").remove(&job.target);
+            let mut targets = inner.targets.lock().expect("target lock");
+            // A newer job may hold the target already (see `submit`).
+            if targets.get(&job.target) == Some(&job.id) {
+                targets.remove(&job.target);
+            }
         });
         Ok(record)
     }
@@ -189,7 +210,7 @@ impl Executor {
     pub async fn cancel(&self, id: &JobId, reason: Option<String>) -> Result<CancelOutcome, JournalError> {
         let (state, _recorded_now) = self.inner.journal.request_cancel(id, reason).await?;
         let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
-        if !record.cancel_requested {
+        if state.is_terminal() || !record.cancel_requested {
             let reason = if state.is_terminal() {
                 format!("job already {state}")
             } else {

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::json;
+
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, EventRecord, JobId, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
@@ -33,6 +35,19 @@ pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, serde_json::Value)> {
 }
 
 impl Inner {
+    /// Whether the engine brought `image` onto the machine: some job pulled
+    /// it while it was absent. An image that was there first is never ours.
+    pub(super) fn engine_pulled(&self, image: &str) -> Result<bool, RuntimeError> {
+        let fields = [("op", json!("pull_image")), ("image", json!(image)), ("present_before", json!(false))];
+        self.journal.jobs_with_intent(&fields, false, None).map(|j| !j.is_empty()).map_err(|e| RuntimeError::Daemon(e.to_string()))
+    }
+
+    /// Whether an unfinished job other than `except` pulled `image`.
+    pub(super) fn image_in_flight(&self, image: &str, except: &JobId) -> Result<bool, RuntimeError> {
+        let fields = [("op", json!("pull_image")), ("image", json!(image))];
+        self.journal.jobs_with_intent(&fields, true, Some(except)).map(|j| !j.is_empty()).map_err(|e| RuntimeError::Daemon(e.to_string()))
+    }
+
     /// Roll `job` back and record the terminal state.
     pub(super) async fn rollback(&self, job: &JobRecord, reason: RollbackReason) -> Result<(), JournalError> {
         let current = self.journal.job(&job.id)?.ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
@@ -83,6 +98,10 @@ impl Inner {
             Compensation::RemoveImage { image } => {
                 if self.journal.images_in_use(target).map_err(|e| RuntimeError::Daemon(e.to_string()))?.contains(image) {
                     // Another target's revision runs it now: not ours to remove.
+                    return Ok(());
+                }
+                if self.image_in_flight(image, job)? {
+                    // Another unfinished job pulled it too and may be about to use it.
                     return Ok(());
                 }
                 match rt.remove_image(image).await {

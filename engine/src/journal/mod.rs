@@ -372,19 +372,35 @@ impl Journal {
         })
     }
 
-    /// Whether any job pulled `image` when it was absent, i.e. the engine
-    /// brought it onto the machine (a pre-existing image is never ours).
-    pub fn engine_pulled(&self, image: &str) -> Result<bool> {
+    /// Jobs with an intent whose call has every `(field, value)` given
+    /// (`$.call.<field> = value`), optionally only unfinished ones, other
+    /// than `except`. The journal matches the JSON without knowing the calls.
+    pub fn jobs_with_intent(&self, fields: &[(&str, Value)], only_active: bool, except: Option<&JobId>) -> Result<Vec<JobId>> {
         self.read(|c| {
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) FROM events WHERE kind = 'intent'
-                 AND json_extract(data, '$.call.op') = 'pull_image'
-                 AND json_extract(data, '$.call.image') = ?1
-                 AND json_extract(data, '$.call.present_before') = 0",
-                [image],
-                |r| r.get(0),
-            )?;
-            Ok(n > 0)
+            let mut sql = String::from("SELECT DISTINCT e.job_id FROM events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = 'intent'");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            for (field, value) in fields {
+                if !field.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                    return Err(JournalError::Corrupt { what: "intent query".into(), detail: format!("bad field name {field}") });
+                }
+                args.push(match value {
+                    Value::Bool(b) => rusqlite::types::Value::Integer(*b as i64),
+                    Value::Number(n) if n.is_i64() => rusqlite::types::Value::Integer(n.as_i64().unwrap_or(0)),
+                    Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+                    other => rusqlite::types::Value::Text(other.to_string()),
+                });
+                sql += &format!(" AND json_extract(e.data, '$.call.{field}') = ?{}", args.len());
+            }
+            if only_active {
+                sql += " AND j.state NOT IN ('succeeded','cancelled','rolled_back','failed')";
+            }
+            if let Some(job) = except {
+                args.push(rusqlite::types::Value::Text(job.as_str().to_owned()));
+                sql += &format!(" AND e.job_id != ?{}", args.len());
+            }
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+            Ok(rows.map(|r| r.map(JobId)).collect::<rusqlite::Result<_>>()?)
         })
     }
 

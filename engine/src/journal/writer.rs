@@ -56,7 +56,17 @@ impl Writer {
     }
 }
 
+/// Fault injection for crash tests: with `DECKHAND_FAULT_KILL_AFTER_EVENTS=N`
+/// the process kills itself with SIGKILL as soon as the group holding its
+/// N-th event is durable, before answering anyone — a crash at that exact
+/// point of the journal.
+fn kill_after_events() -> Option<u64> {
+    std::env::var("DECKHAND_FAULT_KILL_AFTER_EVENTS").ok().and_then(|v| v.parse().ok())
+}
+
 fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<EventRecord>) {
+    let kill_after = kill_after_events();
+    let mut events_written = 0u64;
     while let Ok(first) = ops.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -65,13 +75,15 @@ fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<E
                 Err(_) => break,
             }
         }
-        commit_group(&conn, group, &live);
+        events_written += commit_group(&conn, group, &live, kill_after.map(|n| n.saturating_sub(events_written)));
     }
 }
 
 /// Apply each write under its own savepoint (a failing write does not undo
-/// the others), commit once, then answer every caller.
-fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender<EventRecord>) {
+/// the others), commit once, then answer every caller. Returns the number
+/// of events written; with `kill_within` events to go before the injected
+/// crash, it crashes once they are durable.
+fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender<EventRecord>, kill_within: Option<u64>) -> u64 {
     let mut answers = Vec::with_capacity(group.len());
     let mut events = Vec::new();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -79,7 +91,7 @@ fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender
         for op in group {
             let _ = op.reply.send(Err(JournalError::Commit(msg.clone())));
         }
-        return;
+        return 0;
     }
     for op in group {
         let mut own_events = Vec::new();
@@ -106,7 +118,12 @@ fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender
         for (reply, _) in answers {
             let _ = reply.send(Err(JournalError::Commit(msg.clone())));
         }
-        return;
+        return 0;
+    }
+    let written = events.len() as u64;
+    if kill_within.is_some_and(|n| written >= n) {
+        // SAFETY: raising a signal on our own process has no memory effects.
+        unsafe { libc::raise(libc::SIGKILL) };
     }
     for (reply, result) in answers {
         let _ = reply.send(result);
@@ -115,4 +132,5 @@ fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender
         // Nobody listening is fine.
         let _ = live.send(ev);
     }
+    written
 }

@@ -5,15 +5,19 @@ use super::bindings::{HostError, Revision, state};
 use super::host_state::HostState;
 use crate::steps::Deferred;
 
+fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
+    Revision { number: r.revision, image: r.image, container_id: r.container_id, spec: r.spec.to_string() }
+}
+
 impl state::Host for HostState {
     async fn current_revision(&mut self) -> wasmtime::Result<Option<Revision>> {
         let target = self.scope.journal.target(&self.scope.target)?;
-        Ok(target.and_then(|t| t.current).map(|r| Revision {
-            number: r.revision,
-            image: r.image,
-            container_id: r.container_id,
-            spec: r.spec.to_string(),
-        }))
+        Ok(target.and_then(|t| t.current).map(revision_of))
+    }
+
+    async fn lookup_revision(&mut self, number: u64) -> wasmtime::Result<Option<Revision>> {
+        let target = self.scope.journal.target(&self.scope.target)?;
+        Ok(target.and_then(|t| t.history.into_iter().find(|r| r.revision == number)).map(revision_of))
     }
 
     async fn record_revision(&mut self, image: String, container_id: String, spec: String) -> wasmtime::Result<Result<u64, HostError>> {

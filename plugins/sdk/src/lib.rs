@@ -180,3 +180,42 @@ impl Spec {
 pub fn live_name(target: &str) -> String {
     format!("deckhand-{target}")
 }
+
+/// Building blocks the built-in workflows are made of, for plugin authors too.
+pub mod recipes {
+    use super::{Revision, Spec, container, job, live_name, state};
+
+    /// Replace the target's running revision `current` with a container
+    /// running `spec`, atomically: pull → create under a temporary name →
+    /// stop the old one → swap names → start the new one → wait healthy →
+    /// record the revision; the old container (and its image, if the engine
+    /// pulled it and nothing else uses it) is removed only at commit. If any
+    /// step fails, the host's rollback restores the old container, with the
+    /// same id, running under its name. Returns the new revision number.
+    pub fn replace(current: &Revision, spec: &Spec) -> Result<u64, String> {
+        let target = job::target();
+        let image = spec.require_image()?.to_owned();
+        let live = live_name(&target);
+
+        container::pull_image(&image)?;
+        let next = container::create_container(&spec.container(format!("{live}-next"))?)?;
+        let old = container::inspect_container(&current.container_id)?;
+        if let Some(old) = &old {
+            if old.running {
+                container::stop_container(&old.id, 10)?;
+            }
+            container::rename_container(&old.id, &format!("{live}-prev"))?;
+        }
+        container::rename_container(&next, &live)?;
+        container::start_container(&next)?;
+        container::wait_healthy(&next, spec.health.clone().unwrap_or_default().timeout())?;
+        let revision = state::record_revision(&image, &next, &spec.to_json())?;
+        if let Some(old) = &old {
+            container::remove_container_at_commit(&old.id)?;
+        }
+        if current.image != image {
+            container::remove_image_at_commit(&current.image)?;
+        }
+        Ok(revision)
+    }
+}

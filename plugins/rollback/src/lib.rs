@@ -1,0 +1,32 @@
+//! The built-in `rollback` workflow: an upgrade whose new spec is an earlier
+//! revision's. Params: `{revision: N}`.
+
+use deckhand_sdk::{Spec, Workflow, export, job, recipes, state};
+use serde::Deserialize;
+
+struct Rollback;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    revision: u64,
+}
+
+impl Workflow for Rollback {
+    fn describe() -> deckhand_sdk::PluginInfo {
+        deckhand_sdk::info("rollback", "bring back an earlier revision's image and config, atomically")
+    }
+
+    fn run() -> Result<String, String> {
+        let params: Params = deckhand_sdk::params()?;
+        let target = job::target();
+        let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
+        let earlier = state::lookup_revision(params.revision)
+            .ok_or_else(|| format!("target `{target}` has no revision {}", params.revision))?;
+        let spec = Spec::of_revision(&earlier)?;
+        let revision = recipes::replace(&current, &spec)?;
+        Ok(format!("rolled `{target}` back to revision {}'s spec as revision {revision}", earlier.number))
+    }
+}
+
+export!(Rollback);

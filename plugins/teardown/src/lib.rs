@@ -1,0 +1,41 @@
+//! The built-in `teardown` workflow. Params: `{}`.
+//!
+//! Stops the target's container now (undo: start it again); at commit the
+//! container is removed, the target's registry entry is cleared (its
+//! revision history stays), and its image is removed if the engine pulled it
+//! and no other target uses it.
+
+use deckhand_sdk::{Workflow, container, export, job, state};
+use serde::Deserialize;
+
+struct Teardown;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+impl Workflow for Teardown {
+    fn describe() -> deckhand_sdk::PluginInfo {
+        deckhand_sdk::info("teardown", "stop and remove the target's container and forget the target")
+    }
+
+    fn run() -> Result<String, String> {
+        let _: Params = deckhand_sdk::params()?;
+        let target = job::target();
+        let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
+        // The container may already be gone (removed by hand); the target still goes.
+        if let Some(c) = container::inspect_container(&current.container_id)? {
+            if c.running {
+                container::stop_container(&c.id, 10)?;
+            }
+            container::remove_container_at_commit(&c.id)?;
+        }
+        // Forget the target first, so that at commit its image is no longer
+        // in use by a current revision and can go.
+        state::delete_target_at_commit()?;
+        container::remove_image_at_commit(&current.image)?;
+        Ok(format!("tore down `{target}` (revision {}, {})", current.number, current.image))
+    }
+}
+
+export!(Teardown);

@@ -1,0 +1,35 @@
+//! The built-in `upgrade` workflow.
+//!
+//! Params: `{image?, env?, cmd?, network?, health?}`; unset fields keep the
+//! current revision's. Steps (see `deckhand_sdk::recipes::replace`): pull the
+//! new image → create it as `deckhand-<target>-next` → stop the old container
+//! → swap names → start the new one → wait healthy → record the revision. At
+//! commit the old container is removed, and its image if the engine pulled
+//! it and no target still uses it. Any failure before that — including a
+//! health check — rolls back to the old container, same id, running.
+
+use deckhand_sdk::{Spec, Workflow, export, job, recipes, state};
+
+struct Upgrade;
+
+impl Workflow for Upgrade {
+    fn describe() -> deckhand_sdk::PluginInfo {
+        deckhand_sdk::info("upgrade", "replace the target's container with a new image or config, atomically")
+    }
+
+    fn run() -> Result<String, String> {
+        let params: Spec = deckhand_sdk::params()?;
+        let target = job::target();
+        let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed; use install"))?;
+        let spec = params.over(&Spec::of_revision(&current)?);
+        let revision = recipes::replace(&current, &spec)?;
+        Ok(format!(
+            "upgraded `{target}` from revision {} ({}) to revision {revision} ({})",
+            current.number,
+            current.image,
+            spec.require_image()?
+        ))
+    }
+}
+
+export!(Upgrade);
