@@ -8,4 +8,5 @@ mod harness;
 
 mod atomic;
 mod cli;
+mod crash;
 mod install;
