@@ -1,6 +1,7 @@
-//! Builds the built-in workflow plugins in `../plugins` for `wasm32-wasip2`
-//! and embeds them: `OUT_DIR/builtin_plugins.rs` defines
-//! `BUILTIN_WORKFLOWS: &[(&str, &[u8])]`.
+//! Builds the plugins workspace in `../plugins` for `wasm32-wasip2` and
+//! embeds the built-in workflows: `OUT_DIR/builtin_plugins.rs` defines
+//! `BUILTIN_WORKFLOWS: &[(&str, &[u8])]`. The other components (examples,
+//! test workflows) stay in `DECKHAND_PLUGIN_WASM_DIR`, which the tests read.
 //!
 //! The plugins get their own target directory (`target/plugins`), so they
 //! are rebuilt only when their sources or the WIT contract change.
@@ -20,12 +21,12 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let plugins = root.join("plugins");
-    for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    for (_, krate) in BUILTINS {
-        let dir = krate.trim_start_matches("deckhand-plugin-");
-        println!("cargo:rerun-if-changed={}", plugins.join(dir).display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // Every source folder of the plugins workspace (not its own target/).
+    for entry in std::fs::read_dir(&plugins).expect("plugins/ exists").flatten() {
+        if entry.file_name() != "target" {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
     }
 
     ensure_wasm_target(&root);
@@ -42,9 +43,7 @@ fn main() {
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    for (_, krate) in BUILTINS {
-        cmd.args(["-p", krate]);
-    }
+    cmd.arg("--workspace");
     // The outer build's flags are for the host, not for wasm.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
         cmd.env_remove(var);
@@ -61,6 +60,7 @@ fn main() {
         src += &format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string());
     }
     src += "];\n";
+    println!("cargo:rustc-env=DECKHAND_PLUGIN_WASM_DIR={}", target_dir.join("wasm32-wasip2/release").display());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs");
     std::fs::write(out, src).unwrap();
 }

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(bash tests/env/up.sh)"
+# An assignment, so that a failing set-up stops the script (set -e).
+env_exports=$(bash tests/env/up.sh)
+eval "$env_exports"
 export DOCKER_HOST DECKHAND_TEST_REGISTRY
 
 cargo test --workspace --locked "$@"

@@ -56,6 +56,11 @@ pub enum Call {
         /// Container id.
         id: String,
     },
+    /// Register a compensation of the plugin's own (no effect now).
+    RegisterCompensation {
+        /// The plugin's name for it.
+        action: String,
+    },
     /// Wait until a container runs (and is healthy).
     WaitHealthy {
         /// Container id.
@@ -76,6 +81,7 @@ impl Call {
             Call::RenameContainer { .. } => "renaming",
             Call::RemoveContainer { .. } => "removing",
             Call::WaitHealthy { .. } => "waiting_healthy",
+            Call::RegisterCompensation { .. } => "registering",
         }
     }
 }
@@ -113,6 +119,13 @@ pub enum Compensation {
         id: String,
         /// The name to give it back.
         to: String,
+    },
+    /// Call the plugin's `compensate` export with these arguments.
+    Plugin {
+        /// The plugin's name for the compensation.
+        action: String,
+        /// Its data.
+        data: String,
     },
 }
 

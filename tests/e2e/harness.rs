@@ -214,3 +214,9 @@ impl SlowProxy {
 pub fn quick_settings() -> HostSettings {
     HostSettings { settle_time: std::time::Duration::from_millis(300), ..HostSettings::default() }
 }
+
+/// A component from the plugins workspace (examples, test workflows).
+pub fn plugin_wasm(crate_name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

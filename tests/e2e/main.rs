@@ -8,5 +8,6 @@ mod harness;
 
 mod atomic;
 mod cli;
+mod compensation;
 mod crash;
 mod install;

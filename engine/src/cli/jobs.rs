@@ -41,6 +41,11 @@ pub enum JobsCommand {
         /// Job id.
         id: JobId,
     },
+    /// Retry a `failed` job: resume its rollback (or commit) where it stopped.
+    Retry {
+        /// Job id.
+        id: JobId,
+    },
 }
 
 /// Run a `jobs` subcommand.
@@ -85,6 +90,15 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             let outcome = executor.cancel(&id, Some("deckhand jobs cancel".into())).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { id } => {
+            let executor = super::engine(data_dir).await?;
+            let job = executor.retry(&id).await?;
+            match &job.error {
+                Some(e) => println!("{}: {e}", job.state),
+                None => println!("{}", job.state),
+            }
+            Ok(if job.state == JobState::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
 }

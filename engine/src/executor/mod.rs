@@ -52,6 +52,21 @@ pub enum SubmitError {
     Journal(#[from] JournalError),
 }
 
+/// Why a retry was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetryError {
+    /// Only `failed` jobs can be retried.
+    #[error("only failed jobs can be retried; this one is {0}")]
+    NotFailed(JobState),
+    /// Another job holds the target.
+    #[error("the target is busy with job {0}")]
+    Busy(JobId),
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 /// The answer to a cancel request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CancelOutcome {
@@ -242,6 +257,54 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Retry a `failed` job: resume its rollback (or, if it failed while
+    /// committing, its commit), skipping what already completed. Holds the
+    /// target meanwhile. Returns the job's new terminal record.
+    pub async fn retry(&self, id: &JobId) -> Result<JobRecord, RetryError> {
+        let job = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+        if job.state != JobState::Failed {
+            return Err(RetryError::NotFailed(job.state));
+        }
+        {
+            let mut targets = self.inner.targets.lock().expect("target lock");
+            if let Some(holder) = targets.get(&job.target).filter(|h| *h != id) {
+                let ended = self.inner.journal.job(holder)?.is_some_and(|j| j.state.is_terminal());
+                if !ended {
+                    return Err(RetryError::Busy(holder.clone()));
+                }
+            }
+            targets.insert(job.target.clone(), id.clone());
+        }
+        let committed = self
+            .inner
+            .journal
+            .events(id, 0)?
+            .iter()
+            .any(|e| matches!(e.event, Event::State { state: JobState::Committing, .. }));
+        let result = if committed {
+            async {
+                self.inner.set_state(id, JobState::Committing, None).await?;
+                self.inner.commit(&job).await
+            }
+            .await
+        } else {
+            async {
+                self.inner.set_state(id, JobState::RollingBack, None).await?;
+                let reason = if job.cancel_requested { RollbackReason::Cancelled } else { RollbackReason::Failed(job.error.clone().unwrap_or_default()) };
+                self.inner.rollback(&job, reason).await
+            }
+            .await
+        };
+        {
+            let mut targets = self.inner.targets.lock().expect("target lock");
+            if targets.get(&job.target) == Some(id) {
+                targets.remove(&job.target);
+            }
+        }
+        result?;
+        Ok(self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?)
     }
 
     /// Finish every job a previous process left unfinished: roll back those

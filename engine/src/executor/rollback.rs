@@ -9,10 +9,25 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Inner, RollbackReason};
+use crate::plugin::JobScope;
 use crate::journal::{Event, EventRecord, JobId, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
 use crate::steps::Compensation;
+
+/// The highest step number a job's events use.
+pub fn last_step(events: &[EventRecord]) -> u32 {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Intent { step, .. } | Event::Deferred { step, .. } => Some(*step),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
 
 /// The compensations still to run for a job, last step first.
 pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, serde_json::Value)> {
@@ -48,6 +63,31 @@ impl Inner {
         self.journal.jobs_with_intent(&fields, true, Some(except)).map(|j| !j.is_empty()).map_err(|e| RuntimeError::Daemon(e.to_string()))
     }
 
+    /// Call the job's plugin to undo what it registered.
+    async fn plugin_compensation(&self, job: &JobRecord, action: &str, data: &str) -> Result<(), RuntimeError> {
+        let plugin = self
+            .host
+            .get(&job.workflow)
+            .filter(|p| p.digest == job.plugin_digest)
+            .ok_or_else(|| RuntimeError::Daemon(format!("plugin {} ({}) is not registered", job.workflow, job.plugin_digest)))?;
+        let events = self.journal.events(&job.id, 0).map_err(|e| RuntimeError::Daemon(e.to_string()))?;
+        let mut scope = JobScope::new(
+            job.id.clone(),
+            job.target.clone(),
+            job.params.to_string(),
+            self.journal.clone(),
+            self.runtime.clone(),
+            // The job's own cancel has fired; the compensation must still run.
+            CancellationToken::new(),
+            self.settings.clone(),
+        );
+        scope.last_step = last_step(&events);
+        self.host
+            .compensate(&plugin, scope, action, data)
+            .await
+            .map_err(|e| RuntimeError::Daemon(format!("plugin compensation `{action}`: {e}")))
+    }
+
     /// Roll `job` back and record the terminal state.
     pub(super) async fn rollback(&self, job: &JobRecord, reason: RollbackReason) -> Result<(), JournalError> {
         let current = self.journal.job(&job.id)?.ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
@@ -64,7 +104,7 @@ impl Inner {
         for (step, undo) in rollback_plan(&events) {
             self.journal.append(&job.id, Event::UndoIntent { step, undo: undo.clone() }).await?;
             let result = match serde_json::from_value::<Compensation>(undo) {
-                Ok(c) => self.compensate(&job.id, &job.target, &c).await,
+                Ok(c) => self.compensate(job, &c).await,
                 Err(e) => Err(RuntimeError::Daemon(format!("unreadable compensation: {e}"))),
             };
             let outcome = match result {
@@ -92,9 +132,11 @@ impl Inner {
     }
 
     /// Run one compensation; idempotent.
-    async fn compensate(&self, job: &JobId, target: &str, undo: &Compensation) -> Result<(), RuntimeError> {
+    async fn compensate(&self, record: &JobRecord, undo: &Compensation) -> Result<(), RuntimeError> {
+        let (job, target) = (&record.id, record.target.as_str());
         let rt = &self.runtime;
         match undo {
+            Compensation::Plugin { action, data } => self.plugin_compensation(record, action, data).await,
             Compensation::RemoveImage { image } => {
                 if self.journal.images_in_use(target).map_err(|e| RuntimeError::Daemon(e.to_string()))?.contains(image) {
                     // Another target's revision runs it now: not ours to remove.

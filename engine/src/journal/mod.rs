@@ -482,7 +482,11 @@ fn append_event(c: &Connection, job: &JobId, event: Event, out: &mut Vec<EventRe
         .optional()?
         .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
     let state = parse_state(&state)?;
-    if state.is_terminal() && !matches!(event, Event::Log { .. }) {
+    // Terminal is final, with one exception: an operator's retry of a
+    // `failed` job resumes its rollback or its commit.
+    let retry = state == JobState::Failed
+        && matches!(event, Event::State { state: JobState::RollingBack | JobState::Committing, .. });
+    if state.is_terminal() && !retry && !matches!(event, Event::Log { .. }) {
         return Err(JournalError::Terminal { job: job.clone(), state });
     }
     if cancel_requested && matches!(event, Event::State { state: JobState::Committing, .. }) {

@@ -199,14 +199,12 @@ impl container::Host for HostState {
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
         let c = check!(self.scope.owned_container(&id).await);
-        self.scope.defer(Deferred::RemoveContainer { id: c.id }).await?;
-        Ok(Ok(()))
+        self.scope.defer(Deferred::RemoveContainer { id: c.id }).await
     }
 
     async fn remove_image_at_commit(&mut self, image: String) -> HostResult<()> {
         check!(self.scope.check_size("image", &image));
-        self.scope.defer(Deferred::RemoveImage { image }).await?;
-        Ok(Ok(()))
+        self.scope.defer(Deferred::RemoveImage { image }).await
     }
 
     async fn inspect_container(&mut self, id_or_name: String) -> HostResult<Option<ContainerInfo>> {

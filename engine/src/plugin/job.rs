@@ -1,7 +1,9 @@
 //! Host side of the `job` interface: identity, params, phase, log and the
 //! cancel flag of the job an instance runs.
 
-use super::bindings::{LogLevel, job};
+use super::bindings::{HostError, LogLevel, job};
+use crate::runtime::RuntimeError;
+use crate::steps::{Call, Compensation};
 use super::host_state::HostState;
 use crate::journal::Event;
 
@@ -47,5 +49,24 @@ impl job::Host for HostState {
 
     async fn cancel_requested(&mut self) -> wasmtime::Result<bool> {
         Ok(self.scope.cancel.is_cancelled())
+    }
+
+    async fn register_compensation(&mut self, action: String, data: String) -> wasmtime::Result<Result<(), HostError>> {
+        let scope = &mut self.scope;
+        for (what, s) in [("action", &action), ("data", &data)] {
+            if let Err(e) = scope.check_size(what, s) {
+                return Ok(Err(e));
+            }
+        }
+        if let Err(e) = scope.ensure_not_compensating("registering a compensation").and(scope.ensure_not_cancelled()) {
+            return Ok(Err(e));
+        }
+        let undo = Compensation::Plugin { action: action.clone(), data };
+        let step = scope.begin(&Call::RegisterCompensation { action }, Some(&undo)).await?;
+        scope.end(step, Ok::<(), RuntimeError>(())).await
+    }
+
+    async fn compensating(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.scope.compensating)
     }
 }

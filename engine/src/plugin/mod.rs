@@ -187,10 +187,10 @@ impl PluginHost {
         self.plugins.read().expect("plugin registry lock").values().cloned().collect()
     }
 
-    /// Run `plugin` for the job in `scope`, in a fresh sandboxed instance.
-    /// Returns the plugin's summary, or how it failed. `Err` of the outer
-    /// result means the journal failed: the job's outcome is unknown.
-    pub async fn run(&self, plugin: &Plugin, scope: JobScope) -> Result<String, RunError> {
+    /// A fresh sandboxed store for one instance: WASI with nothing granted,
+    /// memory and table limits, and guest time bounded by epoch ticks (the
+    /// callback also ends a cancelled job's guest).
+    fn new_store(&self, scope: JobScope) -> Store<HostState> {
         let cancel = scope.cancel.clone();
         let max_ticks = (scope.settings.max_guest_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let limits = StoreLimitsBuilder::new()
@@ -205,10 +205,9 @@ impl PluginHost {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         let mut ticks = 0u64;
-        let guest_cancel = cancel.clone();
         store.epoch_deadline_callback(move |_| {
             ticks += 1;
-            if guest_cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return Err(wasmtime::Error::msg("job cancelled"));
             }
             if ticks > max_ticks {
@@ -217,6 +216,14 @@ impl PluginHost {
             // Yield so other jobs run, then check again on the next tick.
             Ok(UpdateDeadline::Yield(1))
         });
+        store
+    }
+
+    /// Run `plugin` for the job in `scope`, in a fresh sandboxed instance.
+    /// Returns the plugin's summary, or how it failed.
+    pub async fn run(&self, plugin: &Plugin, scope: JobScope) -> Result<String, RunError> {
+        let cancel = scope.cancel.clone();
+        let mut store = self.new_store(scope);
         let outcome = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store).await
@@ -225,6 +232,23 @@ impl PluginHost {
         match outcome {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(_)) | Err(_) if cancel.is_cancelled() => Err(RunError::Cancelled),
+            Ok(Err(message)) => Err(RunError::Failed(message)),
+            Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
+        }
+    }
+
+    /// Run the plugin's `compensate` export for a compensation it
+    /// registered, in a fresh instance whose calls are journaled without undo.
+    pub async fn compensate(&self, plugin: &Plugin, mut scope: JobScope, action: &str, data: &str) -> Result<(), RunError> {
+        scope.compensating = true;
+        let mut store = self.new_store(scope);
+        let outcome = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_compensate(&mut store, action, data).await
+        }
+        .await;
+        match outcome {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RunError::Failed(message)),
             Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
         }

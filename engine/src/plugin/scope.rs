@@ -63,6 +63,9 @@ pub struct JobScope {
     pub settings: HostSettings,
     /// The last step number used (resumes after earlier steps on recovery).
     pub last_step: u32,
+    /// Whether the instance runs a compensation: its calls are journaled
+    /// without undo, and nothing may be registered or deferred.
+    pub compensating: bool,
     /// The phase last journaled.
     pub(super) phase: Option<String>,
 }
@@ -78,7 +81,7 @@ impl JobScope {
         cancel: CancellationToken,
         settings: HostSettings,
     ) -> Self {
-        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, phase: None }
+        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None }
     }
 
     /// Append an event; a journal failure ends the plugin (it traps), since
@@ -106,7 +109,9 @@ impl JobScope {
         self.enter_phase(call.phase()).await?;
         self.last_step += 1;
         let step = self.last_step;
-        self.record(Event::Intent { step, call: steps::to_value(call), undo: undo.map(steps::to_value) }).await?;
+        // What a compensation does is not itself undone.
+        let undo = if self.compensating { None } else { undo.map(steps::to_value) };
+        self.record(Event::Intent { step, call: steps::to_value(call), undo }).await?;
         Ok(step)
     }
 
@@ -124,10 +129,19 @@ impl JobScope {
         Ok(result.map_err(host_error))
     }
 
+    /// Refuse registrations and deferrals while compensating.
+    pub(super) fn ensure_not_compensating(&self, what: &str) -> Result<(), HostError> {
+        if self.compensating { Err(HostError::Denied(format!("{what} is not available while compensating"))) } else { Ok(()) }
+    }
+
     /// Journal an effect deferred to commit.
-    pub(super) async fn defer(&mut self, effect: Deferred) -> wasmtime::Result<()> {
+    pub(super) async fn defer(&mut self, effect: Deferred) -> wasmtime::Result<Result<(), HostError>> {
+        if let Err(e) = self.ensure_not_compensating("deferring an effect to commit") {
+            return Ok(Err(e));
+        }
         self.last_step += 1;
-        self.record(Event::Deferred { step: self.last_step, effect: steps::to_value(&effect) }).await
+        self.record(Event::Deferred { step: self.last_step, effect: steps::to_value(&effect) }).await?;
+        Ok(Ok(()))
     }
 
     /// Reject an argument larger than the configured cap.

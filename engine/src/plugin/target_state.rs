@@ -38,14 +38,11 @@ impl state::Host for HostState {
         };
         let last = scope.journal.target(&scope.target)?.and_then(|t| t.history.last().map(|r| r.revision)).unwrap_or(0);
         let revision = last + 1;
-        self.scope
-            .defer(Deferred::CommitRevision { revision, image, container_id: container.id, spec })
-            .await?;
-        Ok(Ok(revision))
+        let deferred = self.scope.defer(Deferred::CommitRevision { revision, image, container_id: container.id, spec }).await?;
+        Ok(deferred.map(|()| revision))
     }
 
     async fn delete_target_at_commit(&mut self) -> wasmtime::Result<Result<(), HostError>> {
-        self.scope.defer(Deferred::DeleteTarget).await?;
-        Ok(Ok(()))
+        self.scope.defer(Deferred::DeleteTarget).await
     }
 }

@@ -15,6 +15,10 @@ impl Workflow for Install {
         deckhand_sdk::info("install", "pull an image and run it as the target's container")
     }
 
+    fn compensate(action: String, data: String) -> Result<(), String> {
+        deckhand_sdk::no_compensations(&action, &data)
+    }
+
     fn run() -> Result<String, String> {
         let spec: Spec = deckhand_sdk::params()?;
         let image = spec.require_image()?.to_owned();

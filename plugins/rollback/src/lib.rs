@@ -17,6 +17,10 @@ impl Workflow for Rollback {
         deckhand_sdk::info("rollback", "bring back an earlier revision's image and config, atomically")
     }
 
+    fn compensate(action: String, data: String) -> Result<(), String> {
+        deckhand_sdk::no_compensations(&action, &data)
+    }
+
     fn run() -> Result<String, String> {
         let params: Params = deckhand_sdk::params()?;
         let target = job::target();

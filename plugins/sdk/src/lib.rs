@@ -20,6 +20,9 @@
 //!         container::pull_image(p.image.as_deref().unwrap_or("busybox"))?;
 //!         Ok(format!("pulled for {}", job::target()))
 //!     }
+//!     fn compensate(action: String, data: String) -> Result<(), String> {
+//!         deckhand_sdk::no_compensations(&action, &data)
+//!     }
 //! }
 //! export!(Hello);
 //! ```
@@ -75,6 +78,12 @@ impl From<HostError> for String {
     fn from(e: HostError) -> String {
         describe(&e)
     }
+}
+
+/// The `compensate` export of a workflow that registers no compensation of
+/// its own: `fn compensate(a: String, d: String) -> Result<(), String> { deckhand_sdk::no_compensations(&a, &d) }`.
+pub fn no_compensations(action: &str, _data: &str) -> Result<(), String> {
+    Err(format!("this workflow registers no compensations, but was asked to run `{action}`"))
 }
 
 /// Build a [`PluginInfo`] with this crate's version.

@@ -19,6 +19,10 @@ impl Workflow for Teardown {
         deckhand_sdk::info("teardown", "stop and remove the target's container and forget the target")
     }
 
+    fn compensate(action: String, data: String) -> Result<(), String> {
+        deckhand_sdk::no_compensations(&action, &data)
+    }
+
     fn run() -> Result<String, String> {
         let _: Params = deckhand_sdk::params()?;
         let target = job::target();

@@ -17,6 +17,10 @@ impl Workflow for Upgrade {
         deckhand_sdk::info("upgrade", "replace the target's container with a new image or config, atomically")
     }
 
+    fn compensate(action: String, data: String) -> Result<(), String> {
+        deckhand_sdk::no_compensations(&action, &data)
+    }
+
     fn run() -> Result<String, String> {
         let params: Spec = deckhand_sdk::params()?;
         let target = job::target();
