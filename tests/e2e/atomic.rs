@@ -216,3 +216,21 @@ async fn workflows_that_need_a_target_refuse_an_unknown_one_before_any_job_exist
     }
     assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_with_no_progress_for_the_stall_timeout_fails_and_rolls_back() {
+    let settings = deckhand::plugin::HostSettings { stall_timeout: std::time::Duration::from_secs(2), ..quick_settings() };
+    let engine = TestEngine::with_settings(settings).await;
+    let target = unique_target("stall");
+    let v1 = image("cancel:2");
+    install(&engine, &target, &v1).await;
+    let hole = BlackHole::start().await;
+    let before = snapshot(&engine.docker, engine.journal(), &target, std::slice::from_ref(&v1)).await;
+    let started = std::time::Instant::now();
+    let job = run_job(&engine, "upgrade", &target, json!({"image": hole.image()})).await;
+    assert_eq!(job.state, JobState::RolledBack);
+    assert!(job.error.as_deref().unwrap().contains("no progress for 2 s"), "{:?}", job.error);
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    assert_eq!(snapshot(&engine.docker, engine.journal(), &target, std::slice::from_ref(&v1)).await, before);
+    remove_target_containers(&engine.docker, &target).await;
+}

@@ -57,3 +57,43 @@ fn cli_refuses_an_invalid_target_name_before_creating_a_job() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid target name"));
     assert!(!dir.path().join("journal.sqlite").exists(), "no journal was even created");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_of_a_foreground_upgrade_says_so_cancels_and_rolls_back() {
+    use std::io::{BufRead, BufReader};
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("ctrlc");
+    let out = deckhand(dir.path()).args(["install", &target, &image("cli:1"), "--network", "none"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = containers_of(&docker, &target).await[0].id.clone();
+
+    let hole = BlackHole::start().await;
+    let mut child = deckhand(dir.path())
+        .args(["upgrade", &target, &hole.image()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait until the pull is under way, then press Ctrl-C.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("step 1: pull_image") {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let all = seen.join("\n");
+    assert!(!status.success(), "{all}");
+    assert!(all.contains("Ctrl-C: cancelling job"), "{all}");
+    assert!(all.contains("cancelled after"), "{all}");
+    let after = containers_of(&docker, &target).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, before, "the old container runs on, same id");
+    assert_eq!(after[0].state.map(|s| s.to_string()).as_deref(), Some("running"));
+    remove_target_containers(&docker, &target).await;
+}

@@ -236,3 +236,66 @@ async fn cancel_matrix_upgrade_restores_v1_at_every_point_before_commit() {
     let (cancelled, _) = cancel_matrix(Workflow::Upgrade, "cmx-upgrade").await;
     assert!(cancelled >= 20, "{cancelled}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
+    let docker = docker().await;
+    let alias = "mx-upgrade";
+    let (v1, v2) = (image(&format!("{alias}:1")), image(&format!("{alias}:2")));
+    let images = vec![v1.clone(), v2.clone()];
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("rmx");
+    let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+    // Kill the upgrade once the new container has been swapped in and started.
+    let run = deckhand(dir.path(), &["upgrade", &target, &v2], Some(22));
+    assert_eq!(run.status.signal(), Some(9), "{}", text(&run));
+    {
+        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+        let jobs = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap();
+        assert_eq!(jobs[0].state, JobState::Running, "killed before the commit point");
+    }
+    let mut recovery_kills = 0;
+    for k in 1.. {
+        let recover = deckhand(dir.path(), &["recover"], Some(k));
+        if recover.status.success() {
+            break;
+        }
+        assert_eq!(recover.status.signal(), Some(9), "{}", text(&recover));
+        recovery_kills += 1;
+    }
+    assert!(recovery_kills >= 3, "recovery was interrupted {recovery_kills} times");
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let jobs = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap();
+    assert_eq!(jobs[0].state, JobState::RolledBack, "{:?}", jobs[0].error);
+    drop(journal);
+    assert_eq!(snapshot_of(&docker, dir.path(), &target, &images).await, before);
+    remove_target_containers(&docker, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
+    let docker = docker().await;
+    let (v1, v2) = (image("cmx-install:1"), image("cmx-install:2"));
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("ccrash");
+    let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    // An upgrade killed mid-way, then a cancel recorded for it in the journal
+    // (as `POST /cancel` would before answering), then recovery.
+    let run = deckhand(dir.path(), &["upgrade", &target, &v2], Some(12));
+    assert_eq!(run.status.signal(), Some(9), "{}", text(&run));
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let job = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap()[0].clone();
+    assert!(!job.state.is_terminal());
+    assert_eq!(journal.request_cancel(&job.id, Some("test".into())).await.unwrap().1, true);
+    drop(journal);
+    let recover = deckhand(dir.path(), &["recover"], None);
+    assert!(recover.status.success(), "{}", text(&recover));
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let after = journal.job(&job.id).unwrap().unwrap();
+    assert_eq!(after.state, JobState::Cancelled, "a cancel is never overwritten by a failure record");
+    assert!(after.cancel_requested);
+    remove_target_containers(&docker, &target).await;
+}

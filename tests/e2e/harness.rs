@@ -220,3 +220,37 @@ pub fn plugin_wasm(crate_name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A registry address that accepts connections and never answers: a pull
+/// from it makes no progress at all.
+pub struct BlackHole {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BlackHole {
+    /// Start one.
+    pub async fn start() -> BlackHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        BlackHole { addr, task }
+    }
+
+    /// An image reference served by nobody.
+    pub fn image(&self) -> String {
+        format!("{}/deckhand-test/app:1", self.addr)
+    }
+}

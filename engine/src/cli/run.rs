@@ -145,13 +145,14 @@ async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    let show = |line: String| if tty { bar.println(line) } else { println!("{line}") };
     let mut ctrl_c_pressed = false;
     loop {
         tokio::select! {
             ev = live.recv() => match ev {
                 Ok(ev) if ev.job_id == job.id => {
                     if let Some(line) = render::event_line(&ev.event) {
-                        if tty { bar.println(line) } else { println!("{line}") }
+                        show(line);
                     }
                     match &ev.event {
                         Event::Phase { phase } => {
@@ -173,10 +174,10 @@ async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode
             },
             _ = tokio::signal::ctrl_c(), if !ctrl_c_pressed => {
                 ctrl_c_pressed = true;
-                bar.println(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));
+                show(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));
                 let outcome = executor.cancel(&job.id, Some("Ctrl-C in the foreground CLI".into())).await?;
                 if !outcome.cancelled {
-                    bar.println(format!("not cancelled: {}", outcome.reason.unwrap_or_default()));
+                    show(format!("not cancelled: {}", outcome.reason.unwrap_or_default()));
                 }
             }
         }
@@ -192,6 +193,7 @@ fn print_summary(executor: &Executor, id: &JobId) -> anyhow::Result<()> {
     let secs = (job.updated_at - job.created_at) as f64 / 1000.0;
     match job.state {
         JobState::Succeeded => println!("{} in {secs:.1} s: {}", job.state, job.summary.as_deref().unwrap_or("done")),
+        JobState::Cancelled => println!("cancelled after {secs:.1} s: rolled back to the state before the job"),
         state => println!("{state} after {secs:.1} s: {}", job.error.as_deref().unwrap_or("no error recorded")),
     }
     println!("journal: {}  (deckhand jobs show {})", executor.journal().path().display(), job.id);
