@@ -240,8 +240,7 @@ async fn cancel_matrix_upgrade_restores_v1_at_every_point_before_commit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
     let docker = docker().await;
-    let alias = "mx-upgrade";
-    let (v1, v2) = (image(&format!("{alias}:1")), image(&format!("{alias}:2")));
+    let (v1, v2) = (image("rmx:1"), image("rmx:2"));
     let images = vec![v1.clone(), v2.clone()];
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("rmx");
@@ -277,7 +276,7 @@ async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
     let docker = docker().await;
-    let (v1, v2) = (image("cmx-install:1"), image("cmx-install:2"));
+    let (v1, v2) = (image("ccrash:1"), image("ccrash:2"));
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("ccrash");
     let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
