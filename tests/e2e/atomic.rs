@@ -103,7 +103,7 @@ async fn cancel_during_a_slow_pull_aborts_it_and_leaves_v1_exactly_as_it_was() {
 async fn cancelling_a_finished_job_answers_false_with_its_state() {
     let engine = TestEngine::with_settings(quick_settings()).await;
     let target = unique_target("fin");
-    let job = run_job(&engine, "install", &target, params(&image("conc-a:1"))).await;
+    let job = run_job(&engine, "install", &target, params(&image("fin:1"))).await;
     let outcome = engine.executor.cancel(&job.id, None).await.unwrap();
     assert!(!outcome.cancelled);
     assert_eq!(outcome.state, JobState::Succeeded);
@@ -115,7 +115,7 @@ async fn cancelling_a_finished_job_answers_false_with_its_state() {
 async fn a_cancel_is_persisted_and_survives_a_restart() {
     let engine = TestEngine::with_settings(quick_settings()).await;
     let target = unique_target("persist");
-    let req = JobRequest { workflow: "install".into(), target: target.clone(), params: params(&image("conc-b:1")) };
+    let req = JobRequest { workflow: "install".into(), target: target.clone(), params: params(&image("persist:1")) };
     let job = engine.executor.submit(req).await.unwrap();
     assert!(engine.executor.cancel(&job.id, None).await.unwrap().cancelled);
     let done = engine.executor.wait(&job.id).await.unwrap();
