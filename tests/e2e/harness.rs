@@ -254,3 +254,11 @@ impl BlackHole {
         format!("{}/deckhand-test/app:1", self.addr)
     }
 }
+
+/// An engine on the in-memory runtime (no Docker needed).
+pub fn memory_engine(runtime: Arc<deckhand::runtime::MemoryRuntime>) -> (tempfile::TempDir, Executor) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
+    (dir, Executor::new(journal, runtime, host, quick_settings()))
+}

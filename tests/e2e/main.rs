@@ -11,3 +11,4 @@ mod cli;
 mod compensation;
 mod crash;
 mod install;
+mod memory;

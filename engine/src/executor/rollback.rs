@@ -115,6 +115,12 @@ impl Inner {
                 }
             };
             self.journal.append(&job.id, Event::UndoResult { step, outcome }).await?;
+            // Earlier steps' undos may depend on this one (an image cannot go
+            // while the container made from it is still there): stop here and
+            // keep the rest for a retry.
+            if !failures.is_empty() {
+                break;
+            }
         }
         let cancelled = matches!(reason, RollbackReason::Cancelled) || current.cancel_requested;
         let (state, error) = if !failures.is_empty() {

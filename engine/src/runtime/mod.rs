@@ -2,16 +2,19 @@
 //!
 //! [`ContainerRuntime`] is the whole surface: images, containers, labels,
 //! and a pull that streams [`PullProgress`] and can be aborted. It knows
-//! nothing of WebAssembly, plugins or the journal; [`DockerRuntime`] is the
+//! nothing of WebAssembly, plugins or the journal. [`DockerRuntime`] is the
 //! implementation on a real Docker daemon (the only module that imports
-//! bollard).
+//! bollard); [`MemoryRuntime`] keeps everything in memory, with fault
+//! injection, for tests and benchmarks of the engine alone.
 
 mod docker;
+pub mod memory;
 pub mod progress;
 
 use std::collections::BTreeMap;
 
 pub use docker::DockerRuntime;
+pub use memory::MemoryRuntime;
 pub use progress::{PullPhase, PullProgress, PullTracker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -1,0 +1,96 @@
+//! The engine on the in-memory runtime with injected faults: what Docker
+//! cannot be made to do on demand.
+
+use std::sync::Arc;
+
+use deckhand::executor::JobRequest;
+use deckhand::journal::JobState;
+use deckhand::runtime::memory::{Fault, Op};
+use deckhand::runtime::MemoryRuntime;
+use serde_json::json;
+
+use crate::harness::*;
+
+async fn run(executor: &deckhand::executor::Executor, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
+    let job = executor.submit(JobRequest { workflow: workflow.into(), target: target.into(), params }).await.unwrap();
+    executor.wait(&job.id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_error_during_rollback_ends_failed_and_retry_finishes_the_rollback() {
+    let rt = Arc::new(MemoryRuntime::new().with_crashing_image("bad:1"));
+    let (_dir, executor) = memory_engine(rt.clone());
+    rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 1);
+    let job = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.error.as_deref().unwrap().contains("daemon hiccup"), "{:?}", job.error);
+    assert_eq!(rt.containers().len(), 1, "the created container is still there");
+    // A new job on the target is possible (failed is terminal), retry finishes the undo.
+    let retried = executor.retry(&job.id).await.unwrap();
+    assert_eq!(retried.state, JobState::RolledBack, "{:?}", retried.error);
+    assert!(rt.containers().is_empty());
+    assert!(rt.images().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_hung_step_interrupts_it_and_rolls_back() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    rt.inject(Op::Pull, Fault::Hang, 1);
+    let job = executor
+        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
+    let done = executor.wait(&job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+    assert!(rt.containers().is_empty() && rt.images().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_can_be_cancelled_right_after_creation() {
+    let rt = Arc::new(MemoryRuntime::new().with_pull_time(std::time::Duration::from_secs(5)));
+    let (_dir, executor) = memory_engine(rt.clone());
+    let job = executor
+        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .await
+        .unwrap();
+    let outcome = executor.cancel(&job.id, None).await.unwrap();
+    assert!(outcome.cancelled);
+    let done = executor.wait(&job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+    assert!(rt.containers().is_empty() && rt.images().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelling_job_still_holds_its_target() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    // The compensation of the create hangs, so the rollback cannot end yet.
+    rt.inject(Op::Pull, Fault::Hang, 1);
+    let job = executor
+        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .await
+        .unwrap();
+    rt.inject(Op::RemoveImage, Fault::Hang, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = executor
+        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .await;
+    match second {
+        Err(deckhand::executor::SubmitError::Busy { job: holder, .. }) => assert_eq!(holder, job.id),
+        other => panic!("expected busy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_image_on_the_memory_runtime_fails_with_the_registry_message() {
+    let rt = Arc::new(MemoryRuntime::new().with_missing_image("nope:1"));
+    let (_dir, executor) = memory_engine(rt.clone());
+    let job = run(&executor, "install", "web", json!({"image": "nope:1"})).await;
+    assert_eq!(job.state, JobState::RolledBack);
+    assert!(job.error.unwrap().contains("manifest unknown"));
+}
