@@ -8,6 +8,7 @@
 //!
 //! The crate's modules follow the data flow, one concern each:
 //!
+//! - [`api`] — the HTTP job API (axum), with Server-Sent Events and OpenAPI;
 //! - [`executor`] — job lifecycle: submit, run, commit, cancel, rollback, recovery;
 //! - [`plugin`] — the wasmtime host: adapts WIT calls to the runtime and the journal;
 //! - [`runtime`] — the container runtime (Docker through bollard) and pull progress;
@@ -26,7 +27,7 @@
 //! let executor = Executor::new(journal, runtime, host, HostSettings::default());
 //! executor.recover().await?;
 //! let job = executor
-//!     .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: serde_json::json!({"image": "nginx:1.27"}) })
+//!     .submit(JobRequest::new("install", "web", serde_json::json!({"image": "nginx:1.27"})))
 //!     .await?;
 //! let done = executor.wait(&job.id).await?;
 //! println!("{}", done.state);
@@ -35,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod executor;
 pub mod journal;

@@ -75,7 +75,7 @@ async fn cancel_during_a_slow_pull_aborts_it_and_leaves_v1_exactly_as_it_was() {
     let before = snapshot(&engine.docker, engine.journal(), &target, &images).await;
 
     let mut live = engine.journal().subscribe();
-    let req = JobRequest { workflow: "upgrade".into(), target: target.clone(), params: json!({"image": big}) };
+    let req = JobRequest::new("upgrade", target.clone(), json!({"image": big}));
     let job = engine.executor.submit(req).await.unwrap();
     // Cancel once bytes are flowing.
     loop {
@@ -115,7 +115,7 @@ async fn cancelling_a_finished_job_answers_false_with_its_state() {
 async fn a_cancel_is_persisted_and_survives_a_restart() {
     let engine = TestEngine::with_settings(quick_settings()).await;
     let target = unique_target("persist");
-    let req = JobRequest { workflow: "install".into(), target: target.clone(), params: params(&image("persist:1")) };
+    let req = JobRequest::new("install", target.clone(), params(&image("persist:1")));
     let job = engine.executor.submit(req).await.unwrap();
     assert!(engine.executor.cancel(&job.id, None).await.unwrap().cancelled);
     let done = engine.executor.wait(&job.id).await.unwrap();
@@ -151,7 +151,7 @@ async fn two_targets_upgrade_concurrently_and_a_busy_target_refuses_a_second_job
     install(&engine, &a, &image("conc-a:1")).await;
     install(&engine, &b, &image("conc-b:1")).await;
 
-    let up = |t: &str, img: String| JobRequest { workflow: "upgrade".into(), target: t.into(), params: json!({"image": img}) };
+    let up = |t: &str, img: String| JobRequest::new("upgrade", t, json!({"image": img}));
     let ja = engine.executor.submit(up(&a, image("conc-a:2"))).await.unwrap();
     let jb = engine.executor.submit(up(&b, image("conc-b:2"))).await.unwrap();
     match engine.executor.submit(up(&a, image("conc-a:1"))).await {
@@ -182,7 +182,7 @@ async fn teardown_removes_the_container_the_owned_image_and_the_target_but_keeps
     assert!(t.current.is_none());
     assert_eq!(t.history.len(), 1);
     // After a teardown commits, nothing recreates the target: it is unknown now.
-    let again = engine.executor.submit(JobRequest { workflow: "teardown".into(), target: target.clone(), params: json!({}) }).await;
+    let again = engine.executor.submit(JobRequest::new("teardown", target.clone(), json!({}))).await;
     assert!(matches!(again, Err(SubmitError::UnknownTarget(_))), "{again:?}");
     assert!(containers_of(&engine.docker, &target).await.is_empty());
 }
@@ -211,7 +211,7 @@ async fn rollback_to_revision_one_brings_back_its_image_as_a_new_revision() {
 async fn workflows_that_need_a_target_refuse_an_unknown_one_before_any_job_exists() {
     let engine = TestEngine::start().await;
     for workflow in ["upgrade", "teardown", "rollback"] {
-        let req = JobRequest { workflow: workflow.into(), target: "never-installed".into(), params: json!({}) };
+        let req = JobRequest::new(workflow, "never-installed", json!({}));
         assert!(matches!(engine.executor.submit(req).await, Err(SubmitError::UnknownTarget(_))), "{workflow}");
     }
     assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());

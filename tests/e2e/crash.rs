@@ -57,7 +57,7 @@ impl Workflow {
             Workflow::Upgrade => ("upgrade", json!({"image": v2})),
             Workflow::Teardown => ("teardown", json!({})),
         };
-        JobRequest { workflow: workflow.into(), target: target.into(), params }
+        JobRequest::new(workflow, target, params)
     }
 
     /// The complete new state after the job committed.

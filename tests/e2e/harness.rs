@@ -111,7 +111,7 @@ pub async fn remove_target_containers(docker: &Docker, target: &str) {
 
 /// Submit a job and wait for its end.
 pub async fn run_job(engine: &TestEngine, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
-    let req = deckhand::executor::JobRequest { workflow: workflow.into(), target: target.into(), params };
+    let req = deckhand::executor::JobRequest::new(workflow, target, params);
     let job = engine.executor.submit(req).await.expect("job accepted");
     engine.executor.wait(&job.id).await.expect("job ends")
 }
@@ -261,4 +261,76 @@ pub fn memory_engine(runtime: Arc<deckhand::runtime::MemoryRuntime>) -> (tempfil
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
     let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
     (dir, Executor::new(journal, runtime, host, quick_settings()))
+}
+
+/// A `deckhand serve` child process on a free loopback port.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its data directory, removed with the server.
+    #[allow(dead_code)]
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Start one on `runtime` (`docker` or `memory`), with `token` if given.
+    pub fn start(runtime: &str, token: Option<&str>) -> Server {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
+        cmd.arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--runtime", runtime])
+            .env("DECKHAND_SETTLE_MS", "300")
+            .env_remove("DECKHAND_TOKEN")
+            .stdout(std::process::Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("DECKHAND_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("deckhand listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_owned();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Server { url, dir, child }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// Read a job's event stream to its `end`: (id, event kind, data) of each event.
+pub async fn read_events(client: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Vec<(String, String, serde_json::Value)> {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let mut req = client.get(url);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.unwrap();
+        let data = serde_json::from_str(&ev.data).unwrap_or(serde_json::Value::Null);
+        let end = ev.event == "end";
+        out.push((ev.id, ev.event, data));
+        if end {
+            break;
+        }
+    }
+    out
 }

@@ -152,11 +152,7 @@ async fn reinstalling_a_running_target_fails_and_never_removes_it_or_its_image()
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_target_name_is_refused_before_any_job_exists() {
     let engine = TestEngine::start().await;
-    let req = deckhand::executor::JobRequest {
-        workflow: "install".into(),
-        target: "Not Valid".into(),
-        params: json!({"image": image("app:1")}),
-    };
+    let req = deckhand::executor::JobRequest::new("install", "Not Valid", json!({"image": image("app:1")}));
     let err = engine.executor.submit(req).await.unwrap_err();
     assert!(matches!(err, deckhand::executor::SubmitError::InvalidTarget(_)), "{err}");
     assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod api;
 mod atomic;
 mod cli;
 mod compensation;

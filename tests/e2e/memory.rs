@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::harness::*;
 
 async fn run(executor: &deckhand::executor::Executor, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
-    let job = executor.submit(JobRequest { workflow: workflow.into(), target: target.into(), params }).await.unwrap();
+    let job = executor.submit(JobRequest::new(workflow, target, params)).await.unwrap();
     executor.wait(&job.id).await.unwrap()
 }
 
@@ -38,7 +38,7 @@ async fn cancelling_a_hung_step_interrupts_it_and_rolls_back() {
     let (_dir, executor) = memory_engine(rt.clone());
     rt.inject(Op::Pull, Fault::Hang, 1);
     let job = executor
-        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -53,7 +53,7 @@ async fn a_job_can_be_cancelled_right_after_creation() {
     let rt = Arc::new(MemoryRuntime::new().with_pull_time(std::time::Duration::from_secs(5)));
     let (_dir, executor) = memory_engine(rt.clone());
     let job = executor
-        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
         .await
         .unwrap();
     let outcome = executor.cancel(&job.id, None).await.unwrap();
@@ -70,7 +70,7 @@ async fn a_cancelling_job_still_holds_its_target() {
     // The compensation of the create hangs, so the rollback cannot end yet.
     rt.inject(Op::Pull, Fault::Hang, 1);
     let job = executor
-        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
         .await
         .unwrap();
     rt.inject(Op::RemoveImage, Fault::Hang, 1);
@@ -78,7 +78,7 @@ async fn a_cancelling_job_still_holds_its_target() {
     assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let second = executor
-        .submit(JobRequest { workflow: "install".into(), target: "web".into(), params: json!({"image": "app:1"}) })
+        .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
         .await;
     match second {
         Err(deckhand::executor::SubmitError::Busy { job: holder, .. }) => assert_eq!(holder, job.id),

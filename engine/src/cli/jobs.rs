@@ -46,6 +46,12 @@ pub enum JobsCommand {
         /// Job id.
         id: JobId,
     },
+    /// Follow a job's progress until it ends. Ctrl-C stops watching; it
+    /// never cancels the job.
+    Watch {
+        /// Job id.
+        id: JobId,
+    },
 }
 
 /// Run a `jobs` subcommand.
@@ -53,7 +59,7 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         JobsCommand::List { target, state, limit, all, format } => {
             let journal = super::open_journal(data_dir)?;
-            let filter = JobFilter { target, state, include_dismissed: all, before: None, limit: Some(limit) };
+            let filter = JobFilter { target, state, include_dismissed: all, active: false, before: None, limit: Some(limit) };
             let jobs = journal.list_jobs(&filter)?;
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -91,6 +97,7 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
         }
+        JobsCommand::Watch { id } => watch_local(data_dir, &id).await,
         JobsCommand::Retry { id } => {
             let executor = super::engine(data_dir).await?;
             let job = executor.retry(&id).await?;
@@ -100,5 +107,82 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             }
             Ok(if job.state == JobState::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+    }
+}
+
+/// Follow a job in the journal of `data_dir` (written by another process).
+async fn watch_local(data_dir: &Path, id: &JobId) -> anyhow::Result<ExitCode> {
+    let journal = super::open_journal(data_dir)?;
+    journal.job(id)?.with_context(|| format!("no job with id {id}"))?;
+    let view = super::live::LiveView::new();
+    let mut last = 0;
+    loop {
+        let mut ended = None;
+        for rec in journal.events(id, last)? {
+            last = rec.seq;
+            ended = ended.or(view.show(&rec.event));
+        }
+        if ended.is_some() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                view.finish();
+                println!("stopped watching; job {id} goes on");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    view.finish();
+    let job = journal.job(id)?.with_context(|| format!("no job with id {id}"))?;
+    let secs = (job.updated_at - job.created_at) as f64 / 1000.0;
+    println!("{}", super::live::summary_line(job.state, secs, job.summary.as_deref(), job.error.as_deref()));
+    Ok(if job.state == JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Run a `jobs` subcommand against a server.
+pub async fn run_remote(client: &super::remote::Client, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
+    use reqwest::Method;
+    match cmd {
+        JobsCommand::List { target, state, limit, all, format } => {
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(t) = target {
+                query.push(format!("target={t}"));
+            }
+            if let Some(s) = state {
+                query.push(format!("state={s}"));
+            }
+            if all {
+                query.push("all=true".into());
+            }
+            let page = client.call(Method::GET, &format!("/v1/jobs?{}", query.join("&")), None).await?;
+            if format.json {
+                println!("{}", serde_json::to_string_pretty(&page["jobs"])?);
+            } else {
+                println!("{:<36}  {:<9}  {:<16}  {:<12}  {}", "ID", "WORKFLOW", "TARGET", "STATE", "ERROR");
+                for j in page["jobs"].as_array().into_iter().flatten() {
+                    let s = |k: &str| j[k].as_str().unwrap_or("").to_owned();
+                    println!("{:<36}  {:<9}  {:<16}  {:<12}  {}", s("id"), s("workflow"), s("target"), s("state"), s("error").chars().take(60).collect::<String>());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id, .. } => {
+            let job = client.call(Method::GET, &format!("/v1/jobs/{id}"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Cancel { id } => {
+            let o = client.call(Method::POST, &format!("/v1/jobs/{id}/cancel"), None).await?;
+            println!("{o}");
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { id } => {
+            let job = client.call(Method::POST, &format!("/v1/jobs/{id}/retry"), None).await?;
+            println!("{}", job["state"].as_str().unwrap_or("?"));
+            Ok(if job["state"] == "failed" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        JobsCommand::Watch { id } => super::remote::follow(client, id.as_str(), false).await,
     }
 }

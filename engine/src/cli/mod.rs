@@ -5,8 +5,11 @@
 //! process left unfinished, and runs the job itself.
 
 mod jobs;
+mod live;
+mod remote;
 mod render;
 mod run;
+mod serve;
 mod targets;
 
 use std::path::PathBuf;
@@ -28,6 +31,10 @@ pub struct Cli {
     /// Directory holding the journal and the plugin cache.
     #[arg(long, global = true, env = "DECKHAND_DATA_DIR", default_value = ".deckhand")]
     pub data_dir: PathBuf,
+    /// Talk to a `deckhand serve` at this URL instead of working in-process
+    /// (the token comes from `DECKHAND_TOKEN`).
+    #[arg(long, global = true, env = "DECKHAND_URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +53,8 @@ pub enum Command {
     Rollback(run::RollbackArgs),
     /// Finish every job a previous process left unfinished, then exit.
     Recover,
+    /// Serve the HTTP job API.
+    Serve(serve::ServeArgs),
     /// Inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -96,18 +105,32 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let remote = cli.server.as_deref().map(|url| remote::Client::new(url, std::env::var("DECKHAND_TOKEN").ok()));
+    let job = |req: crate::executor::JobRequest| async {
+        match &remote {
+            Some(client) => remote::foreground(client, req).await,
+            None => run::foreground(&cli.data_dir, req).await,
+        }
+    };
     match cli.command {
-        Command::Install(args) => run::install(&cli.data_dir, args).await,
-        Command::Upgrade(args) => run::upgrade(&cli.data_dir, args).await,
-        Command::Teardown(args) => run::teardown(&cli.data_dir, args).await,
-        Command::Rollback(args) => run::rollback(&cli.data_dir, args).await,
+        Command::Install(args) => job(args.request()).await,
+        Command::Upgrade(args) => job(args.request()).await,
+        Command::Teardown(args) => job(args.request()).await,
+        Command::Rollback(args) => job(args.request()).await,
+        Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Recover => {
             // `engine` recovers and reports each job it finished.
             engine(&cli.data_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs(cmd) => jobs::run(&cli.data_dir, cmd).await,
-        Command::Targets(cmd) => targets::run(&cli.data_dir, cmd),
+        Command::Jobs(cmd) => match &remote {
+            Some(client) => jobs::run_remote(client, cmd).await,
+            None => jobs::run(&cli.data_dir, cmd).await,
+        },
+        Command::Targets(cmd) => match &remote {
+            Some(client) => targets::run_remote(client, cmd).await,
+            None => targets::run(&cli.data_dir, cmd),
+        },
         Command::Plugin(PluginCommand::List) => {
             let host = PluginHost::with_builtins(Some(cache_dir(&cli.data_dir)))?;
             for p in host.list() {
@@ -146,11 +169,16 @@ fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
 
 /// An in-process engine on `data_dir`, with unfinished jobs recovered.
 pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
-    let journal = open_journal(data_dir)?;
     let docker = DockerRuntime::connect()?;
     docker.ping().await?;
+    engine_on(data_dir, Arc::new(docker)).await
+}
+
+/// An in-process engine on `data_dir` and `runtime`, with unfinished jobs recovered.
+pub(crate) async fn engine_on(data_dir: &std::path::Path, runtime: Arc<dyn ContainerRuntime>) -> anyhow::Result<Executor> {
+    let journal = open_journal(data_dir)?;
     let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
-    let executor = Executor::new(journal, Arc::new(docker), Arc::new(host), host_settings()?);
+    let executor = Executor::new(journal, runtime, Arc::new(host), host_settings()?);
     let report = executor.recover().await.context("recovering unfinished jobs")?;
     for (job, state) in report.jobs {
         eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");

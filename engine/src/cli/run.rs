@@ -3,19 +3,15 @@
 //! its rollback.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::render;
-use crate::executor::{Executor, JobRequest};
-use crate::journal::{Event, JobId, JobRecord, JobState};
+use super::live::{LiveView, summary_line};
+use crate::executor::JobRequest;
+use crate::journal::JobState;
 
 /// Container settings shared by `install` and `upgrade`.
 #[derive(Debug, Args)]
@@ -102,31 +98,36 @@ impl SpecArgs {
     }
 }
 
-/// Run `deckhand install`.
-pub async fn install(data_dir: &Path, args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let params = args.spec.params(Some(&args.image));
-    foreground(data_dir, JobRequest { workflow: "install".into(), target: args.target, params }).await
+impl InstallArgs {
+    /// The job this command asks for.
+    pub fn request(self) -> JobRequest {
+        JobRequest::new("install", self.target, self.spec.params(Some(&self.image)))
+    }
 }
 
-/// Run `deckhand upgrade`.
-pub async fn upgrade(data_dir: &Path, args: UpgradeArgs) -> anyhow::Result<ExitCode> {
-    let params = args.spec.params(args.image.as_deref());
-    foreground(data_dir, JobRequest { workflow: "upgrade".into(), target: args.target, params }).await
+impl UpgradeArgs {
+    /// The job this command asks for.
+    pub fn request(self) -> JobRequest {
+        JobRequest::new("upgrade", self.target, self.spec.params(self.image.as_deref()))
+    }
 }
 
-/// Run `deckhand teardown`.
-pub async fn teardown(data_dir: &Path, args: TeardownArgs) -> anyhow::Result<ExitCode> {
-    foreground(data_dir, JobRequest { workflow: "teardown".into(), target: args.target, params: json!({}) }).await
+impl TeardownArgs {
+    /// The job this command asks for.
+    pub fn request(self) -> JobRequest {
+        JobRequest::new("teardown", self.target, json!({}))
+    }
 }
 
-/// Run `deckhand rollback`.
-pub async fn rollback(data_dir: &Path, args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let params = json!({ "revision": args.revision });
-    foreground(data_dir, JobRequest { workflow: "rollback".into(), target: args.target, params }).await
+impl RollbackArgs {
+    /// The job this command asks for.
+    pub fn request(self) -> JobRequest {
+        JobRequest::new("rollback", self.target, json!({ "revision": self.revision }))
+    }
 }
 
 /// Submit a job, show its progress until it ends, and print a summary.
-async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode> {
+pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode> {
     // Refuse a bad name before touching the journal or Docker.
     if !crate::executor::valid_target_name(&req.target) {
         return Err(crate::executor::SubmitError::InvalidTarget(req.target).into());
@@ -136,36 +137,14 @@ async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode
     let job = executor.submit(req).await?;
     println!("job {} ({} {}) accepted", job.id, job.workflow, job.target);
 
-    // Without a terminal the bar is hidden, so step lines go to stdout.
-    let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix:>15} [{bar:30}] {percent:>3}% {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let show = |line: String| if tty { bar.println(line) } else { println!("{line}") };
+    let view = LiveView::new();
     let mut ctrl_c_pressed = false;
     loop {
         tokio::select! {
             ev = live.recv() => match ev {
                 Ok(ev) if ev.job_id == job.id => {
-                    if let Some(line) = render::event_line(&ev.event) {
-                        show(line);
-                    }
-                    match &ev.event {
-                        Event::Phase { phase } => {
-                            bar.set_prefix(phase.clone());
-                            bar.set_position(0);
-                            bar.set_message("");
-                        }
-                        Event::Progress(p) => {
-                            bar.set_position((p.fraction.unwrap_or(0.0) * 1000.0) as u64);
-                            bar.set_message(render::progress_text(p));
-                        }
-                        Event::State { state, .. } if state.is_terminal() => break,
-                        _ => {}
+                    if view.show(&ev.event).is_some() {
+                        break;
                     }
                 }
                 Ok(_) => {}
@@ -174,28 +153,18 @@ async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<ExitCode
             },
             _ = tokio::signal::ctrl_c(), if !ctrl_c_pressed => {
                 ctrl_c_pressed = true;
-                show(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));
+                view.line(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));
                 let outcome = executor.cancel(&job.id, Some("Ctrl-C in the foreground CLI".into())).await?;
                 if !outcome.cancelled {
-                    show(format!("not cancelled: {}", outcome.reason.unwrap_or_default()));
+                    view.line(format!("not cancelled: {}", outcome.reason.unwrap_or_default()));
                 }
             }
         }
     }
-    bar.finish_and_clear();
+    view.finish();
     let done = executor.wait(&job.id).await?;
-    print_summary(&executor, &done.id)?;
+    let secs = (done.updated_at - done.created_at) as f64 / 1000.0;
+    println!("{}", summary_line(done.state, secs, done.summary.as_deref(), done.error.as_deref()));
+    println!("journal: {}  (deckhand jobs show {})", executor.journal().path().display(), done.id);
     Ok(if done.state == JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-fn print_summary(executor: &Executor, id: &JobId) -> anyhow::Result<()> {
-    let job: JobRecord = executor.journal().job(id)?.context("job vanished from the journal")?;
-    let secs = (job.updated_at - job.created_at) as f64 / 1000.0;
-    match job.state {
-        JobState::Succeeded => println!("{} in {secs:.1} s: {}", job.state, job.summary.as_deref().unwrap_or("done")),
-        JobState::Cancelled => println!("cancelled after {secs:.1} s: rolled back to the state before the job"),
-        state => println!("{state} after {secs:.1} s: {}", job.error.as_deref().unwrap_or("no error recorded")),
-    }
-    println!("journal: {}  (deckhand jobs show {})", executor.journal().path().display(), job.id);
-    Ok(())
 }

@@ -57,3 +57,14 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Run a `targets` subcommand against a server.
+pub async fn run_remote(client: &super::remote::Client, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
+    let path = match &cmd {
+        TargetsCommand::List { .. } => "/v1/targets".to_owned(),
+        TargetsCommand::Show { name, .. } => format!("/v1/targets/{name}"),
+    };
+    let v = client.call(reqwest::Method::GET, &path, None).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -8,6 +8,7 @@
 //! jobs on different targets run concurrently.
 
 mod commit;
+mod params;
 mod recovery;
 mod rollback;
 
@@ -88,11 +89,21 @@ pub struct JobRequest {
     pub target: String,
     /// Params, a JSON object.
     pub params: Value,
+    /// The client's idempotency key: a second request with the same key
+    /// gets the first one's job.
+    pub idempotency_key: Option<String>,
 }
 
 /// Built-in workflows that act on an installed target; for an unknown
 /// target they are refused before a job exists.
 const NEEDS_INSTALLED_TARGET: &[&str] = &["upgrade", "teardown", "rollback"];
+
+impl JobRequest {
+    /// A request without an idempotency key.
+    pub fn new(workflow: impl Into<String>, target: impl Into<String>, params: Value) -> Self {
+        JobRequest { workflow: workflow.into(), target: target.into(), params, idempotency_key: None }
+    }
+}
 
 /// Whether `name` is a valid target name: `[a-z0-9][a-z0-9_.-]{0,62}`.
 pub fn valid_target_name(name: &str) -> bool {
@@ -154,6 +165,12 @@ impl Executor {
         if !req.params.is_object() {
             return Err(SubmitError::InvalidParams("params must be a JSON object".into()));
         }
+        params::check(&req.workflow, &req.params).map_err(SubmitError::InvalidParams)?;
+        if let Some(key) = &req.idempotency_key
+            && let Some(existing) = self.inner.journal.job_by_idempotency_key(key)?
+        {
+            return Ok(existing);
+        }
         if NEEDS_INSTALLED_TARGET.contains(&req.workflow.as_str())
             && self.inner.journal.target(&req.target)?.and_then(|t| t.current).is_none()
         {
@@ -193,6 +210,7 @@ impl Executor {
             target: req.target.clone(),
             params: req.params.clone(),
             plugin_digest: plugin.digest.clone(),
+            idempotency_key: req.idempotency_key.clone(),
         };
         let record = match self.inner.journal.create_job(new).await {
             Ok(r) => r,

@@ -86,7 +86,11 @@ pub struct Journal {
     inner: Arc<Inner>,
 }
 
+/// Called with the latency of every durable append, in seconds.
+pub type AppendObserver = Arc<dyn Fn(f64) + Send + Sync>;
+
 struct Inner {
+    append_observer: std::sync::OnceLock<AppendObserver>,
     path: PathBuf,
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
@@ -123,7 +127,9 @@ impl Journal {
         schema::migrate(&mut conn)?;
         let (live, _) = broadcast::channel(4096);
         let writer = writer::Writer::start(conn, live.clone());
-        Ok(Journal { inner: Arc::new(Inner { path, writer, readers: Mutex::new(Vec::new()), live }) })
+        Ok(Journal {
+            inner: Arc::new(Inner { append_observer: std::sync::OnceLock::new(), path, writer, readers: Mutex::new(Vec::new()), live }),
+        })
     }
 
     /// The journal file.
@@ -146,9 +152,9 @@ impl Journal {
             .write(move |c, out| {
                 let at = now_millis();
                 c.execute(
-                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
-                    params![job.id.as_str(), job.workflow, job.target, job.params.to_string(), job.plugin_digest, at],
+                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, created_at, updated_at, idempotency_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7)",
+                    params![job.id.as_str(), job.workflow, job.target, job.params.to_string(), job.plugin_digest, at, job.idempotency_key],
                 )?;
                 let created = Event::Created {
                     workflow: job.workflow,
@@ -168,7 +174,17 @@ impl Journal {
     /// Returns its sequence number.
     pub async fn append(&self, job: &JobId, event: Event) -> Result<Seq> {
         let job = job.clone();
-        self.inner.writer.write(move |c, out| append_event(c, &job, event, out)).await
+        let started = std::time::Instant::now();
+        let seq = self.inner.writer.write(move |c, out| append_event(c, &job, event, out)).await?;
+        if let Some(observe) = self.inner.append_observer.get() {
+            observe(started.elapsed().as_secs_f64());
+        }
+        Ok(seq)
+    }
+
+    /// Report every append's latency to `observer` (set once; for metrics).
+    pub fn observe_appends(&self, observer: AppendObserver) {
+        let _ = self.inner.append_observer.set(observer);
     }
 
     /// Append a cancel request unless the job is terminal or committing.
@@ -311,6 +327,9 @@ impl Journal {
             if !filter.include_dismissed {
                 sql += " AND dismissed = 0";
             }
+            if filter.active {
+                sql += " AND state NOT IN ('succeeded','cancelled','rolled_back')";
+            }
             sql += " ORDER BY id DESC";
             if let Some(l) = filter.limit {
                 sql += &format!(" LIMIT {l}");
@@ -318,6 +337,29 @@ impl Journal {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), raw_job)?;
             rows.map(|r| decode_job(r?)).collect()
+        })
+    }
+
+    /// The job created with this idempotency key, if any.
+    pub fn job_by_idempotency_key(&self, key: &str) -> Result<Option<JobRecord>> {
+        self.read(|c| {
+            c.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"), [key], raw_job)
+                .optional()?
+                .map(decode_job)
+                .transpose()
+        })
+    }
+
+    /// How many jobs are in each state.
+    pub fn count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.map(|r| {
+                let (s, n) = r?;
+                Ok((parse_state(&s)?, n as u64))
+            })
+            .collect()
         })
     }
 
@@ -558,6 +600,7 @@ mod tests {
             target: target.into(),
             params: serde_json::json!({"image": "app:1"}),
             plugin_digest: "sha256:00".into(),
+            idempotency_key: None,
         }
     }
 

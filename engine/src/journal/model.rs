@@ -361,6 +361,8 @@ pub struct NewJob {
     pub params: Value,
     /// Digest of the plugin component.
     pub plugin_digest: String,
+    /// The client's idempotency key, if it gave one.
+    pub idempotency_key: Option<String>,
 }
 
 /// Which jobs to list.
@@ -372,6 +374,8 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     /// Include dismissed jobs.
     pub include_dismissed: bool,
+    /// Only jobs needing attention or work: unfinished, or failed.
+    pub active: bool,
     /// Only jobs older than this id (paging cursor).
     pub before: Option<JobId>,
     /// At most this many.

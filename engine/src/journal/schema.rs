@@ -55,6 +55,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, revision)
     );
     "#,
+    // 2: the client's Idempotency-Key of a job, unique when given.
+    r#"
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,139 @@
+//! API errors as RFC 9457 problem documents (`application/problem+json`).
+//! The only place that maps errors to HTTP statuses; a 5xx never shows
+//! internals (they are logged instead).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::executor::{RetryError, SubmitError};
+use crate::journal::JournalError;
+
+/// A problem document.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong, specifically.
+    pub detail: String,
+    /// Extra members (e.g. `active_job` for 409).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extra: Option<Value>,
+}
+
+/// An error an API handler returns.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    detail: String,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with a status, a problem kind and a detail.
+    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, kind, detail: detail.into(), extra: None }
+    }
+
+    /// 400 with a detail.
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, detail)
+    }
+
+    /// 404 with a detail.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    /// Add extra members to the document.
+    pub fn with_extra(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: format!("https://deckhand.dev/problems/{}", self.kind),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            extra: self.extra,
+        };
+        let mut resp = (self.status, Json(problem)).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, "application/problem+json".parse().expect("valid header"));
+        resp
+    }
+}
+
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::UnknownJob(id) => ApiError::not_found(format!("no job with id {id}")),
+            other => {
+                tracing::error!("journal error in API: {other}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the journal failed; see the server log")
+            }
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::InvalidTarget(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-target", e.to_string()),
+            SubmitError::UnknownWorkflow(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-workflow", e.to_string()),
+            SubmitError::InvalidParams(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-params", e.to_string()),
+            SubmitError::UnknownTarget(_) => ApiError::not_found(e.to_string()),
+            SubmitError::Busy { ref job, .. } => {
+                let job = job.to_string();
+                ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string()).with_extra(serde_json::json!({ "active_job": job }))
+            }
+            SubmitError::Journal(j) => j.into(),
+        }
+    }
+}
+
+impl From<RetryError> for ApiError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::NotFailed(_) | RetryError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "not-retryable", e.to_string()),
+            RetryError::Journal(j) => j.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let kind = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid-body",
+            _ => "malformed-json",
+        };
+        ApiError::new(status, kind, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("invalid-query", r.body_text())
+    }
+}

@@ -1,0 +1,187 @@
+//! `/v1/jobs`: submit, list, show, cancel, dismiss.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use super::views::JobView;
+use super::{AppState, ValidJson};
+use crate::executor::JobRequest;
+use crate::journal::{JobFilter, JobId, JobState};
+
+/// Body of `POST /v1/jobs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// Workflow name: `install`, `upgrade`, `teardown`, `rollback` or a registered plugin.
+    pub workflow: String,
+    /// Target name, `[a-z0-9][a-z0-9_.-]{0,62}`.
+    pub target: String,
+    /// The workflow's params (a JSON object); `{}` when omitted.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found(format!("no job with id {id}")))
+}
+
+/// Submit a job. Answers at once; the job runs in the background.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key returns the same job")),
+    responses(
+        (status = 202, description = "Accepted; `Location` names the job", body = JobView),
+        (status = 404, description = "The workflow needs an installed target and there is none", body = Problem),
+        (status = 409, description = "The target is busy; `active_job` names the job holding it", body = Problem),
+        (status = 413, description = "Body too large", body = Problem),
+        (status = 422, description = "Invalid target, workflow or params", body = Problem),
+    ))]
+pub async fn create_job(State(state): State<AppState>, headers: HeaderMap, ValidJson(body): ValidJson<CreateJob>) -> Result<impl IntoResponse, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| ApiError::bad_request("invalid-header", "Idempotency-Key must be 1–255 visible ASCII characters"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut req = JobRequest::new(body.workflow, body.target, body.params);
+    req.idempotency_key = key;
+    let job = state.executor.submit(req).await?;
+    let location = format!("/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(JobView::summary(job))))
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    pub state: Option<String>,
+    /// Only this target's jobs.
+    pub target: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `true`: only jobs needing work or attention (unfinished or failed).
+    pub active: Option<bool>,
+    /// `true`: include dismissed jobs.
+    pub all: Option<bool>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = Problem)))]
+pub async fn list_jobs(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<JobPage>, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 500"));
+    }
+    let job_state = q
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid-query", e))?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(str::parse::<JobId>)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid-query", "cursor is not a job id"))?;
+    let filter = JobFilter {
+        target: q.target,
+        state: job_state,
+        include_dismissed: q.all.unwrap_or(false),
+        active: q.active.unwrap_or(false),
+        before,
+        limit: Some(limit + 1),
+    };
+    let mut jobs = state.executor.journal().list_jobs(&filter)?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(JobPage { jobs: jobs.into_iter().map(JobView::summary).collect(), next_cursor }))
+}
+
+/// One job with its steps.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = Problem)))]
+pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    let journal = state.executor.journal();
+    let job = journal.job(&id)?.ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let events = journal.events(&id, 0)?;
+    Ok(Json(JobView::full(job, &events)))
+}
+
+/// Answer to a cancel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelView {
+    /// Whether the job will be (or was) cancelled by this request.
+    pub cancelled: bool,
+    /// Its state when the request was handled.
+    pub state: String,
+    /// Why not, when `cancelled` is false.
+    pub reason: Option<String>,
+}
+
+/// Cancel a job. Journaled before the answer; idempotent. A committing or
+/// finished job answers `cancelled: false` with its state.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = CancelView), (status = 404, body = Problem)))]
+pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CancelView>, ApiError> {
+    let id = parse_id(&id)?;
+    let o = state.executor.cancel(&id, Some("POST /v1/jobs/{id}/cancel".into())).await?;
+    Ok(Json(CancelView { cancelled: o.cancelled, state: o.state.to_string(), reason: o.reason }))
+}
+
+/// Dismiss a terminal job from default listings (it stays in the journal).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 204, description = "Dismissed"), (status = 404, body = Problem), (status = 409, description = "Not finished", body = Problem)))]
+pub async fn dismiss_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let job_state = state.executor.journal().dismiss(&id).await?;
+    if !job_state.is_terminal() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "not-finished", format!("job {id} is {job_state}; only finished jobs can be dismissed")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Retry a `failed` job's rollback (or commit).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn retry_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    if state.executor.journal().job(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("no job with id {id}")));
+    }
+    let job = state.executor.retry(&id).await?;
+    Ok(Json(JobView::summary(job)))
+}

@@ -1,0 +1,144 @@
+//! The HTTP job API (SPEC "HTTP API"): JSON over axum, errors as problem
+//! documents, job events as Server-Sent Events, an OpenAPI 3.1 document
+//! generated from the handlers, bearer-token auth, Prometheus metrics.
+//!
+//! [`app`] builds the router for a running [`Executor`]; `deckhand serve`
+//! binds it. Handlers only translate HTTP to executor and journal calls.
+
+mod error;
+mod events;
+mod jobs;
+mod metrics;
+mod system;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, Problem};
+pub use metrics::Metrics;
+pub use views::{JobView, TargetView};
+
+use crate::executor::Executor;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Bearer token every endpoint but `/healthz` requires, if set.
+    pub token: Option<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Interval of keep-alive comments on event streams.
+    pub keep_alive: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { token: None, max_body_bytes: 64 << 10, keep_alive: Duration::from_secs(15) }
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub executor: Executor,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(OpenApi)]
+#[openapi(info(title = "Deckhand job API", description = "Atomic install, upgrade and teardown of containerized apps."))]
+struct ApiDoc;
+
+/// A JSON body whose rejections become problem documents.
+pub struct ValidJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ValidJson(v)),
+            Err(e) => Err(ApiError::from(e as JsonRejection)),
+        }
+    }
+}
+
+/// The router and its OpenAPI document.
+pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::create_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_job, jobs::dismiss_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
+        .routes(routes!(events::job_events))
+        .routes(routes!(system::list_targets))
+        .routes(routes!(system::get_target))
+        .routes(routes!(system::list_plugins))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::metrics))
+        .split_for_parts();
+    let doc = api.clone();
+    let router = router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(doc) }))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this path")
+        })
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state);
+    (router, api)
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    app_and_openapi(state).0
+}
+
+/// Build the state for `executor` with `config`.
+pub fn state(executor: Executor, config: ApiConfig) -> AppState {
+    let metrics = Metrics::new(executor.journal());
+    AppState { executor, config: Arc::new(config), metrics }
+}
+
+fn digest(s: &[u8]) -> [u8; 32] {
+    Sha256::digest(s).into()
+}
+
+/// Every endpoint but `/healthz` needs `Authorization: Bearer <token>` when
+/// a token is configured (compared in constant time).
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.config.token else { return next.run(req).await };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    let ok = given.is_some_and(|g| bool::from(digest(g).ct_eq(&digest(token.as_bytes()))));
+    if ok {
+        next.run(req).await
+    } else {
+        let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required").into_response();
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid header"));
+        resp
+    }
+}

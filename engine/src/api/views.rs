@@ -1,0 +1,224 @@
+//! The JSON shapes of the API (SPEC "Names, labels and params"), built from
+//! journal records.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::journal::{Event, EventRecord, JobRecord, Millis, Outcome, RevisionRecord, TargetRecord};
+
+/// RFC 3339 time of a journal timestamp.
+pub fn rfc3339(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Progress of the job's current step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    /// 0–1, never decreasing within a step; null while indeterminate.
+    pub fraction: Option<f64>,
+    /// Layers finished.
+    pub layers_done: u32,
+    /// Layers known.
+    pub layers_total: u32,
+    /// Bytes downloaded.
+    pub bytes_done: u64,
+    /// Bytes to download.
+    pub bytes_total: u64,
+}
+
+/// One journaled step: the call, its undo, and what became of both.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    /// Step number.
+    pub step: u32,
+    /// `call` (done now, undone on rollback) or `deferred` (done at commit).
+    pub kind: &'static str,
+    /// The call or deferred effect.
+    #[schema(value_type = Object)]
+    pub call: Value,
+    /// Its compensation, if any.
+    #[schema(value_type = Option<Object>)]
+    pub undo: Option<Value>,
+    /// `ok`, `error` or null while in flight / not yet run.
+    pub outcome: Option<&'static str>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// `ok` / `error` once compensated (rolled back) or committed.
+    pub settled: Option<&'static str>,
+}
+
+/// A job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// Job id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Target name.
+    pub target: String,
+    /// `queued`, `running`, `committing`, `succeeded`, `rolling_back`, `cancelled`, `rolled_back` or `failed`.
+    pub state: String,
+    /// Current phase (`pulling`, `creating`, …).
+    pub phase: Option<String>,
+    /// Progress of the current step.
+    pub progress: ProgressView,
+    /// Why it failed or rolled back.
+    pub error: Option<String>,
+    /// The plugin's summary on success.
+    pub summary: Option<String>,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// Params as given.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// Digest of the plugin that runs it.
+    pub plugin_digest: String,
+    /// Created.
+    pub created_at: String,
+    /// Last changed.
+    pub updated_at: String,
+    /// Steps in order (only in single-job responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepView>>,
+}
+
+fn outcome_word(o: &Outcome) -> (&'static str, Option<String>) {
+    match o {
+        Outcome::Ok { .. } => ("ok", None),
+        Outcome::Err { error } => ("error", Some(error.clone())),
+    }
+}
+
+impl JobView {
+    /// The job without its steps.
+    pub fn summary(j: JobRecord) -> Self {
+        JobView {
+            id: j.id.to_string(),
+            workflow: j.workflow,
+            target: j.target,
+            state: j.state.to_string(),
+            phase: j.phase,
+            progress: ProgressView {
+                fraction: j.progress.fraction,
+                layers_done: j.progress.layers_done,
+                layers_total: j.progress.layers_total,
+                bytes_done: j.progress.bytes_done,
+                bytes_total: j.progress.bytes_total,
+            },
+            error: j.error,
+            summary: j.summary,
+            cancel_requested: j.cancel_requested,
+            params: j.params,
+            plugin_digest: j.plugin_digest,
+            created_at: rfc3339(j.created_at),
+            updated_at: rfc3339(j.updated_at),
+            steps: None,
+        }
+    }
+
+    /// The job with its steps, folded from its events.
+    pub fn full(j: JobRecord, events: &[EventRecord]) -> Self {
+        let mut steps: Vec<StepView> = Vec::new();
+        for e in events {
+            match &e.event {
+                Event::Intent { step, call, undo } => steps.push(StepView {
+                    step: *step,
+                    kind: "call",
+                    call: call.clone(),
+                    undo: undo.clone(),
+                    outcome: None,
+                    error: None,
+                    started_at: rfc3339(e.at),
+                    finished_at: None,
+                    settled: None,
+                }),
+                Event::Deferred { step, effect } => steps.push(StepView {
+                    step: *step,
+                    kind: "deferred",
+                    call: effect.clone(),
+                    undo: None,
+                    outcome: None,
+                    error: None,
+                    started_at: rfc3339(e.at),
+                    finished_at: None,
+                    settled: None,
+                }),
+                Event::Result { step, outcome } => {
+                    if let Some(s) = steps.iter_mut().find(|s| s.step == *step) {
+                        let (word, error) = outcome_word(outcome);
+                        s.outcome = Some(word);
+                        s.error = error;
+                        s.finished_at = Some(rfc3339(e.at));
+                    }
+                }
+                Event::UndoResult { step, outcome } | Event::CommitResult { step, outcome } => {
+                    if let Some(s) = steps.iter_mut().find(|s| s.step == *step) {
+                        s.settled = Some(outcome_word(outcome).0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut view = JobView::summary(j);
+        view.steps = Some(steps);
+        view
+    }
+}
+
+/// One revision of a target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionView {
+    /// Revision number.
+    pub revision: u64,
+    /// Image reference.
+    pub image: String,
+    /// Container that ran it.
+    pub container_id: String,
+    /// Job that made it.
+    pub job_id: String,
+    /// When it was committed.
+    pub created_at: String,
+}
+
+/// A target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    /// Name.
+    pub name: String,
+    /// Current revision, null once torn down.
+    pub revision: Option<u64>,
+    /// Current image.
+    pub image: Option<String>,
+    /// Current container.
+    pub container_id: Option<String>,
+    /// `installed` or `torn_down`.
+    pub status: &'static str,
+    /// Every revision, oldest first.
+    pub history: Vec<RevisionView>,
+}
+
+impl From<TargetRecord> for TargetView {
+    fn from(t: TargetRecord) -> Self {
+        let rev = |r: &RevisionRecord| RevisionView {
+            revision: r.revision,
+            image: r.image.clone(),
+            container_id: r.container_id.clone(),
+            job_id: r.job_id.to_string(),
+            created_at: rfc3339(r.created_at),
+        };
+        TargetView {
+            name: t.name,
+            revision: t.current.as_ref().map(|r| r.revision),
+            image: t.current.as_ref().map(|r| r.image.clone()),
+            container_id: t.current.as_ref().map(|r| r.container_id.clone()),
+            status: if t.current.is_some() { "installed" } else { "torn_down" },
+            history: t.history.iter().map(rev).collect(),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `deckhand serve`: the HTTP job API over an in-process engine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::api::{self, ApiConfig};
+use crate::runtime::{ContainerRuntime, DockerRuntime, MemoryRuntime};
+
+/// Which container runtime the server drives.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuntimeKind {
+    /// The Docker daemon at `DOCKER_HOST`.
+    Docker,
+    /// In memory: containers are records (for trying the API and load tests).
+    Memory,
+}
+
+/// `deckhand serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Without `DECKHAND_TOKEN` only loopback is allowed.
+    #[arg(long, default_value = "127.0.0.1:8420")]
+    pub listen: SocketAddr,
+    /// Container runtime.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
+    pub runtime: RuntimeKind,
+}
+
+/// Run the server until Ctrl-C.
+pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let token = std::env::var("DECKHAND_TOKEN").ok().filter(|t| !t.is_empty());
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        bail!("refusing to listen on {} without a token: set DECKHAND_TOKEN, or listen on loopback", args.listen);
+    }
+    let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
+        RuntimeKind::Docker => {
+            let docker = DockerRuntime::connect()?;
+            docker.ping().await?;
+            Arc::new(docker)
+        }
+        RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
+    };
+    let executor = super::engine_on(data_dir, runtime).await?;
+    let config = ApiConfig { token, ..ApiConfig::default() };
+    let app = api::app(api::state(executor, config));
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line for the port.
+    println!("deckhand listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}

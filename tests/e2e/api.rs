@@ -1,0 +1,339 @@
+//! The HTTP job API against a real `deckhand serve` process.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Events that carry a journal sequence number (not `snapshot` or `end`).
+fn is_journal_event(e: &(String, String, Value)) -> bool {
+    e.1 != "snapshot" && e.1 != "end"
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post_job(s: &Server, body: Value) -> reqwest::Response {
+    http().post(s.at("/v1/jobs")).json(&body).send().await.unwrap()
+}
+
+async fn job_count(s: &Server) -> usize {
+    let page: Value = http().get(s.at("/v1/jobs?all=true&limit=500")).send().await.unwrap().json().await.unwrap();
+    page["jobs"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
+    let docker = docker().await;
+    let s = Server::start("docker", None);
+    let target = unique_target("api");
+    let resp = post_job(&s, json!({"workflow": "install", "target": target, "params": {"image": image("cli:2"), "network": "none"}})).await;
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(location, format!("/v1/jobs/{}", job["id"].as_str().unwrap()));
+    assert_eq!(job["state"], "queued");
+
+    let events = read_events(&http(), &s.at(&format!("{location}/events")), None).await;
+    assert_eq!(events[0].1, "snapshot");
+    assert_eq!(events.last().unwrap().1, "end");
+    assert_eq!(events.last().unwrap().2["state"], "succeeded");
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    for k in ["state", "step", "progress"] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    // Ids are the journal's sequence numbers, strictly increasing.
+    let ids: Vec<i64> = events.iter().filter(|e| is_journal_event(e)).map(|e| e.0.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    let full: Value = http().get(s.at(&location)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(full["state"], "succeeded");
+    let ops: Vec<&str> = full["steps"].as_array().unwrap().iter().filter_map(|st| st["call"]["op"].as_str()).collect();
+    assert_eq!(ops[..4], ["pull_image", "create_container", "start_container", "wait_healthy"]);
+    let t: Value = http().get(s.at(&format!("/v1/targets/{target}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(t["revision"], 1);
+    assert_eq!(t["history"].as_array().unwrap().len(), 1);
+    remove_target_containers(&docker, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn last_event_id_resumes_with_exactly_the_remaining_events() {
+    let s = Server::start("memory", None);
+    let resp = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await;
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let url = s.at(&format!("/v1/jobs/{id}/events"));
+    let all = read_events(&http(), &url, None).await;
+    let numbered: Vec<&(String, String, Value)> = all.iter().filter(|e| is_journal_event(e)).collect();
+    assert!(numbered.len() > 6);
+    let cut = &numbered[4].0;
+    let rest = read_events(&http(), &url, Some(cut)).await;
+    let rest_ids: Vec<&String> = rest.iter().filter(|e| is_journal_event(e)).map(|e| &e.0).collect();
+    let expected: Vec<&String> = numbered[5..].iter().map(|e| &e.0).collect();
+    assert_eq!(rest_ids, expected, "nothing lost, nothing repeated");
+    assert_ne!(rest[0].1, "snapshot", "a resumed stream has no snapshot");
+    assert_eq!(rest.last().unwrap().1, "end");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_cancel_works() {
+    let docker = docker().await;
+    let s = Server::start("docker", None);
+    let hole = BlackHole::start().await;
+    let (a, b) = (unique_target("busy-a"), unique_target("busy-b"));
+    // A's install hangs in its pull.
+    let first: Value = post_job(&s, json!({"workflow": "install", "target": a, "params": {"image": hole.image()}})).await.json().await.unwrap();
+    let busy = post_job(&s, json!({"workflow": "install", "target": a, "params": {"image": hole.image()}})).await;
+    assert_eq!(busy.status(), 409);
+    assert_eq!(busy.headers()["content-type"], "application/problem+json");
+    let problem: Value = busy.json().await.unwrap();
+    assert_eq!(problem["active_job"], first["id"]);
+    let other = post_job(&s, json!({"workflow": "install", "target": b, "params": {"image": image("cli:2"), "network": "none"}})).await;
+    assert_eq!(other.status(), 202);
+    let other: Value = other.json().await.unwrap();
+
+    let first_id = first["id"].as_str().unwrap();
+    let cancel: Value = http().post(s.at(&format!("/v1/jobs/{first_id}/cancel"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cancel["cancelled"], true);
+    let ended = read_events(&http(), &s.at(&format!("/v1/jobs/{first_id}/events")), None).await;
+    assert_eq!(ended.last().unwrap().2["state"], "cancelled");
+
+    let other_id = other["id"].as_str().unwrap();
+    let done = read_events(&http(), &s.at(&format!("/v1/jobs/{other_id}/events")), None).await;
+    assert_eq!(done.last().unwrap().2["state"], "succeeded");
+    let late: Value = http().post(s.at(&format!("/v1/jobs/{other_id}/cancel"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(late, json!({"cancelled": false, "state": "succeeded", "reason": "job already succeeded"}));
+    remove_target_containers(&docker, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_idempotency_key_returns_the_same_job() {
+    let s = Server::start("memory", None);
+    let body = json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}});
+    let send = || http().post(s.at("/v1/jobs")).header("Idempotency-Key", "k-123").json(&body).send();
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(second.status(), 202);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(job_count(&s).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_input_gets_its_problem_status_and_changes_nothing() {
+    let s = Server::start("memory", None);
+    let ok = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await;
+    assert_eq!(ok.status(), 202);
+    let before = job_count(&s).await;
+    let unknown = "01a20a62-8eb1-7550-a126-a831d6a53cfe";
+    let raw = |body: &'static str| http().post(s.at("/v1/jobs")).header("content-type", "application/json").body(body).send();
+    let cases: Vec<(u16, reqwest::Response)> = vec![
+        (400, raw("{not json").await.unwrap()),
+        (422, post_job(&s, json!({"workflow": "nope", "target": "web"})).await),
+        (422, post_job(&s, json!({"workflow": "install", "target": "Bad Name", "params": {"image": "a"}})).await),
+        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": {"image": 5}})).await),
+        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": {}})).await),
+        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": "image"})).await),
+        (422, post_job(&s, json!({"target": "api"})).await),
+        (404, post_job(&s, json!({"workflow": "teardown", "target": "never", "params": {}})).await),
+        (413, http().post(s.at("/v1/jobs")).header("content-type", "application/json").body(format!("{{\"x\":\"{}\"}}", "a".repeat(100_000))).send().await.unwrap()),
+        (415, http().post(s.at("/v1/jobs")).body("{}").send().await.unwrap()),
+        (404, http().get(s.at(&format!("/v1/jobs/{unknown}"))).send().await.unwrap()),
+        (404, http().get(s.at("/v1/jobs/not-an-id")).send().await.unwrap()),
+        (404, http().post(s.at(&format!("/v1/jobs/{unknown}/cancel"))).send().await.unwrap()),
+        (404, http().get(s.at(&format!("/v1/jobs/{unknown}/events"))).send().await.unwrap()),
+        (404, http().get(s.at("/v1/targets/nothing")).send().await.unwrap()),
+        (404, http().get(s.at("/v1/nowhere")).send().await.unwrap()),
+        (405, http().get(s.at(&format!("/v1/jobs/{unknown}/cancel"))).send().await.unwrap()),
+        (405, http().put(s.at("/v1/jobs")).send().await.unwrap()),
+        (400, http().get(s.at("/v1/jobs?limit=0")).send().await.unwrap()),
+        (400, http().get(s.at("/v1/jobs?state=sleeping")).send().await.unwrap()),
+    ];
+    for (i, (status, resp)) in cases.into_iter().enumerate() {
+        assert_eq!(resp.status().as_u16(), status, "case {i}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "case {i}");
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["status"], status, "case {i}");
+        assert!(!p["detail"].as_str().unwrap().is_empty(), "case {i}: a useful detail");
+    }
+    assert_eq!(job_count(&s).await, before, "no bad request created a job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_every_endpoint_but_healthz_requires_it() {
+    let s = Server::start("memory", Some("s3cret"));
+    assert_eq!(http().get(s.at("/healthz")).send().await.unwrap().status(), 200);
+    for path in ["/v1/jobs", "/v1/targets", "/v1/plugins", "/metrics", "/v1/openapi.json"] {
+        let none = http().get(s.at(path)).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{path}");
+        assert_eq!(none.headers()["content-type"], "application/problem+json");
+        let wrong = http().get(s.at(path)).bearer_auth("s3cre").send().await.unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+        let right = http().get(s.at(path)).bearer_auth("s3cret").send().await.unwrap();
+        assert_eq!(right.status(), 200, "{path}");
+    }
+    let post = http().post(s.at("/v1/jobs")).json(&json!({"workflow": "install", "target": "web", "params": {"image": "a:1"}})).send().await.unwrap();
+    assert_eq!(post.status(), 401);
+    assert_eq!(job_count_with(&s, "s3cret").await, 0);
+}
+
+async fn job_count_with(s: &Server, token: &str) -> usize {
+    let page: Value = http().get(s.at("/v1/jobs?all=true")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    page["jobs"].as_array().unwrap().len()
+}
+
+#[test]
+fn without_a_token_the_server_refuses_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0", "--runtime", "memory"])
+        .env_remove("DECKHAND_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_lists_every_route() {
+    let s = Server::start("memory", None);
+    let doc: Value = http().get(s.at("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/jobs", "post"),
+        ("/v1/jobs", "get"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}", "delete"),
+        ("/v1/jobs/{id}/events", "get"),
+        ("/v1/jobs/{id}/cancel", "post"),
+        ("/v1/jobs/{id}/retry", "post"),
+        ("/v1/targets", "get"),
+        ("/v1/targets/{name}", "get"),
+        ("/v1/plugins", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dismissing_hides_a_finished_job_from_default_listings_only() {
+    let s = Server::start("memory", None);
+    let job: Value = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
+    assert_eq!(http().delete(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 204);
+    let page: Value = http().get(s.at("/v1/jobs")).send().await.unwrap().json().await.unwrap();
+    assert!(page["jobs"].as_array().unwrap().is_empty());
+    let all: Value = http().get(s.at("/v1/jobs?all=true")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["jobs"][0]["id"], job["id"]);
+    assert_eq!(http().get(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200, "kept in the journal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_filters_by_target_and_state_and_pages_newest_first() {
+    let s = Server::start("memory", None);
+    let mut ids = Vec::new();
+    for t in ["a", "b", "c", "d", "e"] {
+        let j: Value = post_job(&s, json!({"workflow": "install", "target": t, "params": {"image": "app:1"}})).await.json().await.unwrap();
+        ids.push(j["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
+    }
+    let p1: Value = http().get(s.at("/v1/jobs?limit=2")).send().await.unwrap().json().await.unwrap();
+    let p2: Value = http().get(s.at(&format!("/v1/jobs?limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()))).send().await.unwrap().json().await.unwrap();
+    let p3: Value = http().get(s.at(&format!("/v1/jobs?limit=2&cursor={}", p2["next_cursor"].as_str().unwrap()))).send().await.unwrap().json().await.unwrap();
+    let seen: Vec<&str> = [&p1, &p2, &p3].iter().flat_map(|p| p["jobs"].as_array().unwrap()).map(|j| j["id"].as_str().unwrap()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(seen, newest_first);
+    assert!(p3["next_cursor"].is_null());
+    let by_target: Value = http().get(s.at("/v1/jobs?target=c")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_target["jobs"].as_array().unwrap().len(), 1);
+    let by_state: Value = http().get(s.at("/v1/jobs?state=succeeded")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_state["jobs"].as_array().unwrap().len(), 5);
+    let active: Value = http().get(s.at("/v1/jobs?active=true")).send().await.unwrap().json().await.unwrap();
+    assert!(active["jobs"].as_array().unwrap().is_empty(), "succeeded jobs leave the active list by themselves");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
+    let s = Server::start("memory", None);
+    let job: Value = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await.json().await.unwrap();
+    read_events(&http(), &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())), None).await;
+    let text = http().get(s.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "deckhand_jobs{state=\"succeeded\"} 1",
+        "deckhand_step_duration_seconds_count",
+        "deckhand_journal_append_seconds_count",
+        "deckhand_sse_streams",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() {
+    let s = Server::start("docker", None);
+    let hole = BlackHole::start().await;
+    let job: Value = post_job(&s, json!({"workflow": "install", "target": unique_target("drop"), "params": {"image": hole.image()}})).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    for _round in 0..5 {
+        let mut open = Vec::new();
+        for _ in 0..20 {
+            let resp = http().get(s.at(&format!("/v1/jobs/{id}/events"))).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            open.push(resp);
+        }
+        drop(open);
+    }
+    // Streams are released once the server notices the clients are gone.
+    let mut gauge = String::new();
+    for _ in 0..50 {
+        let text = http().get(s.at("/metrics")).send().await.unwrap().text().await.unwrap();
+        gauge = text.lines().find(|l| l.starts_with("deckhand_sse_streams ")).unwrap_or_default().to_owned();
+        if gauge == "deckhand_sse_streams 0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge, "deckhand_sse_streams 0");
+    let now: Value = http().get(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(now["state"], "running", "disconnecting clients never cancel");
+    assert_eq!(now["cancel_requested"], false);
+    http().post(s.at(&format!("/v1/jobs/{id}/cancel"))).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_talks_to_the_server_with_server_url() {
+    let docker = docker().await;
+    let s = Server::start("docker", None);
+    let target = unique_target("remote");
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(work.path())
+        .args(["--server", &s.url, "install", &target, &image("cli:1"), "--network", "none"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("step 1: pull_image") && stdout.contains("succeeded in"), "{stdout}");
+    assert!(!work.path().join("journal.sqlite").exists(), "nothing ran in-process");
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["--server", &s.url, "jobs", "list", "--target", &target, "--json"])
+        .output()
+        .unwrap();
+    let jobs: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(jobs[0]["state"], "succeeded");
+    let id = jobs[0]["id"].as_str().unwrap();
+    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["--server", &s.url, "jobs", "watch", id])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&watch.stdout).contains("succeeded in"));
+    remove_target_containers(&docker, &target).await;
+}
