@@ -337,3 +337,102 @@ async fn cli_talks_to_the_server_with_server_url() {
     assert!(String::from_utf8_lossy(&watch.stdout).contains("succeeded in"));
     remove_target_containers(&docker, &target).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let s = Arc::new(Server::start("memory", None));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let timed = |lat: &Arc<std::sync::Mutex<Vec<f64>>>, t: std::time::Instant| lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+
+    // 200 jobs on 200 targets, submitted concurrently.
+    let mut submits = Vec::new();
+    for i in 0..200 {
+        let (s, client, lat, errors) = (s.clone(), client.clone(), latencies.clone(), errors.clone());
+        submits.push(tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let r = client.post(s.at("/v1/jobs")).json(&json!({"workflow": "install", "target": format!("load-{i}"), "params": {"image": "app:1"}})).send().await;
+            timed(&lat, t);
+            match r {
+                Ok(r) if r.status() == 202 => Some(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()),
+                _ => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for h in submits {
+        ids.extend(h.await.unwrap());
+    }
+    // 100 pollers until every job is done; 100 subscribers read a stream to its end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..100 {
+        let (s, client, lat, errors, stop, id) = (s.clone(), client.clone(), latencies.clone(), errors.clone(), stop.clone(), ids[p % ids.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 200 {
+                let t = std::time::Instant::now();
+                let path = if n % 2 == 0 { format!("/v1/jobs/{id}") } else { "/v1/jobs?limit=20".to_owned() };
+                match client.get(s.at(&path)).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                timed(&lat, t);
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let ends = Arc::new(AtomicUsize::new(0));
+    let mut subscribers = Vec::new();
+    for p in 0..100 {
+        let (s, client, ends, id) = (s.clone(), client.clone(), ends.clone(), ids[(p * 2) % ids.len()].clone());
+        subscribers.push(tokio::spawn(async move {
+            let events = read_events(&client, &s.at(&format!("/v1/jobs/{id}/events")), None).await;
+            if events.last().is_some_and(|e| e.1 == "end") {
+                ends.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = std::time::Instant::now();
+    for h in subscribers {
+        tokio::time::timeout(std::time::Duration::from_secs(120), h).await.expect("subscriber finished").unwrap();
+    }
+    // Every job ends succeeded.
+    loop {
+        let page: Value = client.get(s.at("/v1/jobs?state=succeeded&limit=500")).send().await.unwrap().json().await.unwrap();
+        if page["jobs"].as_array().unwrap().len() == 200 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 120, "jobs did not all finish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in tasks {
+        h.await.unwrap();
+    }
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "load: {} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms, {} streams to end",
+        lat.len(),
+        errors.load(Ordering::Relaxed),
+        pct(0.5),
+        pct(0.99),
+        ends.load(Ordering::Relaxed)
+    );
+    assert_eq!(errors.load(Ordering::Relaxed), 0);
+    assert_eq!(ids.len(), 200);
+    assert_eq!(ends.load(Ordering::Relaxed), 100);
+}
