@@ -210,8 +210,8 @@ async fn rollback_to_revision_one_brings_back_its_image_as_a_new_revision() {
 #[tokio::test(flavor = "multi_thread")]
 async fn workflows_that_need_a_target_refuse_an_unknown_one_before_any_job_exists() {
     let engine = TestEngine::start().await;
-    for workflow in ["upgrade", "teardown", "rollback"] {
-        let req = JobRequest::new(workflow, "never-installed", json!({}));
+    for (workflow, params) in [("upgrade", json!({})), ("teardown", json!({})), ("rollback", json!({"revision": 1}))] {
+        let req = JobRequest::new(workflow, "never-installed", params);
         assert!(matches!(engine.executor.submit(req).await, Err(SubmitError::UnknownTarget(_))), "{workflow}");
     }
     assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());

@@ -3,8 +3,7 @@
 //! deletion) in the order it asked for them. Each is journaled and
 //! idempotent, so recovery can finish an interrupted commit.
 
-use std::collections::BTreeSet;
-
+use super::plan::commit_plan;
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis};
 use crate::runtime::{LABEL_MANAGED, LABEL_TARGET, RuntimeError};
@@ -24,21 +23,7 @@ impl Inner {
             }
             self.journal.append(&job.id, Event::Phase { phase: "committing".into() }).await?;
         }
-        let events = self.journal.events(&job.id, 0)?;
-        let done: BTreeSet<u32> = events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::CommitResult { step, outcome: Outcome::Ok { .. } } => Some(*step),
-                _ => None,
-            })
-            .collect();
-        let pending: Vec<(u32, serde_json::Value)> = events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::Deferred { step, effect } if !done.contains(step) => Some((*step, effect.clone())),
-                _ => None,
-            })
-            .collect();
+        let pending = commit_plan(&self.journal.events(&job.id, 0)?);
         for (step, effect) in pending {
             self.journal.append(&job.id, Event::CommitIntent { step, effect: effect.clone() }).await?;
             let result = match serde_json::from_value::<Deferred>(effect) {

@@ -9,6 +9,7 @@
 
 mod commit;
 mod params;
+pub mod plan;
 mod recovery;
 mod rollback;
 
@@ -342,6 +343,19 @@ pub(crate) enum RollbackReason {
 }
 
 impl Inner {
+    /// What the plugin host needs to run `job`'s plugin.
+    fn scope(&self, job: &JobRecord, cancel: CancellationToken) -> JobScope {
+        JobScope::new(
+            job.id.clone(),
+            job.target.clone(),
+            job.params.to_string(),
+            self.journal.clone(),
+            self.runtime.clone(),
+            cancel,
+            self.settings.clone(),
+        )
+    }
+
     async fn set_state(&self, job: &JobId, state: JobState, error: Option<String>) -> Result<(), JournalError> {
         self.journal.append(job, Event::State { state, error }).await.map(|_| ())
     }
@@ -356,16 +370,7 @@ impl Inner {
             let error = format!("workflow `{}` with digest {} is no longer registered", job.workflow, job.plugin_digest);
             return self.rollback(job, RollbackReason::Failed(error)).await;
         };
-        let scope = JobScope::new(
-            job.id.clone(),
-            job.target.clone(),
-            job.params.to_string(),
-            self.journal.clone(),
-            self.runtime.clone(),
-            cancel.clone(),
-            self.settings.clone(),
-        );
-        match self.host.run(&plugin, scope).await {
+        match self.host.run(&plugin, self.scope(job, cancel.clone())).await {
             Ok(summary) => {
                 self.journal.append(&job.id, Event::Finished { summary }).await?;
                 self.commit(job).await

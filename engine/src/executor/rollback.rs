@@ -1,53 +1,15 @@
-//! Rollback: undo a job's journaled steps in reverse order.
-//!
-//! The plan comes from the journal alone: every intent that carries an undo,
-//! whatever its result (an intent without a result has an unknown outcome,
-//! and compensations are idempotent, so undoing it is always safe), minus the
-//! undos already completed by an earlier, interrupted rollback.
-
-use std::collections::BTreeSet;
+//! Rollback: undo a job's journaled steps in reverse order (the plan is
+//! [`rollback_plan`]), each undo journaled, stopping at the first that fails.
 
 use serde_json::json;
 
 use tokio_util::sync::CancellationToken;
 
+use super::plan::{last_step, rollback_plan};
 use super::{Inner, RollbackReason};
-use crate::plugin::JobScope;
-use crate::journal::{Event, EventRecord, JobId, JobRecord, JobState, JournalError, Outcome};
+use crate::journal::{Event, JobId, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
 use crate::steps::Compensation;
-
-/// The highest step number a job's events use.
-pub fn last_step(events: &[EventRecord]) -> u32 {
-    events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::Intent { step, .. } | Event::Deferred { step, .. } => Some(*step),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// The compensations still to run for a job, last step first.
-pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, serde_json::Value)> {
-    let done: BTreeSet<u32> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::UndoResult { step, outcome: Outcome::Ok { .. } } => Some(*step),
-            _ => None,
-        })
-        .collect();
-    let mut plan: Vec<(u32, serde_json::Value)> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::Intent { step, undo: Some(undo), .. } if !done.contains(step) => Some((*step, undo.clone())),
-            _ => None,
-        })
-        .collect();
-    plan.sort_by(|a, b| b.0.cmp(&a.0));
-    plan
-}
 
 impl Inner {
     /// Whether the engine brought `image` onto the machine: some job pulled
@@ -71,16 +33,8 @@ impl Inner {
             .filter(|p| p.digest == job.plugin_digest)
             .ok_or_else(|| RuntimeError::Daemon(format!("plugin {} ({}) is not registered", job.workflow, job.plugin_digest)))?;
         let events = self.journal.events(&job.id, 0).map_err(|e| RuntimeError::Daemon(e.to_string()))?;
-        let mut scope = JobScope::new(
-            job.id.clone(),
-            job.target.clone(),
-            job.params.to_string(),
-            self.journal.clone(),
-            self.runtime.clone(),
-            // The job's own cancel has fired; the compensation must still run.
-            CancellationToken::new(),
-            self.settings.clone(),
-        );
+        // The job's own cancel has fired; the compensation must still run.
+        let mut scope = self.scope(job, CancellationToken::new());
         scope.last_step = last_step(&events);
         self.host
             .compensate(&plugin, scope, action, data)
@@ -177,39 +131,5 @@ impl Inner {
                 None => Err(RuntimeError::NotFound(format!("container {id} to rename back to {to}"))),
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ev(seq: i64, event: Event) -> EventRecord {
-        EventRecord { seq, job_id: JobId::new(), at: 0, event }
-    }
-
-    #[test]
-    fn plan_undoes_steps_with_an_undo_in_reverse_order_including_unknown_outcomes() {
-        let events = vec![
-            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
-            ev(2, Event::Result { step: 1, outcome: Outcome::Ok { value: json!(null) } }),
-            ev(3, Event::Intent { step: 2, call: json!({}), undo: None }),
-            ev(4, Event::Intent { step: 3, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
-        ];
-        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
-        assert_eq!(steps, [3, 1]);
-    }
-
-    #[test]
-    fn plan_skips_undos_already_completed() {
-        let events = vec![
-            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
-            ev(2, Event::Intent { step: 2, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
-            ev(3, Event::UndoIntent { step: 2, undo: json!({}) }),
-            ev(4, Event::UndoResult { step: 2, outcome: Outcome::Ok { value: json!(null) } }),
-        ];
-        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
-        assert_eq!(steps, [1]);
     }
 }
