@@ -97,3 +97,33 @@ async fn ctrl_c_of_a_foreground_upgrade_says_so_cancels_and_rolls_back() {
     assert_eq!(after[0].state.map(|s| s.to_string()).as_deref(), Some("running"));
     remove_target_containers(&docker, &target).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_cancel_from_another_terminal_cancels_a_foreground_job_and_one_process_owns_the_data_dir() {
+    use std::io::{BufRead, BufReader};
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("xcancel");
+    let hole = BlackHole::start().await;
+    let mut child = deckhand(dir.path()).args(["install", &target, &hole.image()]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let id = first.split_whitespace().nth(1).unwrap().to_owned();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("step 1: pull_image") {
+            break;
+        }
+    }
+    // A second engine on the same data directory is refused.
+    let second = deckhand(dir.path()).args(["install", "other", &image("cli:1")]).output().unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another deckhand process"), "{}", String::from_utf8_lossy(&second.stderr));
+
+    let cancel = deckhand(dir.path()).args(["jobs", "cancel", &id]).output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&cancel.stdout).unwrap();
+    assert_eq!(answer["cancelled"], true, "{answer}");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().code() == Some(1));
+    assert!(rest.iter().any(|l| l.contains("cancelled after")), "{rest:?}");
+    assert!(containers_of(&docker, &target).await.is_empty());
+}

@@ -92,9 +92,25 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { id } => {
-            let executor = super::engine(data_dir).await?;
-            let outcome = executor.cancel(&id, Some("deckhand jobs cancel".into())).await?;
-            println!("{}", serde_json::to_string(&outcome)?);
+            let reason = Some("deckhand jobs cancel".to_owned());
+            if super::try_lock_data_dir(data_dir)? {
+                // No process runs jobs here: record the cancel, then recover,
+                // which rolls the job back if it was left unfinished.
+                let journal = super::open_journal(data_dir)?;
+                journal.job(&id)?.with_context(|| format!("no job with id {id}"))?;
+                journal.request_cancel(&id, reason).await?;
+                drop(journal);
+                let executor = super::engine_unlocked(data_dir).await?;
+                let job = executor.journal().job(&id)?.with_context(|| format!("no job with id {id}"))?;
+                println!("{}", serde_json::json!({"cancelled": job.state == JobState::Cancelled, "state": job.state}));
+            } else {
+                // The process running the job notices the journaled cancel.
+                let journal = super::open_journal(data_dir)?;
+                let executor_less = journal.request_cancel(&id, reason).await?;
+                let job = journal.job(&id)?.with_context(|| format!("no job with id {id}"))?;
+                let cancelled = job.cancel_requested && !executor_less.0.is_terminal();
+                println!("{}", serde_json::json!({"cancelled": cancelled, "state": job.state}));
+            }
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Watch { id } => watch_local(data_dir, &id).await,

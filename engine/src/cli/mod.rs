@@ -167,6 +167,24 @@ fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("cache").join("plugins")
 }
 
+/// Take the data directory's engine lock (an exclusive `flock` on
+/// `engine.lock`, held until the process exits): only one process at a time
+/// runs and recovers jobs on a journal. `Ok(false)` if another holds it.
+pub(crate) fn try_lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<bool> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("engine.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own has no memory effects.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Ok(false);
+    }
+    // Held for the life of the process; the kernel releases it at exit, crash included.
+    std::mem::forget(file);
+    Ok(true)
+}
+
 /// An in-process engine on `data_dir`, with unfinished jobs recovered.
 pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
     let docker = DockerRuntime::connect()?;
@@ -174,11 +192,30 @@ pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executo
     engine_on(data_dir, Arc::new(docker)).await
 }
 
+/// [`engine`] for a caller that already holds the data directory's lock.
+pub(crate) async fn engine_unlocked(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
+    let docker = DockerRuntime::connect()?;
+    docker.ping().await?;
+    engine_unlocked_on(data_dir, Arc::new(docker)).await
+}
+
 /// An in-process engine on `data_dir` and `runtime`, with unfinished jobs recovered.
 pub(crate) async fn engine_on(data_dir: &std::path::Path, runtime: Arc<dyn ContainerRuntime>) -> anyhow::Result<Executor> {
+    if !try_lock_data_dir(data_dir)? {
+        anyhow::bail!(
+            "another deckhand process is running jobs on {}; wait for it, or talk to it with --server",
+            data_dir.display()
+        );
+    }
+    engine_unlocked_on(data_dir, runtime).await
+}
+
+async fn engine_unlocked_on(data_dir: &std::path::Path, runtime: Arc<dyn ContainerRuntime>) -> anyhow::Result<Executor> {
     let journal = open_journal(data_dir)?;
     let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
     let executor = Executor::new(journal, runtime, Arc::new(host), host_settings()?);
+    // `deckhand jobs cancel` from another terminal writes the journal only.
+    executor.watch_journal_cancels(std::time::Duration::from_millis(250));
     let report = executor.recover().await.context("recovering unfinished jobs")?;
     for (job, state) in report.jobs {
         eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");

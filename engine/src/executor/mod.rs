@@ -258,6 +258,26 @@ impl Executor {
         Ok(CancelOutcome { cancelled: true, state: record.state, reason: None })
     }
 
+    /// Also honour cancels that other processes write to the journal (e.g.
+    /// `deckhand jobs cancel` from another terminal): check every `interval`
+    /// and interrupt the jobs this executor runs. Stops with the executor.
+    pub fn watch_journal_cancels(&self, interval: std::time::Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let Ok(jobs) = inner.journal.unfinished_jobs() else { continue };
+                let running = inner.running.lock().expect("running lock");
+                for job in jobs.iter().filter(|j| j.cancel_requested) {
+                    if let Some(token) = running.get(&job.id) {
+                        token.cancel();
+                    }
+                }
+            }
+        });
+    }
+
     /// Wait until the job is in a terminal state; returns its final record.
     pub async fn wait(&self, id: &JobId) -> Result<JobRecord, JournalError> {
         let mut live = self.inner.journal.subscribe();
