@@ -436,3 +436,85 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     assert_eq!(ids.len(), 200);
     assert_eq!(ends.load(Ordering::Relaxed), 100);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_event_stream_gets_keep_alive_comments() {
+    use futures_util::StreamExt;
+    let s = Server::start_with("docker", None, &["--keep-alive-ms", "200"]);
+    let hole = BlackHole::start().await;
+    let job: Value = post_job(&s, json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    let resp = http().get(s.at(&format!("/v1/jobs/{id}/events"))).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if text.lines().any(|l| l.starts_with(':')) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{text}");
+    http().post(s.at(&format!("/v1/jobs/{id}/cancel"))).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() {
+    use std::io::{BufRead, BufReader};
+    let _docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let serve = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("DECKHAND_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(c.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        assert!(first.starts_with("deckhand listening"), "{first}");
+        c
+    };
+    let mut server = serve();
+    let hole = BlackHole::start().await;
+    let job: Value = http()
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({"workflow": "install", "target": unique_target("rewatch"), "params": {"image": hole.image()}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["--server", &url, "jobs", "watch", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("step 1: pull_image") {
+            break;
+        }
+    }
+    // The server dies mid-job and comes back; recovery rolls the job back.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut server = serve();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = watch.wait().unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert!(rest.iter().any(|l| l.contains("rolled_back after")), "{rest:?}");
+    assert!(!rest.iter().any(|l| l.contains("step 1: pull_image")), "no event repeated after reconnecting: {rest:?}");
+    assert_eq!(status.code(), Some(1));
+}

@@ -283,12 +283,18 @@ impl Drop for Server {
 impl Server {
     /// Start one on `runtime` (`docker` or `memory`), with `token` if given.
     pub fn start(runtime: &str, token: Option<&str>) -> Server {
+        Self::start_with(runtime, token, &[])
+    }
+
+    /// Start one with extra `serve` arguments.
+    pub fn start_with(runtime: &str, token: Option<&str>, extra: &[&str]) -> Server {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
         cmd.arg("--data-dir")
             .arg(dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--runtime", runtime])
+            .args(extra)
             .env("DECKHAND_SETTLE_MS", "300")
             .env_remove("DECKHAND_TOKEN")
             .stdout(std::process::Stdio::piped());

@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// Container runtime.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
     pub runtime: RuntimeKind,
+    /// Milliseconds between keep-alive comments on event streams.
+    #[arg(long, default_value_t = 15_000)]
+    pub keep_alive_ms: u64,
 }
 
 /// Run the server until Ctrl-C.
@@ -46,7 +49,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
     };
     let executor = super::engine_on(data_dir, runtime).await?;
-    let config = ApiConfig { token, ..ApiConfig::default() };
+    let config = ApiConfig { token, keep_alive: std::time::Duration::from_millis(args.keep_alive_ms), ..ApiConfig::default() };
     let app = api::app(api::state(executor, config));
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
