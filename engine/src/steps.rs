@@ -61,6 +61,10 @@ pub enum Call {
         /// The plugin's name for it.
         action: String,
     },
+    /// Read the clock.
+    Now,
+    /// Draw a random number.
+    Random,
     /// Wait until a container runs (and is healthy).
     WaitHealthy {
         /// Container id.
@@ -82,6 +86,7 @@ impl Call {
             Call::RemoveContainer { .. } => "removing",
             Call::WaitHealthy { .. } => "waiting_healthy",
             Call::RegisterCompensation { .. } => "registering",
+            Call::Now | Call::Random => "running",
         }
     }
 }

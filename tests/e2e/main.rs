@@ -13,3 +13,4 @@ mod compensation;
 mod crash;
 mod install;
 mod memory;
+mod sandbox;

@@ -390,7 +390,11 @@ impl Inner {
             let error = format!("workflow `{}` with digest {} is no longer registered", job.workflow, job.plugin_digest);
             return self.rollback(job, RollbackReason::Failed(error)).await;
         };
-        match self.host.run(&plugin, self.scope(job, cancel.clone())).await {
+        let deadline = self.settings.max_job_time;
+        let run = tokio::time::timeout(deadline, self.host.run(&plugin, self.scope(job, cancel.clone())))
+            .await
+            .unwrap_or_else(|_| Err(RunError::Trapped(format!("the job exceeded its deadline of {} s", deadline.as_secs()))));
+        match run {
             Ok(summary) => {
                 self.journal.append(&job.id, Event::Finished { summary }).await?;
                 self.commit(job).await

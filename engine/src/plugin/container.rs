@@ -47,7 +47,12 @@ impl JobScope {
         let state = scope.runtime.inspect_container(id).await.map_err(host_error)?;
         match state {
             Some(s) if s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(scope.target.as_str()) => Ok(s),
-            Some(_) => Err(HostError::Denied(format!("container {id} does not belong to target `{}`", scope.target))),
+            Some(_) => {
+                let why = format!("container {id} does not belong to target `{}`", scope.target);
+                // Attempts on others' containers are on the record.
+                let _ = scope.journal.append(&scope.job_id, Event::Log { level: "warn".into(), message: format!("denied: {why}") }).await;
+                Err(HostError::Denied(why))
+            }
             None => Err(HostError::NotFound(format!("no container {id}"))),
         }
     }
@@ -107,11 +112,13 @@ impl JobScope {
 
 impl container::Host for HostState {
     async fn image_present(&mut self, image: String) -> HostResult<bool> {
+        self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
         Ok(self.scope.runtime.image_present(&image).await.map_err(host_error))
     }
 
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
+        self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
         check!(self.scope.ensure_not_cancelled());
         let present_before = check!(self.scope.runtime.image_present(&image).await.map_err(host_error));
@@ -124,6 +131,7 @@ impl container::Host for HostState {
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
+        self.scope.tick()?;
         check!(self.scope.check_name(&spec.name));
         check!(self.scope.check_size("image", &spec.image));
         let arg_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
@@ -155,6 +163,7 @@ impl container::Host for HostState {
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         check!(self.scope.ensure_not_cancelled());
         let undo = (!c.running).then(|| Compensation::StopContainer { id: c.id.clone() });
@@ -164,6 +173,7 @@ impl container::Host for HostState {
     }
 
     async fn stop_container(&mut self, id: String, timeout_s: u32) -> HostResult<()> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         check!(self.scope.ensure_not_cancelled());
         let undo = c.running.then(|| Compensation::StartContainer { id: c.id.clone() });
@@ -174,6 +184,7 @@ impl container::Host for HostState {
     }
 
     async fn rename_container(&mut self, id: String, new_name: String) -> HostResult<()> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         check!(self.scope.check_name(&new_name));
         check!(self.scope.ensure_not_cancelled());
@@ -185,6 +196,7 @@ impl container::Host for HostState {
     }
 
     async fn remove_container(&mut self, id: String) -> HostResult<()> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         if c.label(LABEL_JOB) != Some(self.scope.job_id.as_str()) {
             return Ok(Err(HostError::Denied(format!(
@@ -198,16 +210,19 @@ impl container::Host for HostState {
     }
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         self.scope.defer(Deferred::RemoveContainer { id: c.id }).await
     }
 
     async fn remove_image_at_commit(&mut self, image: String) -> HostResult<()> {
+        self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
         self.scope.defer(Deferred::RemoveImage { image }).await
     }
 
     async fn inspect_container(&mut self, id_or_name: String) -> HostResult<Option<ContainerInfo>> {
+        self.scope.tick()?;
         match self.scope.owned_container(&id_or_name).await {
             Ok(c) => Ok(Ok(Some(info_of(c)))),
             // Other targets' containers are invisible, not forbidden.
@@ -217,6 +232,7 @@ impl container::Host for HostState {
     }
 
     async fn wait_healthy(&mut self, id: String, timeout_s: u32) -> HostResult<ContainerInfo> {
+        self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await);
         check!(self.scope.ensure_not_cancelled());
         let step = self.scope.begin(&Call::WaitHealthy { id: c.id.clone(), timeout_s }, None).await?;

@@ -12,30 +12,42 @@ const MAX_LOG_LINE: usize = 4096;
 
 impl job::Host for HostState {
     async fn id(&mut self) -> wasmtime::Result<String> {
+        self.scope.tick()?;
         Ok(self.scope.job_id.to_string())
     }
 
     async fn target(&mut self) -> wasmtime::Result<String> {
+        self.scope.tick()?;
         Ok(self.scope.target.clone())
     }
 
     async fn params(&mut self) -> wasmtime::Result<String> {
+        self.scope.tick()?;
         Ok(self.scope.params.clone())
     }
 
     async fn set_phase(&mut self, phase: String) -> wasmtime::Result<()> {
+        self.scope.tick()?;
         let phase: String = phase.chars().take(64).collect();
         self.scope.enter_phase(&phase).await
     }
 
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.scope.tick()?;
         let level = match level {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
+        if self.scope.log_bytes >= self.scope.settings.max_log_bytes {
+            return Ok(());
+        }
         let mut message = message;
+        self.scope.log_bytes += message.len().min(MAX_LOG_LINE);
+        if self.scope.log_bytes >= self.scope.settings.max_log_bytes {
+            message = format!("log limit of {} bytes reached; later lines are dropped", self.scope.settings.max_log_bytes);
+        }
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
             while !message.is_char_boundary(cut) {
@@ -48,10 +60,12 @@ impl job::Host for HostState {
     }
 
     async fn cancel_requested(&mut self) -> wasmtime::Result<bool> {
+        self.scope.tick()?;
         Ok(self.scope.cancel.is_cancelled())
     }
 
     async fn register_compensation(&mut self, action: String, data: String) -> wasmtime::Result<Result<(), HostError>> {
+        self.scope.tick()?;
         let scope = &mut self.scope;
         for (what, s) in [("action", &action), ("data", &data)] {
             if let Err(e) = scope.check_size(what, s) {
@@ -67,6 +81,21 @@ impl job::Host for HostState {
     }
 
     async fn compensating(&mut self) -> wasmtime::Result<bool> {
+        self.scope.tick()?;
         Ok(self.scope.compensating)
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.scope.tick()?;
+        let now = crate::journal::now_millis().max(0) as u64;
+        let step = self.scope.begin(&Call::Now, None).await?;
+        self.scope.end(step, Ok::<u64, RuntimeError>(now)).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+    }
+
+    async fn random_u64(&mut self) -> wasmtime::Result<u64> {
+        self.scope.tick()?;
+        let value = rand::random::<u64>();
+        let step = self.scope.begin(&Call::Random, None).await?;
+        self.scope.end(step, Ok::<u64, RuntimeError>(value)).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
     }
 }

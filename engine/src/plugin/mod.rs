@@ -99,6 +99,42 @@ impl Drop for PluginHost {
     }
 }
 
+/// A frozen clock: WASI time is always the epoch, so a plugin cannot read
+/// time except through the journaled `job.now-ms`.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// WASI with nothing granted: no preopened directories, environment,
+/// arguments or network (denied by default), discarded stdio, a frozen clock
+/// and constant-seeded randomness, so a run depends only on host answers.
+fn sandboxed_wasi() -> WasiCtx {
+    use rand::SeedableRng;
+    WasiCtx::builder()
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(rand::rngs::StdRng::seed_from_u64(0))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(0))
+        .insecure_random_seed(0)
+        .build()
+}
+
 /// `sha256:<hex>` of some bytes.
 pub fn digest_of(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
@@ -199,8 +235,10 @@ impl PluginHost {
             .tables(16)
             .memories(4)
             .table_elements(100_000)
+            // A memory bomb ends with a clear trap, not an allocator abort.
+            .trap_on_grow_failure(true)
             .build();
-        let state = HostState { wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, scope };
+        let state = HostState { wasi: sandboxed_wasi(), table: ResourceTable::new(), limits, scope };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);

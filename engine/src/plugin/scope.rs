@@ -30,6 +30,12 @@ pub struct HostSettings {
     pub max_guest_time: Duration,
     /// Largest string a plugin may pass to the host, in bytes.
     pub max_arg_bytes: usize,
+    /// Host calls one instance may make.
+    pub max_host_calls: u32,
+    /// Log bytes one job may write; later lines are dropped.
+    pub max_log_bytes: usize,
+    /// Wall-clock time a plugin run may take, host calls included.
+    pub max_job_time: Duration,
 }
 
 impl Default for HostSettings {
@@ -39,8 +45,11 @@ impl Default for HostSettings {
             progress_interval: Duration::from_millis(250),
             settle_time: Duration::from_millis(1000),
             max_memory_bytes: 64 << 20,
-            max_guest_time: Duration::from_secs(10),
+            max_guest_time: Duration::from_secs(2),
             max_arg_bytes: 64 << 10,
+            max_host_calls: 10_000,
+            max_log_bytes: 1 << 20,
+            max_job_time: Duration::from_secs(3600),
         }
     }
 }
@@ -68,6 +77,10 @@ pub struct JobScope {
     pub compensating: bool,
     /// The phase last journaled.
     pub(super) phase: Option<String>,
+    /// Host calls made so far by this instance.
+    pub(super) calls: u32,
+    /// Log bytes written so far.
+    pub(super) log_bytes: usize,
 }
 
 impl JobScope {
@@ -81,7 +94,16 @@ impl JobScope {
         cancel: CancellationToken,
         settings: HostSettings,
     ) -> Self {
-        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None }
+        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None, calls: 0, log_bytes: 0 }
+    }
+
+    /// Count a host call; past the limit the plugin traps.
+    pub(super) fn tick(&mut self) -> wasmtime::Result<()> {
+        self.calls += 1;
+        if self.calls > self.settings.max_host_calls {
+            return Err(wasmtime::Error::msg(format!("plugin exceeded its limit of {} host calls", self.settings.max_host_calls)));
+        }
+        Ok(())
     }
 
     /// Append an event; a journal failure ends the plugin (it traps), since

@@ -11,16 +11,19 @@ fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
 
 impl state::Host for HostState {
     async fn current_revision(&mut self) -> wasmtime::Result<Option<Revision>> {
+        self.scope.tick()?;
         let target = self.scope.journal.target(&self.scope.target)?;
         Ok(target.and_then(|t| t.current).map(revision_of))
     }
 
     async fn lookup_revision(&mut self, number: u64) -> wasmtime::Result<Option<Revision>> {
+        self.scope.tick()?;
         let target = self.scope.journal.target(&self.scope.target)?;
         Ok(target.and_then(|t| t.history.into_iter().find(|r| r.revision == number)).map(revision_of))
     }
 
     async fn record_revision(&mut self, image: String, container_id: String, spec: String) -> wasmtime::Result<Result<u64, HostError>> {
+        self.scope.tick()?;
         let scope = &self.scope;
         for (what, s) in [("image", &image), ("container id", &container_id), ("spec", &spec)] {
             if let Err(e) = scope.check_size(what, s) {
@@ -43,6 +46,7 @@ impl state::Host for HostState {
     }
 
     async fn delete_target_at_commit(&mut self) -> wasmtime::Result<Result<(), HostError>> {
+        self.scope.tick()?;
         self.scope.defer(Deferred::DeleteTarget).await
     }
 }

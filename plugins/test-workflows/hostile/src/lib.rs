@@ -1,0 +1,95 @@
+//! Test workflow that misbehaves on purpose. Params: `{mode, ...}`:
+//! `loop` (never returns), `memory` (allocates without end), `recursion`
+//! (overflows the stack), `huge-string` (passes a 32 MiB string to the
+//! host), `many-calls` (makes 20,000 host calls), `trap-mid-upgrade`
+//! (starts an upgrade and panics half-way), `foreign` (tries to stop and
+//! remove the container named `container`, which is not its target's).
+
+use deckhand_sdk::{Spec, Workflow, container, export, job, state};
+use serde::Deserialize;
+
+struct Hostile;
+
+#[derive(Deserialize)]
+struct Params {
+    mode: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    container: Option<String>,
+}
+
+fn recurse(n: u64, pad: &mut [u8; 1024]) -> u64 {
+    pad[(n % 1024) as usize] = n as u8;
+    let mut next = [0u8; 1024];
+    recurse(n + 1, &mut next) + pad[0] as u64
+}
+
+impl Workflow for Hostile {
+    fn describe() -> deckhand_sdk::PluginInfo {
+        deckhand_sdk::info("hostile", "test: misbehaves on purpose")
+    }
+
+    fn run() -> Result<String, String> {
+        let p: Params = deckhand_sdk::params()?;
+        match p.mode.as_str() {
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recursion" => {
+                let mut pad = [0u8; 1024];
+                Ok(recurse(0, &mut pad).to_string())
+            }
+            "huge-string" => {
+                let huge = "x".repeat(32 << 20);
+                container::pull_image(&huge)?;
+                Ok("the host took it".into())
+            }
+            "many-calls" => {
+                for _ in 0..20_000 {
+                    job::cancel_requested();
+                }
+                Ok("made them all".into())
+            }
+            "trap-mid-upgrade" => {
+                let current = state::current_revision().ok_or("not installed")?;
+                let image = p.image.ok_or("image needed")?;
+                let spec = Spec { image: Some(image.clone()), ..Spec::of_revision(&current)? };
+                let target = job::target();
+                container::pull_image(&image)?;
+                let next = container::create_container(&spec.container(format!("deckhand-{target}-next"))?)?;
+                container::stop_container(&current.container_id, 10)?;
+                container::rename_container(&current.container_id, &format!("deckhand-{target}-prev"))?;
+                container::rename_container(&next, &format!("deckhand-{target}"))?;
+                panic!("trap in the middle of an upgrade");
+            }
+            "foreign" => {
+                let victim = p.container.ok_or("container needed")?;
+                let stop = container::stop_container(&victim, 1);
+                let remove = container::remove_container(&victim);
+                Err(format!(
+                    "stop: {}; remove: {}",
+                    stop.err().map(|e| deckhand_sdk::describe(&e)).unwrap_or("allowed".into()),
+                    remove.err().map(|e| deckhand_sdk::describe(&e)).unwrap_or("allowed".into())
+                ))
+            }
+            other => Err(format!("unknown mode {other}")),
+        }
+    }
+
+    fn compensate(action: String, data: String) -> Result<(), String> {
+        deckhand_sdk::no_compensations(&action, &data)
+    }
+}
+
+export!(Hostile);
