@@ -40,13 +40,15 @@ pub struct ApiConfig {
     pub token: Option<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest plugin component accepted by `POST /v1/plugins`.
+    pub max_plugin_bytes: usize,
     /// Interval of keep-alive comments on event streams.
     pub keep_alive: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { token: None, max_body_bytes: 64 << 10, keep_alive: Duration::from_secs(15) }
+        ApiConfig { token: None, max_body_bytes: 64 << 10, max_plugin_bytes: 16 << 20, keep_alive: Duration::from_secs(15) }
     }
 }
 
@@ -81,6 +83,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ValidJso
 /// The router and its OpenAPI document.
 pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // Components are larger than any JSON body; this route's limit wins.
+        .routes(routes!(system::upload_plugin))
+        .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes))
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::dismiss_job))
         .routes(routes!(jobs::cancel_job))

@@ -50,6 +50,48 @@ pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginView>
     )
 }
 
+/// Query of `POST /v1/plugins`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Workflow name to register the component under (`[a-z][a-z0-9-]{0,62}`).
+    pub name: String,
+}
+
+/// Register a workflow component (the body, `application/wasm`): validated
+/// against the WIT world, stored by digest. Built-in names are refused.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, body = PluginView),
+        (status = 400, body = Problem),
+        (status = 409, description = "A built-in workflow's name", body = Problem),
+        (status = 413, body = Problem),
+        (status = 422, description = "Not a valid workflow component", body = Problem),
+    ))]
+pub async fn upload_plugin(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(axum::http::StatusCode, Json<PluginView>), ApiError> {
+    use crate::executor::PluginStoreError;
+    use crate::plugin::PluginError;
+    use axum::http::StatusCode;
+    let axum::extract::Query(q) = query?;
+    let bytes = body.map_err(|r| ApiError::new(r.status(), "invalid-body", r.body_text()))?;
+    let p = state.executor.register_plugin(&q.name, &bytes).await.map_err(|e| match e {
+        PluginStoreError::Plugin(PluginError::Builtin(_)) => ApiError::new(StatusCode::CONFLICT, "builtin-workflow", e.to_string()),
+        PluginStoreError::Plugin(PluginError::InvalidName(_)) => ApiError::bad_request("invalid-name", e.to_string()),
+        PluginStoreError::Plugin(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-component", e.to_string()),
+        PluginStoreError::Journal(j) => j.into(),
+        PluginStoreError::Io(m) => {
+            tracing::error!("plugin store: {m}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the plugin could not be stored; see the server log")
+        }
+    })?;
+    Ok((StatusCode::CREATED, Json(PluginView { name: p.name.clone(), digest: p.digest.clone(), builtin: p.builtin })))
+}
+
 /// Liveness (no token needed).
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "`ok`")))]
 pub async fn healthz() -> &'static str {

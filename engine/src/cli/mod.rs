@@ -6,6 +6,7 @@
 
 mod jobs;
 mod live;
+mod plugin;
 mod remote;
 mod render;
 mod run;
@@ -55,6 +56,8 @@ pub enum Command {
     Recover,
     /// Serve the HTTP job API.
     Serve(serve::ServeArgs),
+    /// Run any registered workflow with JSON params, in the foreground.
+    Run(run::RunArgs),
     /// Inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -71,6 +74,24 @@ pub enum Command {
 pub enum PluginCommand {
     /// List the registered workflows and their digests.
     List,
+    /// Register a workflow component (validated against the WIT world,
+    /// stored by digest). Replacing a workflow keeps the old digest for the
+    /// jobs that ran it.
+    Add {
+        /// Workflow name.
+        name: String,
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        file: PathBuf,
+    },
+    /// Create a new plugin crate, ready to build with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Workflow name; the crate goes into a directory of that name.
+        name: String,
+        /// Parent directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// Output format flag shared by read commands.
@@ -117,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade(args) => job(args.request()).await,
         Command::Teardown(args) => job(args.request()).await,
         Command::Rollback(args) => job(args.request()).await,
+        Command::Run(args) => job(args.request()?).await,
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Recover => {
             // `engine` recovers and reports each job it finished.
@@ -131,13 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(client) => targets::run_remote(client, cmd).await,
             None => targets::run(&cli.data_dir, cmd),
         },
-        Command::Plugin(PluginCommand::List) => {
-            let host = PluginHost::with_builtins(Some(cache_dir(&cli.data_dir)))?;
-            for p in host.list() {
-                println!("{:<12} {}{}", p.name, p.digest, if p.builtin { "  (built-in)" } else { "" });
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Plugin(cmd) => plugin::run(&cli.data_dir, remote.as_ref(), cmd).await,
     }
 }
 
@@ -161,6 +177,10 @@ fn host_settings() -> anyhow::Result<HostSettings> {
         s.stall_timeout = std::time::Duration::from_secs(secs);
     }
     Ok(s)
+}
+
+fn plugin_store(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("plugins")
 }
 
 fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
@@ -214,6 +234,7 @@ async fn engine_unlocked_on(data_dir: &std::path::Path, runtime: Arc<dyn Contain
     let journal = open_journal(data_dir)?;
     let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
     let executor = Executor::new(journal, runtime, Arc::new(host), host_settings()?);
+    executor.use_plugin_store(plugin_store(data_dir)).context("loading registered plugins")?;
     // `deckhand jobs cancel` from another terminal writes the journal only.
     executor.watch_journal_cancels(std::time::Duration::from_millis(250));
     let report = executor.recover().await.context("recovering unfinished jobs")?;

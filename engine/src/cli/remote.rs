@@ -65,6 +65,23 @@ impl Client {
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
     }
 
+    /// Upload a component to register it under `name`.
+    pub async fn upload_plugin(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let resp = self
+            .builder(Method::POST, &format!("/v1/plugins?name={name}"))
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Deckhand server at {}", self.base))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{status}: {}", v["detail"].as_str().unwrap_or("refused"));
+        }
+        Ok(v)
+    }
+
     /// Follow a job's events until it ends, reconnecting after a dropped
     /// connection from the last event seen.
     pub fn watch(&self, id: &str) -> mpsc::Receiver<anyhow::Result<StreamItem>> {

@@ -52,6 +52,26 @@ pub struct UpgradeArgs {
     pub spec: SpecArgs,
 }
 
+/// `deckhand run WORKFLOW TARGET [--params JSON]`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Workflow name (built-in or registered with `deckhand plugin add`).
+    pub workflow: String,
+    /// Target name.
+    pub target: String,
+    /// Params as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+}
+
+impl RunArgs {
+    /// The job this command asks for.
+    pub fn request(self) -> anyhow::Result<JobRequest> {
+        let params: Value = serde_json::from_str(&self.params).map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+        Ok(JobRequest::new(self.workflow, self.target, params))
+    }
+}
+
 /// `deckhand teardown TARGET`
 #[derive(Debug, Args)]
 pub struct TeardownArgs {

@@ -54,6 +54,8 @@ pub enum SubmitError {
     Journal(#[from] JournalError),
 }
 
+pub use crate::plugin::store::PluginStoreError;
+
 /// Why a retry was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -125,6 +127,8 @@ struct Inner {
     runtime: Arc<dyn ContainerRuntime>,
     host: Arc<PluginHost>,
     settings: HostSettings,
+    /// Where uploaded plugin components are kept, by digest.
+    plugin_store: Mutex<Option<std::path::PathBuf>>,
     /// Cancel signal of each job this process is working on.
     running: Mutex<HashMap<JobId, CancellationToken>>,
     /// The job holding each busy target.
@@ -140,6 +144,7 @@ impl Executor {
                 runtime,
                 host,
                 settings,
+                plugin_store: Mutex::new(None),
                 running: Mutex::new(HashMap::new()),
                 targets: Mutex::new(HashMap::new()),
             }),
@@ -256,6 +261,22 @@ impl Executor {
             token.cancel();
         }
         Ok(CancelOutcome { cancelled: true, state: record.state, reason: None })
+    }
+
+    /// Keep uploaded plugins in `dir` and load the ones registered before.
+    /// Returns how many were loaded.
+    pub fn use_plugin_store(&self, dir: std::path::PathBuf) -> Result<usize, PluginStoreError> {
+        let loaded = crate::plugin::store::load(&self.inner.host, &self.inner.journal, &dir)?;
+        *self.inner.plugin_store.lock().expect("plugin store lock") = Some(dir);
+        Ok(loaded)
+    }
+
+    /// Validate a component against the workflow world, store it by digest,
+    /// and register it under `name` (built-in names are refused). Jobs that
+    /// already ran keep the digest they recorded.
+    pub async fn register_plugin(&self, name: &str, bytes: &[u8]) -> Result<std::sync::Arc<crate::plugin::Plugin>, PluginStoreError> {
+        let store = self.inner.plugin_store.lock().expect("plugin store lock").clone();
+        crate::plugin::store::register(&self.inner.host, &self.inner.journal, store.as_deref(), name, bytes).await
     }
 
     /// Also honour cancels that other processes write to the journal (e.g.
@@ -386,7 +407,7 @@ impl Inner {
             return self.set_state(&job.id, JobState::Cancelled, None).await;
         }
         self.set_state(&job.id, JobState::Running, None).await?;
-        let Some(plugin) = self.host.get(&job.workflow).filter(|p| p.digest == job.plugin_digest) else {
+        let Some(plugin) = self.host.by_digest(&job.plugin_digest) else {
             let error = format!("workflow `{}` with digest {} is no longer registered", job.workflow, job.plugin_digest);
             return self.rollback(job, RollbackReason::Failed(error)).await;
         };

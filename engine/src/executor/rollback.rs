@@ -29,8 +29,7 @@ impl Inner {
     async fn plugin_compensation(&self, job: &JobRecord, action: &str, data: &str) -> Result<(), RuntimeError> {
         let plugin = self
             .host
-            .get(&job.workflow)
-            .filter(|p| p.digest == job.plugin_digest)
+            .by_digest(&job.plugin_digest)
             .ok_or_else(|| RuntimeError::Daemon(format!("plugin {} ({}) is not registered", job.workflow, job.plugin_digest)))?;
         let events = self.journal.events(&job.id, 0).map_err(|e| RuntimeError::Daemon(e.to_string()))?;
         // The job's own cancel has fired; the compensation must still run.

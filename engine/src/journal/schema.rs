@@ -60,6 +60,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
     CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
     "#,
+    // 3: registrations of workflow plugins; the latest per name is current.
+    r#"
+    CREATE TABLE plugins (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        name          TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        registered_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

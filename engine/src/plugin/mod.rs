@@ -14,6 +14,7 @@ mod container;
 mod host_state;
 mod job;
 mod scope;
+pub mod store;
 mod target_state;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,28 @@ pub enum PluginError {
     /// The engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
+    /// A built-in workflow's name cannot be taken by an upload.
+    #[error("`{0}` is a built-in workflow and cannot be replaced")]
+    Builtin(String),
+    /// The workflow name is not valid.
+    #[error("invalid workflow name `{0}`: use 1–63 characters from a-z, 0-9 and `-`, starting with a letter")]
+    InvalidName(String),
+    /// The component store failed.
+    #[error("cannot store plugin {digest}: {detail}")]
+    Store {
+        /// The component.
+        digest: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Whether `name` can name a workflow: `[a-z][a-z0-9-]{0,62}`.
+pub fn valid_workflow_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// How a plugin run ended, short of the journal failing.
@@ -88,7 +111,11 @@ impl std::fmt::Debug for Plugin {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The current plugin of each workflow name.
     plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Every plugin loaded, by digest: jobs keep running (and replaying)
+    /// the exact component they started with after a name is re-registered.
+    by_digest: RwLock<BTreeMap<String, Arc<Plugin>>>,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -167,7 +194,14 @@ impl PluginHost {
                 }
             })
             .map_err(|e| PluginError::Engine(e.to_string()))?;
-        Ok(PluginHost { engine, linker, plugins: RwLock::new(BTreeMap::new()), cache_dir, ticker_stop })
+        Ok(PluginHost {
+            engine,
+            linker,
+            plugins: RwLock::new(BTreeMap::new()),
+            by_digest: RwLock::new(BTreeMap::new()),
+            cache_dir,
+            ticker_stop,
+        })
     }
 
     /// A host with the built-in workflows registered.
@@ -187,9 +221,37 @@ impl PluginHost {
         let component = self.compile(&digest, bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
         let pre = bindings::WorkflowPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
-        let plugin = Arc::new(Plugin { name: name.to_owned(), digest, builtin, pre });
+        let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), builtin, pre });
         self.plugins.write().expect("plugin registry lock").insert(name.to_owned(), plugin.clone());
+        self.by_digest.write().expect("plugin registry lock").insert(digest, plugin.clone());
         Ok(plugin)
+    }
+
+    /// Validate an uploaded component and make it the current plugin of
+    /// `name`. Built-in names are refused; nothing changes on error.
+    pub fn register_upload(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        if !valid_workflow_name(name) {
+            return Err(PluginError::InvalidName(name.to_owned()));
+        }
+        if self.get(name).is_some_and(|p| p.builtin) {
+            return Err(PluginError::Builtin(name.to_owned()));
+        }
+        self.register(name, bytes, false)
+    }
+
+    /// Make `plugin` the current one of its name again.
+    pub fn reinstate(&self, plugin: Arc<Plugin>) {
+        self.plugins.write().expect("plugin registry lock").insert(plugin.name.clone(), plugin);
+    }
+
+    /// Unregister `name` (its digest stays loadable).
+    pub fn forget(&self, name: &str) {
+        self.plugins.write().expect("plugin registry lock").remove(name);
+    }
+
+    /// The plugin with this digest, current or not.
+    pub fn by_digest(&self, digest: &str) -> Option<Arc<Plugin>> {
+        self.by_digest.read().expect("plugin registry lock").get(digest).cloned()
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
