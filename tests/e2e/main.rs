@@ -11,6 +11,7 @@ mod atomic;
 mod cli;
 mod compensation;
 mod crash;
+mod examples;
 mod install;
 mod memory;
 mod sandbox;
