@@ -127,3 +127,47 @@ async fn jobs_cancel_from_another_terminal_cancels_a_foreground_job_and_one_proc
     assert!(rest.iter().any(|l| l.contains("cancelled after")), "{rest:?}");
     assert!(containers_of(&docker, &target).await.is_empty());
 }
+
+#[test]
+fn plugin_new_scaffolds_a_crate_that_builds_and_passes_plugin_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = deckhand(data.path()).args(["plugin", "new", "hello-world", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let krate = dir.path().join("hello-world");
+    let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold");
+    let build = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&krate)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let wasm = target_dir.join("wasm32-wasip2/release/hello_world.wasm");
+    let test = deckhand(data.path()).args(["plugin", "test"]).arg(&wasm).args(["--params", r#"{"image": "app:1"}"#]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{stdout}{}", String::from_utf8_lossy(&test.stderr));
+    assert!(stdout.contains("deckhand-web app:1 running=true"), "{stdout}");
+    let add = deckhand(data.path()).args(["plugin", "add", "hello-world"]).arg(&wasm).output().unwrap();
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let list = deckhand(data.path()).args(["plugin", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("hello-world"));
+}
+
+#[test]
+fn plugin_test_with_an_injected_fault_shows_the_rollback() {
+    let data = tempfile::tempdir().unwrap();
+    let wasm = std::path::Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_plugin_upgrade.wasm");
+    let out = deckhand(data.path())
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .args(["--install", "app:1", "--params", r#"{"image": "app:2"}"#, "--fail", "start"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("rolled_back: container runtime: injected by deckhand plugin test"), "{stdout}");
+    assert!(stdout.contains("deckhand-web app:1 running=true"), "the old container runs again: {stdout}");
+}

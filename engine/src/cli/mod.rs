@@ -83,6 +83,10 @@ pub enum PluginCommand {
         /// The component (`.wasm`, built for wasm32-wasip2).
         file: PathBuf,
     },
+    /// Try a workflow component without Docker: run it once on the
+    /// in-memory runtime (optionally after a plain install, and with a
+    /// fault injected) and print the journal.
+    Test(plugin::TestArgs),
     /// Create a new plugin crate, ready to build with
     /// `cargo build --release --target wasm32-wasip2`.
     New {
@@ -164,8 +168,10 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 
 /// Host settings, with overrides from the environment:
 /// `DECKHAND_SETTLE_MS` (how long a container without a health check must
-/// keep running) and `DECKHAND_STALL_TIMEOUT_S` (no-progress timeout).
-fn host_settings() -> anyhow::Result<HostSettings> {
+/// keep running), `DECKHAND_STALL_TIMEOUT_S` (no-progress timeout),
+/// `DECKHAND_PLUGIN_MEMORY_MB`, `DECKHAND_PLUGIN_CPU_MS`,
+/// `DECKHAND_PLUGIN_MAX_CALLS` and `DECKHAND_JOB_DEADLINE_S` (plugin limits).
+pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     let mut s = HostSettings::default();
     let var = |name: &str| -> anyhow::Result<Option<u64>> {
         std::env::var(name).ok().map(|v| v.parse::<u64>().with_context(|| format!("{name}={v} is not a number"))).transpose()
@@ -176,14 +182,26 @@ fn host_settings() -> anyhow::Result<HostSettings> {
     if let Some(secs) = var("DECKHAND_STALL_TIMEOUT_S")? {
         s.stall_timeout = std::time::Duration::from_secs(secs);
     }
+    if let Some(mb) = var("DECKHAND_PLUGIN_MEMORY_MB")? {
+        s.max_memory_bytes = (mb as usize) << 20;
+    }
+    if let Some(ms) = var("DECKHAND_PLUGIN_CPU_MS")? {
+        s.max_guest_time = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = var("DECKHAND_PLUGIN_MAX_CALLS")? {
+        s.max_host_calls = n.min(u32::MAX as u64) as u32;
+    }
+    if let Some(secs) = var("DECKHAND_JOB_DEADLINE_S")? {
+        s.max_job_time = std::time::Duration::from_secs(secs);
+    }
     Ok(s)
 }
 
-fn plugin_store(data_dir: &std::path::Path) -> PathBuf {
+pub(crate) fn plugin_store(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("plugins")
 }
 
-fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
+pub(crate) fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("cache").join("plugins")
 }
 

@@ -52,6 +52,7 @@ pub async fn run(data_dir: &Path, remote: Option<&Client>, cmd: PluginCommand) -
                 }
             }
         }
+        (PluginCommand::Test(args), _) => return test(args).await,
         (PluginCommand::New { name, dir }, _) => {
             let path = scaffold(&name, &dir)?;
             println!("created {}; build it with:\n  cd {} && cargo build --release --target wasm32-wasip2", path.display(), path.display());
@@ -59,6 +60,79 @@ pub async fn run(data_dir: &Path, remote: Option<&Client>, cmd: PluginCommand) -
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `deckhand plugin test FILE`
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The component to try.
+    pub file: PathBuf,
+    /// Target name to run it on.
+    #[arg(long, default_value = "web")]
+    pub target: String,
+    /// Params as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Install this image on the target first (for workflows that change an
+    /// installed target).
+    #[arg(long, value_name = "IMAGE")]
+    pub install: Option<String>,
+    /// Make a runtime operation fail once: `pull`, `create`, `start`,
+    /// `stop`, `rename`, `remove-container`, `remove-image` or `inspect`.
+    #[arg(long, value_name = "OP")]
+    pub fail: Option<String>,
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    use crate::executor::{Executor, JobRequest};
+    use crate::runtime::MemoryRuntime;
+    use crate::runtime::memory::{Fault, Op};
+    use std::sync::Arc;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not JSON")?;
+    let dir = tempfile_dir()?;
+    let journal = super::open_journal(&dir)?;
+    let host = Arc::new(PluginHost::with_builtins(None)?);
+    let runtime = Arc::new(MemoryRuntime::new());
+    let executor = Executor::new(journal, runtime.clone(), host, super::host_settings()?);
+    let plugin = executor.register_plugin("under-test", &bytes).await?;
+    println!("component {} is a valid workflow", plugin.digest);
+    if let Some(image) = &args.install {
+        let job = executor.submit(JobRequest::new("install", args.target.clone(), serde_json::json!({"image": image}))).await?;
+        let done = executor.wait(&job.id).await?;
+        anyhow::ensure!(done.state == crate::journal::JobState::Succeeded, "the preparatory install failed: {:?}", done.error);
+    }
+    if let Some(op) = &args.fail {
+        let op = match op.as_str() {
+            "pull" => Op::Pull,
+            "create" => Op::Create,
+            "start" => Op::Start,
+            "stop" => Op::Stop,
+            "rename" => Op::Rename,
+            "remove-container" => Op::RemoveContainer,
+            "remove-image" => Op::RemoveImage,
+            "inspect" => Op::Inspect,
+            other => anyhow::bail!("unknown operation `{other}` for --fail"),
+        };
+        runtime.inject(op, Fault::Fail("injected by deckhand plugin test".into()), 1);
+    }
+    let job = executor.submit(JobRequest::new("under-test", args.target, params)).await?;
+    let done = executor.wait(&job.id).await?;
+    print!("{}", super::render::timeline(&executor.journal().events(&job.id, 0)?));
+    println!("containers after the job:");
+    for c in runtime.containers().values() {
+        println!("  {} {} running={}", c.name, c.image, c.running);
+    }
+    println!("images after the job: {:?}", runtime.images());
+    println!("{}", done.error.as_deref().map(|e| format!("{}: {e}", done.state)).unwrap_or_else(|| done.state.to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(if done.state == crate::journal::JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("deckhand-plugin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn print_row(name: &str, digest: &str, builtin: bool) {
