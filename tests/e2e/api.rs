@@ -518,3 +518,43 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
     assert!(!rest.iter().any(|l| l.contains("step 1: pull_image")), "no event repeated after reconnecting: {rest:?}");
     assert_eq!(status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
+    let s = Server::start("memory", None);
+    let upload = |name: &str, bytes: Vec<u8>| {
+        http().post(s.at(&format!("/v1/plugins?name={name}"))).header("content-type", "application/wasm").body(bytes).send()
+    };
+    let empty_core_module = b"\0asm\x01\0\0\0".to_vec();
+    let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
+    let cases: Vec<(u16, &str, Vec<u8>)> = vec![
+        (422, "garbage", b"definitely not wasm".to_vec()),
+        (422, "core", empty_core_module),
+        (422, "no-exports", empty_component),
+        (422, "wrong-world", plugin_wasm("deckhand-test-bad-import")),
+        (409, "install", plugin_wasm("deckhand-test-hostile")),
+        (400, "Bad_Name", plugin_wasm("deckhand-test-hostile")),
+    ];
+    for (status, name, bytes) in cases {
+        let resp = upload(name, bytes).await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{name}");
+        let p: Value = resp.json().await.unwrap();
+        assert!(!p["detail"].as_str().unwrap().is_empty(), "{name}");
+    }
+    assert!(!s.dir.path().join("plugins").exists(), "nothing stored");
+    let listed: Value = http().get(s.at("/v1/plugins")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4, "only the built-ins: {listed}");
+
+    // A good one is stored by digest and runs; replacing it keeps the old digest.
+    let first = upload("custom", plugin_wasm("deckhand-test-hostile")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let digest = first["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    assert!(s.dir.path().join("plugins").join(format!("{digest}.wasm")).exists());
+    let job: Value = post_job(&s, json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}})).await.json().await.unwrap();
+    assert_eq!(job["plugin_digest"], first["digest"]);
+    let second: Value = upload("custom", plugin_wasm("deckhand-test-custom-undo")).await.unwrap().json().await.unwrap();
+    assert_ne!(second["digest"], first["digest"]);
+    let ended = read_events(&http(), &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())), None).await;
+    assert_eq!(ended.last().unwrap().2["state"], "rolled_back", "the first job ran its own digest to the end");
+}
