@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::runtime::ContainerConfig;
 
-/// A host call a plugin made, as journaled in an intent.
+/// A host call a plugin made, as journaled in an intent. Reads are
+/// journaled too (without undo): replay answers every call from the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Call {
@@ -56,6 +57,25 @@ pub enum Call {
         /// Container id.
         id: String,
     },
+    /// Read: whether an image is present.
+    ImagePresent {
+        /// Image reference.
+        image: String,
+    },
+    /// Read: a container's state.
+    InspectContainer {
+        /// Container id or name.
+        id: String,
+    },
+    /// Read: the target's current revision, or revision `number`.
+    ReadRevision {
+        /// A revision number; `None` for the current one.
+        number: Option<u64>,
+    },
+    /// Read: the highest revision number the target ever had.
+    ReadLastRevisionNumber,
+    /// Read: whether a cancel was requested.
+    ReadCancelRequested,
     /// Register a compensation of the plugin's own (no effect now).
     RegisterCompensation {
         /// The plugin's name for it.
@@ -86,7 +106,13 @@ impl Call {
             Call::RemoveContainer { .. } => "removing",
             Call::WaitHealthy { .. } => "waiting_healthy",
             Call::RegisterCompensation { .. } => "registering",
-            Call::Now | Call::Random => "running",
+            Call::Now
+            | Call::Random
+            | Call::ImagePresent { .. }
+            | Call::InspectContainer { .. }
+            | Call::ReadRevision { .. }
+            | Call::ReadLastRevisionNumber
+            | Call::ReadCancelRequested => "running",
         }
     }
 }

@@ -56,7 +56,22 @@ async fn install_journals_intent_then_result_for_every_step_in_order() {
             _ => {}
         }
     }
-    assert_eq!(ops, ["pull_image", "create_container", "start_container", "wait_healthy"]);
+    // Reads are steps too (replay answers them from the journal).
+    assert_eq!(
+        ops,
+        [
+            "read_revision",
+            "image_present",
+            "pull_image",
+            "create_container",
+            "inspect_container",
+            "start_container",
+            "inspect_container",
+            "wait_healthy",
+            "inspect_container",
+            "read_last_revision_number"
+        ]
+    );
     // Sequence numbers strictly increase, and the job ends succeeded after committing.
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     let states: Vec<JobState> = events

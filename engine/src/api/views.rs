@@ -91,7 +91,7 @@ pub struct JobView {
 fn outcome_word(o: &Outcome) -> (&'static str, Option<String>) {
     match o {
         Outcome::Ok { .. } => ("ok", None),
-        Outcome::Err { error } => ("error", Some(error.clone())),
+        Outcome::Err { error, .. } => ("error", Some(error.clone())),
     }
 }
 

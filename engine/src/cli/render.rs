@@ -52,7 +52,7 @@ fn outcome_text(o: &Outcome) -> String {
     match o {
         Outcome::Ok { value } if value.is_null() => "ok".to_owned(),
         Outcome::Ok { value } => format!("ok {}", value.to_string().chars().take(80).collect::<String>()),
-        Outcome::Err { error } => format!("FAILED: {error}"),
+        Outcome::Err { error, .. } => format!("FAILED: {error}"),
     }
 }
 

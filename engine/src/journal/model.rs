@@ -163,6 +163,10 @@ pub enum Outcome {
     Err {
         /// The error message.
         error: String,
+        /// The kind of error the plugin saw (`runtime`, `cancelled`,
+        /// `denied`, `invalid`, `not_found`, `timed_out`), when it saw one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
 }
 

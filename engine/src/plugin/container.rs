@@ -1,16 +1,20 @@
 //! Host side of the `container` interface: each call checks the plugin may
-//! make it (the container belongs to the job's target), journals its intent
-//! and undo, performs it on the runtime, and journals the result.
+//! make it (the container belongs to the job's target) and goes through
+//! [`JobScope::perform`], which journals its intent and undo, performs it on
+//! the runtime, and journals the result. Reads are journaled too, so a
+//! replay can answer them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::bindings::{ContainerInfo, ContainerSpec, HostError, container};
 use super::host_state::HostState;
-use super::scope::{JobScope, host_error};
-use crate::journal::{Event, Progress};
-use crate::runtime::{ContainerConfig, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET, PullProgress, RuntimeError};
+use super::scope::{HostSettings, JobScope, host_error};
+use crate::journal::{Event, JobId, Journal, Progress};
+use crate::runtime::{ContainerConfig, ContainerRuntime, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET, PullPhase, PullProgress, RuntimeError};
 use crate::steps::{Call, Compensation, Deferred};
 
 type HostResult<T> = wasmtime::Result<Result<T, HostError>>;
@@ -40,63 +44,26 @@ fn progress_of(p: &PullProgress) -> Progress {
 }
 
 impl JobScope {
-    /// The container `id`, if it belongs to this job's target.
-    async fn owned_container(&self, id: &str) -> Result<ContainerState, HostError> {
-        let scope = self;
-        scope.check_size("container id", id)?;
-        let state = scope.runtime.inspect_container(id).await.map_err(host_error)?;
-        match state {
-            Some(s) if s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(scope.target.as_str()) => Ok(s),
-            Some(_) => {
-                let why = format!("container {id} does not belong to target `{}`", scope.target);
-                // Attempts on others' containers are on the record.
-                let _ = scope.journal.append(&scope.job_id, Event::Log { level: "warn".into(), message: format!("denied: {why}") }).await;
-                Err(HostError::Denied(why))
-            }
-            None => Err(HostError::NotFound(format!("no container {id}"))),
-        }
+    /// Inspect a container (a journaled read).
+    pub(super) async fn inspect(&mut self, id: &str) -> HostResult<Option<ContainerState>> {
+        check!(self.check_size("container id", id));
+        let rt = self.runtime.clone();
+        let id = id.to_owned();
+        self.perform(Call::InspectContainer { id: id.clone() }, None, async move { rt.inspect_container(&id).await.map_err(host_error) }).await
     }
 
-    /// Pull `image`, journaling coalesced progress, failing when no progress
-    /// arrives for the stall timeout.
-    async fn pull_with_progress(&self, image: &str) -> wasmtime::Result<Result<(), RuntimeError>> {
-        let scope = self;
-        let (tx, mut rx) = watch::channel(PullProgress {
-            phase: crate::runtime::PullPhase::Resolving,
-            layers_done: 0,
-            layers_total: 0,
-            bytes_done: 0,
-            bytes_total: 0,
-            fraction: None,
-        });
-        let pull = scope.runtime.pull_image(image, &tx, &scope.cancel);
-        tokio::pin!(pull);
-        let mut last_written = Instant::now() - scope.settings.progress_interval;
-        let mut unwritten: Option<PullProgress> = None;
-        let result = loop {
-            let flush_in = scope.settings.progress_interval.saturating_sub(last_written.elapsed());
-            tokio::select! {
-                r = &mut pull => break r,
-                changed = tokio::time::timeout(scope.settings.stall_timeout, rx.changed()) => match changed {
-                    Err(_) => break Err(RuntimeError::Stalled { seconds: scope.settings.stall_timeout.as_secs() }),
-                    Ok(Err(_)) => {}
-                    Ok(Ok(())) => unwritten = Some(rx.borrow_and_update().clone()),
-                },
-                _ = tokio::time::sleep(flush_in), if unwritten.is_some() => {}
+    /// The container `id`, if it belongs to this job's target; an attempt on
+    /// another's is denied and logged in the journal.
+    async fn owned_container(&mut self, id: &str) -> HostResult<ContainerState> {
+        match check!(self.inspect(id).await?) {
+            Some(s) if s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(self.target.as_str()) => Ok(Ok(s)),
+            Some(_) => {
+                let why = format!("container {id} does not belong to target `{}`", self.target);
+                self.record(Event::Log { level: "warn".into(), message: format!("denied: {why}") }).await?;
+                Ok(Err(HostError::Denied(why)))
             }
-            // Coalesce: at most one progress record per interval.
-            if last_written.elapsed() >= scope.settings.progress_interval
-                && let Some(p) = unwritten.take()
-            {
-                scope.record(Event::Progress(progress_of(&p))).await?;
-                last_written = Instant::now();
-            }
-        };
-        if result.is_ok() {
-            let last = rx.borrow().clone();
-            scope.record(Event::Progress(Progress { fraction: Some(1.0), ..progress_of(&last) })).await?;
+            None => Ok(Err(HostError::NotFound(format!("no container {id}")))),
         }
-        Ok(result)
     }
 
     /// The names a container of this target may have.
@@ -110,37 +77,129 @@ impl JobScope {
     }
 }
 
+/// Pull `image`, journaling coalesced progress, failing when no progress
+/// arrives for the stall timeout.
+async fn pull_with_progress(
+    runtime: Arc<dyn ContainerRuntime>,
+    journal: Journal,
+    job: JobId,
+    cancel: CancellationToken,
+    settings: HostSettings,
+    image: String,
+) -> Result<(), HostError> {
+    let record = |p: Progress| {
+        let (journal, job) = (journal.clone(), job.clone());
+        async move { journal.append(&job, Event::Progress(p)).await.map(|_| ()).map_err(|e| HostError::Runtime(format!("journal: {e}"))) }
+    };
+    let (tx, mut rx) = watch::channel(PullProgress {
+        phase: PullPhase::Resolving,
+        layers_done: 0,
+        layers_total: 0,
+        bytes_done: 0,
+        bytes_total: 0,
+        fraction: None,
+    });
+    let pull = runtime.pull_image(&image, &tx, &cancel);
+    tokio::pin!(pull);
+    let mut last_written = Instant::now() - settings.progress_interval;
+    let mut unwritten: Option<PullProgress> = None;
+    let result = loop {
+        let flush_in = settings.progress_interval.saturating_sub(last_written.elapsed());
+        tokio::select! {
+            r = &mut pull => break r,
+            changed = tokio::time::timeout(settings.stall_timeout, rx.changed()) => match changed {
+                Err(_) => break Err(RuntimeError::Stalled { seconds: settings.stall_timeout.as_secs() }),
+                Ok(Err(_)) => {}
+                Ok(Ok(())) => unwritten = Some(rx.borrow_and_update().clone()),
+            },
+            _ = tokio::time::sleep(flush_in), if unwritten.is_some() => {}
+        }
+        // Coalesce: at most one progress record per interval.
+        if last_written.elapsed() >= settings.progress_interval
+            && let Some(p) = unwritten.take()
+        {
+            record(progress_of(&p)).await?;
+            last_written = Instant::now();
+        }
+    };
+    if result.is_ok() {
+        let last = rx.borrow().clone();
+        record(Progress { fraction: Some(1.0), ..progress_of(&last) }).await?;
+    }
+    result.map_err(host_error)
+}
+
+/// Wait until the container runs (and is healthy), or fail.
+async fn wait_until_healthy(runtime: Arc<dyn ContainerRuntime>, cancel: CancellationToken, settle: Duration, id: String, timeout_s: u32) -> Result<ContainerState, HostError> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
+    let mut running_since: Option<Instant> = None;
+    let result = loop {
+        let state = match runtime.inspect_container(&id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => break Err(RuntimeError::NotFound(format!("container {id} disappeared"))),
+            Err(e) => break Err(e),
+        };
+        if !state.running {
+            let code = state.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
+            break Err(RuntimeError::Daemon(format!("container {} exited{code}", state.name)));
+        }
+        match state.health.as_deref() {
+            Some("healthy") => break Ok(state),
+            Some("unhealthy") => break Err(RuntimeError::Daemon(format!("container {} is unhealthy", state.name))),
+            Some(_) => {}
+            None => {
+                let since = *running_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= settle {
+                    break Ok(state);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            break Err(RuntimeError::Stalled { seconds: timeout_s.into() });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break Err(RuntimeError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    };
+    result.map_err(host_error)
+}
+
 impl container::Host for HostState {
     async fn image_present(&mut self, image: String) -> HostResult<bool> {
         self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
-        Ok(self.scope.runtime.image_present(&image).await.map_err(host_error))
+        let rt = self.scope.runtime.clone();
+        let call = Call::ImagePresent { image: image.clone() };
+        self.scope.perform(call, None, async move { rt.image_present(&image).await.map_err(host_error) }).await
     }
 
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
         self.scope.tick()?;
-        check!(self.scope.check_size("image", &image));
-        check!(self.scope.ensure_not_cancelled());
-        let present_before = check!(self.scope.runtime.image_present(&image).await.map_err(host_error));
-        let call = Call::PullImage { image: image.clone(), present_before };
+        let scope = &mut self.scope;
+        check!(scope.check_size("image", &image));
+        check!(scope.ensure_not_cancelled());
+        let rt = scope.runtime.clone();
+        let probe = image.clone();
+        let present_before = check!(
+            scope.perform(Call::ImagePresent { image: image.clone() }, None, async move { rt.image_present(&probe).await.map_err(host_error) }).await?
+        );
         let undo = (!present_before).then(|| Compensation::RemoveImage { image: image.clone() });
-        let step = self.scope.begin(&call, undo.as_ref()).await?;
-
-        let result = self.scope.pull_with_progress(&image).await?;
-        self.scope.end(step, result).await
+        let call = Call::PullImage { image: image.clone(), present_before };
+        let effect = pull_with_progress(scope.runtime.clone(), scope.journal.clone(), scope.job_id.clone(), scope.cancel.clone(), scope.settings.clone(), image);
+        scope.perform(call, undo, effect).await
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
         self.scope.tick()?;
-        check!(self.scope.check_name(&spec.name));
-        check!(self.scope.check_size("image", &spec.image));
-        let arg_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-            + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
-        if arg_bytes > self.scope.settings.max_arg_bytes {
-            return Ok(Err(HostError::Invalid(format!("env and cmd are {arg_bytes} bytes; the limit is {}", self.scope.settings.max_arg_bytes))));
+        let scope = &mut self.scope;
+        check!(scope.check_name(&spec.name));
+        check!(scope.check_size("image", &spec.image));
+        let arg_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
+        if arg_bytes > scope.settings.max_arg_bytes {
+            return Ok(Err(HostError::Invalid(format!("env and cmd are {arg_bytes} bytes; the limit is {}", scope.settings.max_arg_bytes))));
         }
-        check!(self.scope.ensure_not_cancelled());
-        let scope = &self.scope;
+        check!(scope.ensure_not_cancelled());
         let config = ContainerConfig {
             name: spec.name.clone(),
             image: spec.image,
@@ -155,63 +214,57 @@ impl container::Host for HostState {
             .into(),
         };
         let undo = Compensation::RemoveCreatedContainer { name: spec.name, job: scope.job_id.to_string() };
-        let call = Call::CreateContainer { config };
-        let step = self.scope.begin(&call, Some(&undo)).await?;
-        let Call::CreateContainer { config } = call else { unreachable!() };
-        let result = self.scope.runtime.create_container(&config).await;
-        self.scope.end(step, result).await
+        let rt = scope.runtime.clone();
+        let create = config.clone();
+        scope.perform(Call::CreateContainer { config }, Some(undo), async move { rt.create_container(&create).await.map_err(host_error) }).await
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.ensure_not_cancelled());
         let undo = (!c.running).then(|| Compensation::StopContainer { id: c.id.clone() });
-        let step = self.scope.begin(&Call::StartContainer { id: c.id.clone() }, undo.as_ref()).await?;
-        let result = self.scope.runtime.start_container(&c.id).await;
-        self.scope.end(step, result).await
+        let rt = self.scope.runtime.clone();
+        let cid = c.id.clone();
+        self.scope.perform(Call::StartContainer { id: c.id }, undo, async move { rt.start_container(&cid).await.map_err(host_error) }).await
     }
 
     async fn stop_container(&mut self, id: String, timeout_s: u32) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.ensure_not_cancelled());
         let undo = c.running.then(|| Compensation::StartContainer { id: c.id.clone() });
         let call = Call::StopContainer { id: c.id.clone(), timeout_s, was_running: c.running };
-        let step = self.scope.begin(&call, undo.as_ref()).await?;
-        let result = self.scope.runtime.stop_container(&c.id, timeout_s.min(300)).await;
-        self.scope.end(step, result).await
+        let rt = self.scope.runtime.clone();
+        self.scope.perform(call, undo, async move { rt.stop_container(&c.id, timeout_s.min(300)).await.map_err(host_error) }).await
     }
 
     async fn rename_container(&mut self, id: String, new_name: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.check_name(&new_name));
         check!(self.scope.ensure_not_cancelled());
         let undo = Compensation::RenameContainer { id: c.id.clone(), to: c.name.clone() };
         let call = Call::RenameContainer { id: c.id.clone(), from: c.name, to: new_name.clone() };
-        let step = self.scope.begin(&call, Some(&undo)).await?;
-        let result = self.scope.runtime.rename_container(&c.id, &new_name).await;
-        self.scope.end(step, result).await
+        let rt = self.scope.runtime.clone();
+        self.scope.perform(call, Some(undo), async move { rt.rename_container(&c.id, &new_name).await.map_err(host_error) }).await
     }
 
     async fn remove_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         if c.label(LABEL_JOB) != Some(self.scope.job_id.as_str()) {
-            return Ok(Err(HostError::Denied(format!(
-                "container {id} was not created by this job; use remove-container-at-commit"
-            ))));
+            return Ok(Err(HostError::Denied(format!("container {id} was not created by this job; use remove-container-at-commit"))));
         }
         check!(self.scope.ensure_not_cancelled());
-        let step = self.scope.begin(&Call::RemoveContainer { id: c.id.clone() }, None).await?;
-        let result = self.scope.runtime.remove_container(&c.id).await;
-        self.scope.end(step, result).await
+        let rt = self.scope.runtime.clone();
+        let cid = c.id.clone();
+        self.scope.perform(Call::RemoveContainer { id: c.id }, None, async move { rt.remove_container(&cid).await.map_err(host_error) }).await
     }
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         self.scope.defer(Deferred::RemoveContainer { id: c.id }).await
     }
 
@@ -223,53 +276,21 @@ impl container::Host for HostState {
 
     async fn inspect_container(&mut self, id_or_name: String) -> HostResult<Option<ContainerInfo>> {
         self.scope.tick()?;
-        match self.scope.owned_container(&id_or_name).await {
-            Ok(c) => Ok(Ok(Some(info_of(c)))),
-            // Other targets' containers are invisible, not forbidden.
-            Err(HostError::NotFound(_)) | Err(HostError::Denied(_)) => Ok(Ok(None)),
-            Err(e) => Ok(Err(e)),
-        }
+        let target = self.scope.target.clone();
+        let found = check!(self.scope.inspect(&id_or_name).await?);
+        // Other targets' containers are invisible, not forbidden.
+        Ok(Ok(found
+            .filter(|s| s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(target.as_str()))
+            .map(info_of)))
     }
 
     async fn wait_healthy(&mut self, id: String, timeout_s: u32) -> HostResult<ContainerInfo> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await);
+        let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.ensure_not_cancelled());
-        let step = self.scope.begin(&Call::WaitHealthy { id: c.id.clone(), timeout_s }, None).await?;
-        let scope = &self.scope;
-        let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
-        let mut running_since: Option<Instant> = None;
-        let result = loop {
-            let state = match scope.runtime.inspect_container(&c.id).await {
-                Ok(Some(s)) => s,
-                Ok(None) => break Err(RuntimeError::NotFound(format!("container {} disappeared", c.id))),
-                Err(e) => break Err(e),
-            };
-            if !state.running {
-                let code = state.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                break Err(RuntimeError::Daemon(format!("container {} exited{code}", state.name)));
-            }
-            match state.health.as_deref() {
-                Some("healthy") => break Ok(state),
-                Some("unhealthy") => break Err(RuntimeError::Daemon(format!("container {} is unhealthy", state.name))),
-                Some(_) => {}
-                None => {
-                    let since = *running_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= scope.settings.settle_time {
-                        break Ok(state);
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                break Err(RuntimeError::Stalled { seconds: timeout_s.into() });
-            }
-            tokio::select! {
-                _ = scope.cancel.cancelled() => break Err(RuntimeError::Cancelled),
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        };
-        let result = result.map(info_of);
-        let outcome = self.scope.end(step, result.clone().map(|i| i.running)).await?;
-        Ok(outcome.and(result.map_err(host_error)))
+        let scope = &mut self.scope;
+        let effect = wait_until_healthy(scope.runtime.clone(), scope.cancel.clone(), scope.settings.settle_time, c.id.clone(), timeout_s);
+        let state = scope.perform(Call::WaitHealthy { id: c.id, timeout_s }, None, effect).await?;
+        Ok(state.map(info_of))
     }
 }

@@ -2,7 +2,6 @@
 //! cancel flag of the job an instance runs.
 
 use super::bindings::{HostError, LogLevel, job};
-use crate::runtime::RuntimeError;
 use crate::steps::{Call, Compensation};
 use super::host_state::HostState;
 use crate::journal::Event;
@@ -61,7 +60,9 @@ impl job::Host for HostState {
 
     async fn cancel_requested(&mut self) -> wasmtime::Result<bool> {
         self.scope.tick()?;
-        Ok(self.scope.cancel.is_cancelled())
+        let cancelled = self.scope.cancel.is_cancelled();
+        let answer = self.scope.perform(Call::ReadCancelRequested, None, async move { Ok(cancelled) }).await?;
+        Ok(answer.unwrap_or(true))
     }
 
     async fn register_compensation(&mut self, action: String, data: String) -> wasmtime::Result<Result<(), HostError>> {
@@ -76,8 +77,7 @@ impl job::Host for HostState {
             return Ok(Err(e));
         }
         let undo = Compensation::Plugin { action: action.clone(), data };
-        let step = scope.begin(&Call::RegisterCompensation { action }, Some(&undo)).await?;
-        scope.end(step, Ok::<(), RuntimeError>(())).await
+        scope.perform(Call::RegisterCompensation { action }, Some(undo), async { Ok(()) }).await
     }
 
     async fn compensating(&mut self) -> wasmtime::Result<bool> {
@@ -88,14 +88,12 @@ impl job::Host for HostState {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         self.scope.tick()?;
         let now = crate::journal::now_millis().max(0) as u64;
-        let step = self.scope.begin(&Call::Now, None).await?;
-        self.scope.end(step, Ok::<u64, RuntimeError>(now)).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+        self.scope.perform(Call::Now, None, async move { Ok(now) }).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
     }
 
     async fn random_u64(&mut self) -> wasmtime::Result<u64> {
         self.scope.tick()?;
         let value = rand::random::<u64>();
-        let step = self.scope.begin(&Call::Random, None).await?;
-        self.scope.end(step, Ok::<u64, RuntimeError>(value)).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+        self.scope.perform(Call::Random, None, async move { Ok(value) }).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
     }
 }

@@ -1,7 +1,9 @@
 //! The job a plugin instance runs, as the host functions see it: its
 //! identity, the journal and runtime it works through, its cancel signal,
-//! and the helper that journals a step's intent before the effect and its
-//! result after.
+//! and [`JobScope::perform`], through which every host call goes: it
+//! journals the call's intent (and undo) before the effect and its result
+//! after — or, when replaying, checks the call against the record and
+//! answers with the recorded result instead of touching anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,8 @@ pub struct JobScope {
     pub compensating: bool,
     /// The phase last journaled.
     pub(super) phase: Option<String>,
+    /// Set when replaying a recorded job instead of running it.
+    pub(super) replay: Option<Replay>,
     /// Host calls made so far by this instance.
     pub(super) calls: u32,
     /// Log bytes written so far.
@@ -94,7 +98,7 @@ impl JobScope {
         cancel: CancellationToken,
         settings: HostSettings,
     ) -> Self {
-        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None, calls: 0, log_bytes: 0 }
+        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None, replay: None, calls: 0, log_bytes: 0 }
     }
 
     /// Count a host call; past the limit the plugin traps.
@@ -107,9 +111,67 @@ impl JobScope {
     }
 
     /// Append an event; a journal failure ends the plugin (it traps), since
-    /// no step may happen unrecorded.
+    /// no step may happen unrecorded. Replaying, nothing is written.
     pub(super) async fn record(&self, event: Event) -> wasmtime::Result<()> {
+        if let Some(replay) = &self.replay {
+            replay.observed.lock().expect("replay log lock").push(event);
+            return Ok(());
+        }
         self.journal.append(&self.job_id, event).await.map(|_| ()).map_err(wasmtime::Error::from)
+    }
+
+    /// Make one host call a step: journal `call` with `undo`, run `effect`
+    /// and journal its outcome. Replaying, `effect` is dropped unrun: the
+    /// call is compared with the next recorded one (a difference stops the
+    /// replay with a divergence) and the recorded outcome is returned.
+    pub(super) async fn perform<T, F>(&mut self, call: Call, undo: Option<Compensation>, effect: F) -> wasmtime::Result<Result<T, HostError>>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<T, HostError>>,
+    {
+        if self.replay.is_some() {
+            return self.replay_step(call, undo);
+        }
+        let step = self.begin(&call, undo.as_ref()).await?;
+        let result = effect.await;
+        let outcome = match &result {
+            Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
+            Err(e) => Outcome::Err { error: host_error_text(e), kind: Some(host_error_kind(e).to_owned()) },
+        };
+        self.record(Event::Result { step, outcome }).await?;
+        Ok(result)
+    }
+
+    fn replay_step<T: serde::de::DeserializeOwned>(&mut self, call: Call, undo: Option<Compensation>) -> wasmtime::Result<Result<T, HostError>> {
+        self.last_step += 1;
+        let replay = self.replay.as_mut().expect("replaying");
+        let actual = RecordedStep::Call { call: steps::to_value(&call), undo: undo.as_ref().map(steps::to_value) };
+        let expected = replay.script.get(replay.next).cloned();
+        replay.next += 1;
+        match expected {
+            Some(RecordedEntry { entry: RecordedStep::Call { call: c, undo: u }, outcome, .. }) if c == steps::to_value(&call) && u == undo.as_ref().map(steps::to_value) => {
+                match outcome {
+                    Some(Outcome::Ok { value }) => Ok(Ok(serde_json::from_value(value).map_err(|e| wasmtime::Error::msg(format!("recorded result does not decode: {e}")))?)),
+                    Some(Outcome::Err { error, kind }) => Ok(Err(host_error_from(kind.as_deref(), error))),
+                    // The record ends here (the engine stopped mid-step).
+                    None => Err(replay.end_of_record(self.last_step)),
+                }
+            }
+            expected => Err(replay.diverge(self.last_step, expected.map(|e| e.entry), actual)),
+        }
+    }
+
+    /// Journal (or, replaying, check) an effect deferred to commit.
+    fn replay_deferred(&mut self, effect: &Deferred) -> wasmtime::Result<()> {
+        self.last_step += 1;
+        let replay = self.replay.as_mut().expect("replaying");
+        let actual = RecordedStep::Deferred { effect: steps::to_value(effect) };
+        let expected = replay.script.get(replay.next).cloned();
+        replay.next += 1;
+        match expected {
+            Some(e) if e.entry == actual => Ok(()),
+            expected => Err(replay.diverge(self.last_step, expected.map(|e| e.entry), actual)),
+        }
     }
 
     /// Journal a phase change, once per distinct phase.
@@ -137,20 +199,6 @@ impl JobScope {
         Ok(step)
     }
 
-    /// Journal a step's result; maps a runtime error to the plugin's error.
-    pub(super) async fn end<T: Serialize>(
-        &self,
-        step: u32,
-        result: Result<T, RuntimeError>,
-    ) -> wasmtime::Result<Result<T, HostError>> {
-        let outcome = match &result {
-            Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
-            Err(e) => Outcome::Err { error: e.to_string() },
-        };
-        self.record(Event::Result { step, outcome }).await?;
-        Ok(result.map_err(host_error))
-    }
-
     /// Refuse registrations and deferrals while compensating.
     pub(super) fn ensure_not_compensating(&self, what: &str) -> Result<(), HostError> {
         if self.compensating { Err(HostError::Denied(format!("{what} is not available while compensating"))) } else { Ok(()) }
@@ -160,6 +208,9 @@ impl JobScope {
     pub(super) async fn defer(&mut self, effect: Deferred) -> wasmtime::Result<Result<(), HostError>> {
         if let Err(e) = self.ensure_not_compensating("deferring an effect to commit") {
             return Ok(Err(e));
+        }
+        if self.replay.is_some() {
+            return self.replay_deferred(&effect).map(Ok);
         }
         self.last_step += 1;
         self.record(Event::Deferred { step: self.last_step, effect: steps::to_value(&effect) }).await?;
@@ -173,6 +224,110 @@ impl JobScope {
         } else {
             Ok(())
         }
+    }
+}
+
+/// One recorded step, as replay compares it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordedStep {
+    /// A host call and its undo.
+    Call {
+        /// The call.
+        call: serde_json::Value,
+        /// Its undo.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        undo: Option<serde_json::Value>,
+    },
+    /// An effect deferred to commit.
+    Deferred {
+        /// The effect.
+        effect: serde_json::Value,
+    },
+}
+
+/// A recorded step with its number and outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEntry {
+    /// Step number in the record.
+    pub step: u32,
+    /// What it was.
+    pub entry: RecordedStep,
+    /// How it ended; `None` if the record has no result for it.
+    pub outcome: Option<Outcome>,
+}
+
+/// Where a replayed plugin first did something other than the record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Divergence {
+    /// The step number where it happened.
+    pub step: u32,
+    /// What the record has there (`None`: the record had ended).
+    pub expected: Option<RecordedStep>,
+    /// What the plugin did (`None`: it stopped before the record did).
+    pub actual: Option<RecordedStep>,
+}
+
+/// Replay state of an instance: the record to answer from, and what the
+/// plugin has done so far.
+pub struct Replay {
+    /// The recorded steps, in order.
+    pub script: Vec<RecordedEntry>,
+    /// The next one to consume.
+    pub next: usize,
+    /// Where the plugin diverged, if it did.
+    pub divergence: Option<Divergence>,
+    /// Stop when this step is reached (`--until`).
+    pub until: Option<u32>,
+    /// What the plugin recorded while replaying (logs, phases).
+    pub observed: std::sync::Mutex<Vec<Event>>,
+}
+
+impl Replay {
+    /// A replay of `script`.
+    pub fn new(script: Vec<RecordedEntry>, until: Option<u32>) -> Self {
+        Replay { script, next: 0, divergence: None, until, observed: Default::default() }
+    }
+
+    fn diverge(&mut self, step: u32, expected: Option<RecordedStep>, actual: RecordedStep) -> wasmtime::Error {
+        self.divergence = Some(Divergence { step, expected, actual: Some(actual) });
+        wasmtime::Error::msg(format!("replay diverged at step {step}"))
+    }
+
+    fn end_of_record(&self, step: u32) -> wasmtime::Error {
+        wasmtime::Error::msg(format!("the record ends at step {step}"))
+    }
+}
+
+/// The message of a plugin-visible error.
+fn host_error_text(e: &HostError) -> String {
+    match e {
+        HostError::Runtime(m) | HostError::Denied(m) | HostError::Invalid(m) | HostError::NotFound(m) | HostError::TimedOut(m) => m.clone(),
+        HostError::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+/// The kind of a plugin-visible error, as journaled.
+fn host_error_kind(e: &HostError) -> &'static str {
+    match e {
+        HostError::Runtime(_) => "runtime",
+        HostError::Cancelled => "cancelled",
+        HostError::Denied(_) => "denied",
+        HostError::Invalid(_) => "invalid",
+        HostError::NotFound(_) => "not_found",
+        HostError::TimedOut(_) => "timed_out",
+    }
+}
+
+/// The plugin-visible error a journaled outcome stands for.
+fn host_error_from(kind: Option<&str>, message: String) -> HostError {
+    match kind {
+        Some("cancelled") => HostError::Cancelled,
+        Some("denied") => HostError::Denied(message),
+        Some("invalid") => HostError::Invalid(message),
+        Some("not_found") => HostError::NotFound(message),
+        Some("timed_out") => HostError::TimedOut(message),
+        _ => HostError::Runtime(message),
     }
 }
 

@@ -3,30 +3,48 @@
 
 use super::bindings::{HostError, Revision, state};
 use super::host_state::HostState;
-use crate::steps::Deferred;
+use crate::steps::{Call, Deferred};
 
 fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
     Revision { number: r.revision, image: r.image, container_id: r.container_id, spec: r.spec.to_string() }
 }
 
+fn journal_error(e: crate::journal::JournalError) -> HostError {
+    HostError::Runtime(format!("journal: {e}"))
+}
+
+impl HostState {
+    /// The current revision or revision `number`: a journaled read.
+    async fn read_revision(&mut self, number: Option<u64>) -> wasmtime::Result<Option<Revision>> {
+        let journal = self.scope.journal.clone();
+        let target = self.scope.target.clone();
+        let read = async move {
+            let t = journal.target(&target).map_err(journal_error)?;
+            Ok(t.and_then(|t| match number {
+                None => t.current,
+                Some(n) => t.history.into_iter().find(|r| r.revision == n),
+            }))
+        };
+        let found = self.scope.perform(Call::ReadRevision { number }, None, read).await?;
+        found.map(|r| r.map(revision_of)).map_err(|e| wasmtime::Error::msg(format!("reading the target's revision: {e:?}")))
+    }
+}
+
 impl state::Host for HostState {
     async fn current_revision(&mut self) -> wasmtime::Result<Option<Revision>> {
         self.scope.tick()?;
-        let target = self.scope.journal.target(&self.scope.target)?;
-        Ok(target.and_then(|t| t.current).map(revision_of))
+        self.read_revision(None).await
     }
 
     async fn lookup_revision(&mut self, number: u64) -> wasmtime::Result<Option<Revision>> {
         self.scope.tick()?;
-        let target = self.scope.journal.target(&self.scope.target)?;
-        Ok(target.and_then(|t| t.history.into_iter().find(|r| r.revision == number)).map(revision_of))
+        self.read_revision(Some(number)).await
     }
 
     async fn record_revision(&mut self, image: String, container_id: String, spec: String) -> wasmtime::Result<Result<u64, HostError>> {
         self.scope.tick()?;
-        let scope = &self.scope;
         for (what, s) in [("image", &image), ("container id", &container_id), ("spec", &spec)] {
-            if let Err(e) = scope.check_size(what, s) {
+            if let Err(e) = self.scope.check_size(what, s) {
                 return Ok(Err(e));
             }
         }
@@ -34,12 +52,21 @@ impl state::Host for HostState {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => return Ok(Err(HostError::Invalid("spec must be a JSON object".into()))),
         };
-        let container = match scope.runtime.inspect_container(&container_id).await {
-            Ok(Some(c)) if c.label(crate::runtime::LABEL_TARGET) == Some(scope.target.as_str()) => c,
-            Ok(_) => return Ok(Err(HostError::Denied(format!("container {container_id} is not a container of `{}`", scope.target)))),
-            Err(e) => return Ok(Err(super::scope::host_error(e))),
+        let container = match self.scope.inspect(&container_id).await? {
+            Ok(Some(c)) if c.label(crate::runtime::LABEL_TARGET) == Some(self.scope.target.as_str()) => c,
+            Ok(_) => return Ok(Err(HostError::Denied(format!("container {container_id} is not a container of `{}`", self.scope.target)))),
+            Err(e) => return Ok(Err(e)),
         };
-        let last = scope.journal.target(&scope.target)?.and_then(|t| t.history.last().map(|r| r.revision)).unwrap_or(0);
+        let journal = self.scope.journal.clone();
+        let target = self.scope.target.clone();
+        let last = async move {
+            let t = journal.target(&target).map_err(journal_error)?;
+            Ok(t.and_then(|t| t.history.last().map(|r| r.revision)).unwrap_or(0))
+        };
+        let last: u64 = match self.scope.perform(Call::ReadLastRevisionNumber, None, last).await? {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
         let revision = last + 1;
         let deferred = self.scope.defer(Deferred::CommitRevision { revision, image, container_id: container.id, spec }).await?;
         Ok(deferred.map(|()| revision))
