@@ -41,5 +41,6 @@ pub mod cli;
 pub mod executor;
 pub mod journal;
 pub mod plugin;
+pub mod replay;
 pub mod runtime;
 pub mod steps;

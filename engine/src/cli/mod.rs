@@ -9,6 +9,7 @@ mod live;
 mod plugin;
 mod remote;
 mod render;
+mod replay;
 mod run;
 mod serve;
 mod targets;
@@ -58,6 +59,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run any registered workflow with JSON params, in the foreground.
     Run(run::RunArgs),
+    /// Export or import the journal as text.
+    #[command(subcommand)]
+    Journal(replay::JournalCommand),
+    /// Show a recorded job's timeline and re-run its plugin against the
+    /// record, without Docker, reporting the first divergence.
+    Replay(replay::ReplayArgs),
     /// Inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -143,6 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Teardown(args) => job(args.request()).await,
         Command::Rollback(args) => job(args.request()).await,
         Command::Run(args) => job(args.request()?).await,
+        Command::Journal(cmd) => replay::journal(&cli.data_dir, cmd).await,
+        Command::Replay(args) => replay::run(&cli.data_dir, args).await,
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Recover => {
             // `engine` recovers and reports each job it finished.

@@ -171,6 +171,8 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
+            // The run ended without a terminal state (the journal failed).
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if !executor.is_running(&job.id) => break,
             _ = tokio::signal::ctrl_c(), if !ctrl_c_pressed => {
                 ctrl_c_pressed = true;
                 view.line(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));

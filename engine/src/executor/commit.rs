@@ -33,7 +33,7 @@ impl Inner {
             let failed = result.as_ref().err().map(ToString::to_string);
             let outcome = match result {
                 Ok(()) => Outcome::Ok { value: serde_json::Value::Null },
-                Err(e) => Outcome::Err { error: e.to_string(), kind: None },
+                Err(e) => Outcome::Err { error: e.to_string(), error_kind: None },
             };
             self.journal.append(&job.id, Event::CommitResult { step, outcome }).await?;
             if let Some(e) = failed {

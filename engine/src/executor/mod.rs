@@ -56,6 +56,23 @@ pub enum SubmitError {
 
 pub use crate::plugin::store::PluginStoreError;
 
+/// Why waiting for a job did not end in its terminal record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The job's run stopped without reaching a terminal state.
+    #[error("job {job} stopped without reaching a terminal state ({error}); `deckhand recover` finishes it")]
+    Stopped {
+        /// The job.
+        job: JobId,
+        /// Why.
+        error: String,
+    },
+}
+
 /// Why a retry was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,6 +150,8 @@ struct Inner {
     running: Mutex<HashMap<JobId, CancellationToken>>,
     /// The job holding each busy target.
     targets: Mutex<HashMap<String, JobId>>,
+    /// Jobs whose run stopped short of a terminal state, with why.
+    stopped: Mutex<HashMap<JobId, String>>,
 }
 
 impl Executor {
@@ -147,6 +166,7 @@ impl Executor {
                 plugin_store: Mutex::new(None),
                 running: Mutex::new(HashMap::new()),
                 targets: Mutex::new(HashMap::new()),
+                stopped: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -232,6 +252,7 @@ impl Executor {
         tokio::spawn(async move {
             if let Err(e) = inner.run(&job, cancel).await {
                 tracing::error!(job = %job.id, "job stopped without reaching a terminal state: {e}");
+                inner.stopped.lock().expect("stopped lock").insert(job.id.clone(), e.to_string());
             }
             inner.running.lock().expect("running lock").remove(&job.id);
             let mut targets = inner.targets.lock().expect("target lock");
@@ -299,21 +320,31 @@ impl Executor {
         });
     }
 
+    /// Whether this executor is working on the job now.
+    pub fn is_running(&self, id: &JobId) -> bool {
+        self.inner.running.lock().expect("running lock").contains_key(id)
+    }
+
     /// Wait until the job is in a terminal state; returns its final record.
-    pub async fn wait(&self, id: &JobId) -> Result<JobRecord, JournalError> {
+    /// Fails if the job's run stopped short of one (the journal failed; the
+    /// job is left for recovery).
+    pub async fn wait(&self, id: &JobId) -> Result<JobRecord, WaitError> {
         let mut live = self.inner.journal.subscribe();
         loop {
             let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
             if record.state.is_terminal() {
                 return Ok(record);
             }
+            if let Some(error) = self.inner.stopped.lock().expect("stopped lock").get(id) {
+                return Err(WaitError::Stopped { job: id.clone(), error: error.clone() });
+            }
             loop {
-                match live.recv().await {
-                    Ok(ev) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => break,
-                    Ok(_) => {}
-                    // Missed events: re-read the record.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                let next = tokio::time::timeout(std::time::Duration::from_millis(500), live.recv()).await;
+                match next {
+                    Ok(Ok(ev)) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => break,
+                    Ok(Ok(_)) => {}
+                    // Missed events, or quiet for a while: re-read the record.
+                    Ok(Err(_)) | Err(_) => break,
                 }
             }
         }

@@ -64,7 +64,7 @@ impl Inner {
                 Ok(()) => Outcome::Ok { value: serde_json::Value::Null },
                 Err(e) => {
                     failures.push(format!("undo of step {step}: {e}"));
-                    Outcome::Err { error: e.to_string(), kind: None }
+                    Outcome::Err { error: e.to_string(), error_kind: None }
                 }
             };
             self.journal.append(&job.id, Event::UndoResult { step, outcome }).await?;

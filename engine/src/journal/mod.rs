@@ -10,6 +10,7 @@
 //! [`writer`]); reads use their own connections, which WAL mode lets run
 //! beside the writer. The journal knows nothing of Docker or WebAssembly.
 
+pub mod export;
 mod model;
 mod schema;
 mod writer;
@@ -730,6 +731,23 @@ mod tests {
         let t = j.target("web").unwrap().unwrap();
         assert!(t.current.is_none());
         assert_eq!(t.history.len(), 2);
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_through_json() {
+        let outcome_err = Outcome::Err { error: "boom".into(), error_kind: Some("runtime".into()) };
+        let events = vec![
+            Event::Result { step: 1, outcome: outcome_err.clone() },
+            Event::UndoResult { step: 1, outcome: outcome_err.clone() },
+            Event::CommitResult { step: 1, outcome: outcome_err },
+            Event::Result { step: 2, outcome: Outcome::Ok { value: serde_json::json!({"a": 1}) } },
+            Event::State { state: JobState::Failed, error: Some("x".into()) },
+            Event::Progress(Progress { fraction: Some(0.5), layers_done: 1, layers_total: 2, bytes_done: 3, bytes_total: 4 }),
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e, "{text}");
+        }
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub enum Outcome {
         /// The kind of error the plugin saw (`runtime`, `cancelled`,
         /// `denied`, `invalid`, `not_found`, `timed_out`), when it saw one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        kind: Option<String>,
+        error_kind: Option<String>,
     },
 }
 

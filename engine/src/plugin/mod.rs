@@ -32,7 +32,7 @@ use wasmtime_wasi::{ResourceTable, WasiCtx};
 pub use bindings::{HostError, PluginInfo};
 pub use builtin::BUILTIN_WORKFLOWS;
 use host_state::HostState;
-pub use scope::{HostSettings, JobScope};
+pub use scope::{Divergence, HostSettings, JobScope, RecordedEntry, RecordedStep, Replay};
 
 /// How often the epoch advances; the unit of guest time accounting.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -322,6 +322,11 @@ impl PluginHost {
     /// Run `plugin` for the job in `scope`, in a fresh sandboxed instance.
     /// Returns the plugin's summary, or how it failed.
     pub async fn run(&self, plugin: &Plugin, scope: JobScope) -> Result<String, RunError> {
+        self.run_keeping_scope(plugin, scope).await.0
+    }
+
+    /// [`run`](Self::run), handing the scope back (replay reads its state).
+    pub async fn run_keeping_scope(&self, plugin: &Plugin, scope: JobScope) -> (Result<String, RunError>, JobScope) {
         let cancel = scope.cancel.clone();
         let mut store = self.new_store(scope);
         let outcome = async {
@@ -329,12 +334,13 @@ impl PluginHost {
             instance.call_run(&mut store).await
         }
         .await;
-        match outcome {
+        let result = match outcome {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(_)) | Err(_) if cancel.is_cancelled() => Err(RunError::Cancelled),
             Ok(Err(message)) => Err(RunError::Failed(message)),
             Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
-        }
+        };
+        (result, store.into_data().scope)
     }
 
     /// Run the plugin's `compensate` export for a compensation it

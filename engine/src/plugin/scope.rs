@@ -80,7 +80,7 @@ pub struct JobScope {
     /// The phase last journaled.
     pub(super) phase: Option<String>,
     /// Set when replaying a recorded job instead of running it.
-    pub(super) replay: Option<Replay>,
+    pub replay: Option<Replay>,
     /// Host calls made so far by this instance.
     pub(super) calls: u32,
     /// Log bytes written so far.
@@ -136,7 +136,7 @@ impl JobScope {
         let result = effect.await;
         let outcome = match &result {
             Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
-            Err(e) => Outcome::Err { error: host_error_text(e), kind: Some(host_error_kind(e).to_owned()) },
+            Err(e) => Outcome::Err { error: host_error_text(e), error_kind: Some(host_error_kind(e).to_owned()) },
         };
         self.record(Event::Result { step, outcome }).await?;
         Ok(result)
@@ -145,6 +145,7 @@ impl JobScope {
     fn replay_step<T: serde::de::DeserializeOwned>(&mut self, call: Call, undo: Option<Compensation>) -> wasmtime::Result<Result<T, HostError>> {
         self.last_step += 1;
         let replay = self.replay.as_mut().expect("replaying");
+        replay.check_until(self.last_step)?;
         let actual = RecordedStep::Call { call: steps::to_value(&call), undo: undo.as_ref().map(steps::to_value) };
         let expected = replay.script.get(replay.next).cloned();
         replay.next += 1;
@@ -152,11 +153,12 @@ impl JobScope {
             Some(RecordedEntry { entry: RecordedStep::Call { call: c, undo: u }, outcome, .. }) if c == steps::to_value(&call) && u == undo.as_ref().map(steps::to_value) => {
                 match outcome {
                     Some(Outcome::Ok { value }) => Ok(Ok(serde_json::from_value(value).map_err(|e| wasmtime::Error::msg(format!("recorded result does not decode: {e}")))?)),
-                    Some(Outcome::Err { error, kind }) => Ok(Err(host_error_from(kind.as_deref(), error))),
+                    Some(Outcome::Err { error, error_kind }) => Ok(Err(host_error_from(error_kind.as_deref(), error))),
                     // The record ends here (the engine stopped mid-step).
                     None => Err(replay.end_of_record(self.last_step)),
                 }
             }
+            None if !replay.complete => Err(replay.end_of_record(self.last_step)),
             expected => Err(replay.diverge(self.last_step, expected.map(|e| e.entry), actual)),
         }
     }
@@ -165,11 +167,13 @@ impl JobScope {
     fn replay_deferred(&mut self, effect: &Deferred) -> wasmtime::Result<()> {
         self.last_step += 1;
         let replay = self.replay.as_mut().expect("replaying");
+        replay.check_until(self.last_step)?;
         let actual = RecordedStep::Deferred { effect: steps::to_value(effect) };
         let expected = replay.script.get(replay.next).cloned();
         replay.next += 1;
         match expected {
             Some(e) if e.entry == actual => Ok(()),
+            None if !replay.complete => Err(replay.end_of_record(self.last_step)),
             expected => Err(replay.diverge(self.last_step, expected.map(|e| e.entry), actual)),
         }
     }
@@ -279,14 +283,31 @@ pub struct Replay {
     pub divergence: Option<Divergence>,
     /// Stop when this step is reached (`--until`).
     pub until: Option<u32>,
+    /// Whether the recorded run ended (else the record stops mid-run, as
+    /// after a crash, and running past its end is not a divergence).
+    pub complete: bool,
+    /// Set when the replay stopped at the end of an incomplete record.
+    pub record_ended_at: Option<u32>,
+    /// Set when the replay stopped at `until`.
+    pub stopped_at: Option<u32>,
     /// What the plugin recorded while replaying (logs, phases).
     pub observed: std::sync::Mutex<Vec<Event>>,
 }
 
 impl Replay {
     /// A replay of `script`.
-    pub fn new(script: Vec<RecordedEntry>, until: Option<u32>) -> Self {
-        Replay { script, next: 0, divergence: None, until, observed: Default::default() }
+    pub fn new(script: Vec<RecordedEntry>, complete: bool, until: Option<u32>) -> Self {
+        Replay { script, next: 0, divergence: None, until, complete, record_ended_at: None, stopped_at: None, observed: Default::default() }
+    }
+
+    fn check_until(&mut self, step: u32) -> wasmtime::Result<()> {
+        match self.until {
+            Some(u) if step > u => {
+                self.stopped_at = Some(u);
+                Err(wasmtime::Error::msg(format!("replay stopped at step {u}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn diverge(&mut self, step: u32, expected: Option<RecordedStep>, actual: RecordedStep) -> wasmtime::Error {
@@ -294,7 +315,8 @@ impl Replay {
         wasmtime::Error::msg(format!("replay diverged at step {step}"))
     }
 
-    fn end_of_record(&self, step: u32) -> wasmtime::Error {
+    fn end_of_record(&mut self, step: u32) -> wasmtime::Error {
+        self.record_ended_at = Some(step);
         wasmtime::Error::msg(format!("the record ends at step {step}"))
     }
 }

@@ -1,0 +1,160 @@
+//! `deckhand journal export|import` and `deckhand replay`: the journal as
+//! text, and a recorded job re-run without Docker.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::render;
+use crate::journal::{JobId, Journal};
+use crate::plugin::PluginHost;
+use crate::replay::{self, ReplayEnd};
+
+/// `deckhand journal …`
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Write the journal (or one job of it) as text, one JSON object a line.
+    Export {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<JobId>,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Read an exported journal into the data directory (all or nothing).
+    Import {
+        /// The exported file.
+        file: PathBuf,
+    },
+}
+
+/// `deckhand replay JOB`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The job to replay.
+    pub job: JobId,
+    /// Read the job from an exported journal file instead of the data directory.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Run this component instead of the one the job recorded (to see where a
+    /// changed plugin behaves differently).
+    #[arg(long, value_name = "FILE.wasm")]
+    pub plugin: Option<PathBuf>,
+    /// Stop after this step and show the plugin's state so far.
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<u32>,
+    /// Print the timeline only; do not re-run the plugin.
+    #[arg(long)]
+    pub timeline: bool,
+    /// Print JSON for tools.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a `journal` subcommand.
+pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        JournalCommand::Export { job, output } => {
+            let text = super::open_journal(data_dir)?.export(job.as_ref())?;
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+        }
+        JournalCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let report = super::open_journal(data_dir)?.import(&text).await.with_context(|| format!("importing {}", file.display()))?;
+            println!("imported {} jobs, {} events", report.jobs, report.events);
+            if let Some(n) = report.torn_last_line {
+                println!("line {n} was torn (cut short while being written) and was left out");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Open the journal to replay from: the data directory's, or a temporary
+/// one the exported file is imported into.
+async fn source(data_dir: &Path, from: Option<&Path>) -> anyhow::Result<(Journal, Option<PathBuf>)> {
+    let Some(file) = from else { return Ok((super::open_journal(data_dir)?, None)) };
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let dir = std::env::temp_dir().join(format!("deckhand-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = Journal::open(dir.join(Journal::FILE_NAME))?;
+    let report = journal.import(&text).await.with_context(|| format!("reading {}", file.display()))?;
+    if let Some(n) = report.torn_last_line {
+        eprintln!("note: line {n} of {} is torn and was left out", file.display());
+    }
+    Ok((journal, Some(dir)))
+}
+
+/// Run `deckhand replay`.
+pub async fn run(data_dir: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (journal, temp) = source(data_dir, args.from.as_deref()).await?;
+    let outcome = replay_job(data_dir, &journal, &args).await;
+    drop(journal);
+    if let Some(dir) = temp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    outcome
+}
+
+async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let job = journal.job(&args.job)?.with_context(|| format!("no job with id {} in this journal", args.job))?;
+    let events = journal.events(&job.id, 0)?;
+    if args.timeline {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?);
+        } else {
+            print!("{}", render::job_header(&job));
+            print!("{}", render::timeline(&events));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = PluginHost::with_builtins(Some(super::cache_dir(data_dir)))?;
+    let store = super::plugin_store(data_dir);
+    if store.exists() && args.from.is_none() {
+        crate::plugin::store::load(&host, journal, &store)?;
+    }
+    let plugin = match &args.plugin {
+        Some(file) => {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            Some(host.register("(replay candidate)", &bytes, false)?)
+        }
+        None => None,
+    };
+    let report = replay::replay(&host, journal, &job, plugin, args.until).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render::job_header(&job));
+        println!("replayed with {}", report.digest);
+        println!("steps matched: {} of {} recorded", report.matched_steps, report.recorded_steps);
+        match &report.end {
+            ReplayEnd::Finished { summary } => println!("the plugin finished: {summary}"),
+            ReplayEnd::Failed { error } => println!("the plugin failed: {error}"),
+            ReplayEnd::RecordEnded { step } => println!("the record ends at step {step} (the recorded run was cut short)"),
+            ReplayEnd::Stopped { step } => println!("stopped after step {step}"),
+            ReplayEnd::Diverged => {}
+        }
+        match &report.divergence {
+            None => println!("no divergence{}", if report.same_outcome { "" } else { " in the calls, but the outcome differs from the record" }),
+            Some(d) => {
+                println!("DIVERGENCE at step {}:", d.step);
+                println!("  recorded: {}", d.expected.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()).unwrap_or_else(|| "(the record had ended)".into()));
+                println!("  replayed: {}", d.actual.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()).unwrap_or_else(|| "(the plugin stopped here)".into()));
+            }
+        }
+        if args.until.is_some() || !report.observed.is_empty() {
+            println!("observed while replaying:");
+            for o in &report.observed {
+                println!("  {o}");
+            }
+            println!("params: {}", job.params);
+        }
+    }
+    Ok(if report.divergence.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
