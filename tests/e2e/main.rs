@@ -12,6 +12,7 @@ mod cli;
 mod compensation;
 mod crash;
 mod examples;
+mod fixtures;
 mod install;
 mod memory;
 mod sandbox;

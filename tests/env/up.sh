@@ -117,7 +117,7 @@ done
 # Per-test copies (same layers, other names), so that tests running at the
 # same time never pull, use or remove each other's image references:
 # <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1.
-ALIASES="bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
+ALIASES="fx bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
 for alias in $ALIASES; do
   for pair in 1:app:1 2:app:2 crash:crash:1; do
     tag=${pair%%:*}; src=${pair#*:}

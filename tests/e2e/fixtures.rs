@@ -1,0 +1,275 @@
+//! Journal fixtures (`journal-fixtures/`): recorded from real runs by the
+//! ignored test `generate_journal_fixtures` (run it with
+//! `cargo test --test e2e generate_journal_fixtures -- --ignored`), then
+//! loaded by the tests below: import, recover on the in-memory runtime,
+//! replay with no divergence, and round-trip byte for byte.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use deckhand::journal::{Event, JobFilter, JobState, Journal};
+use deckhand::plugin::PluginHost;
+use deckhand::runtime::MemoryRuntime;
+
+use crate::harness::*;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../journal-fixtures")
+}
+
+/// Every fixture: (file, the state each of its jobs ends in after recovery).
+const FIXTURES: &[(&str, &[JobState])] = &[
+    ("clean-install.jsonl", &[JobState::Succeeded]),
+    ("upgrade.jsonl", &[JobState::Succeeded, JobState::Succeeded]),
+    ("upgrade-cancelled-mid-pull.jsonl", &[JobState::Succeeded, JobState::Cancelled]),
+    ("crash-after-intent.jsonl", &[JobState::RolledBack]),
+    ("crash-during-commit.jsonl", &[JobState::Succeeded, JobState::Succeeded]),
+    ("failed-health-check.jsonl", &[JobState::Succeeded, JobState::RolledBack]),
+    ("plugin-trap.jsonl", &[JobState::Succeeded, JobState::RolledBack]),
+    ("torn-last-record.jsonl", &[JobState::RolledBack]),
+];
+
+fn cli(dir: &Path, args: &[&str], kill_after: Option<usize>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    c.arg("--data-dir").arg(dir).args(args).env("DECKHAND_SETTLE_MS", "300");
+    if let Some(n) = kill_after {
+        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
+    }
+    c.output().unwrap()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn export(dir: &Path, name: &str) -> String {
+    let text = Journal::open(dir.join(Journal::FILE_NAME)).unwrap().export(None).unwrap();
+    std::fs::write(fixtures_dir().join(name), &text).unwrap();
+    text
+}
+
+fn last_event(dir: &Path) -> Event {
+    let j = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
+    let job = j.list_jobs(&JobFilter::default()).unwrap().remove(0);
+    j.events(&job.id, 0).unwrap().pop().unwrap().event
+}
+
+/// Kill `args` after event 1, 2, … until the job's last event matches.
+fn kill_where(dir_setup: impl Fn(&Path), args: &[&str], wanted: impl Fn(&Event) -> bool) -> tempfile::TempDir {
+    for n in 1..200 {
+        // What the last killed run left behind is not this run's prior state.
+        let ids = Command::new("docker").args(["ps", "-aq", "--filter", "label=io.deckhand.target=web"]).output().unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            Command::new("docker").args(["rm", "-f", id]).output().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        dir_setup(dir.path());
+        let run = cli(dir.path(), args, Some(n));
+        assert_eq!(run.status.signal(), Some(9), "ran to the end before the wanted event");
+        if wanted(&last_event(dir.path())) {
+            return dir;
+        }
+    }
+    panic!("never reached the wanted event");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "records the fixtures from real runs on Docker; run by hand"]
+async fn generate_journal_fixtures() {
+    let docker = docker().await;
+    let (v1, v2, bad) = (image("fx:1"), image("fx:2"), image("fx:crash"));
+    let install = |dir: &Path| {
+        ok(cli(dir, &["install", "web", &v1, "--network", "none"], None));
+    };
+    let cleanup = || async {
+        remove_target_containers(&docker, "web").await;
+    };
+
+    cleanup().await;
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    export(d.path(), "clean-install.jsonl");
+    cleanup().await;
+
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    ok(cli(d.path(), &["upgrade", "web", &v2], None));
+    export(d.path(), "upgrade.jsonl");
+    cleanup().await;
+
+    // An upgrade cancelled (Ctrl-C) while its pull crawls through a slow link.
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    let proxy = SlowProxy::start(2 << 20).await;
+    let big = proxy.image("big:2");
+    ensure_image_absent(&docker, &big).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(d.path())
+        .args(["upgrade", "web", &big])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("pull_image") {
+            break;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    lines.for_each(drop);
+    child.wait().unwrap();
+    export(d.path(), "upgrade-cancelled-mid-pull.jsonl");
+    cleanup().await;
+
+    // Killed right after the intent to create the container, before its result.
+    let d = kill_where(|_| {}, &["install", "web", &v1, "--network", "none"], |e| {
+        matches!(e, Event::Intent { call, .. } if call["op"] == "create_container")
+    });
+    let text = export(d.path(), "crash-after-intent.jsonl");
+    // The same record, its last line torn as by a crash while writing the file.
+    let cut = text.trim_end_matches('\n');
+    let torn_at = cut.rfind('\n').unwrap() + 1 + (cut.len() - cut.rfind('\n').unwrap()) / 2;
+    std::fs::write(fixtures_dir().join("torn-last-record.jsonl"), &cut[..torn_at]).unwrap();
+    cleanup().await;
+
+    // Killed in the commit of an upgrade, after the intent to remove the old container.
+    let d = kill_where(install, &["upgrade", "web", &v2], |e| {
+        matches!(e, Event::CommitIntent { effect, .. } if effect["op"] == "remove_container")
+    });
+    export(d.path(), "crash-during-commit.jsonl");
+    cleanup().await;
+
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    assert!(!cli(d.path(), &["upgrade", "web", &bad], None).status.success());
+    export(d.path(), "failed-health-check.jsonl");
+    cleanup().await;
+
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    let hostile = Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_test_hostile.wasm");
+    ok(cli(d.path(), &["plugin", "add", "hostile", hostile.to_str().unwrap()], None));
+    let params = format!(r#"{{"mode": "trap-mid-upgrade", "image": "{v2}"}}"#);
+    assert!(!cli(d.path(), &["run", "hostile", "web", "--params", &params], None).status.success());
+    export(d.path(), "plugin-trap.jsonl");
+    cleanup().await;
+}
+
+/// Import a fixture into a fresh journal.
+async fn load(name: &str) -> (tempfile::TempDir, Journal, deckhand::journal::export::ImportReport, String) {
+    let text = std::fs::read_to_string(fixtures_dir().join(name)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let report = journal.import(&text).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    (dir, journal, report, text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fixture_recovers_to_terminal_states_on_the_memory_runtime() {
+    for (name, expected) in FIXTURES {
+        let (_dir, journal, _, _) = load(name).await;
+        let host = Arc::new(PluginHost::with_builtins(None).unwrap());
+        let executor = deckhand::executor::Executor::new(journal.clone(), Arc::new(MemoryRuntime::new()), host, quick_settings());
+        executor.recover().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut jobs = journal.list_jobs(&JobFilter { include_dismissed: true, ..Default::default() }).unwrap();
+        jobs.reverse();
+        let states: Vec<JobState> = jobs.iter().map(|j| j.state).collect();
+        assert_eq!(&states, expected, "{name}");
+        // Recovery is idempotent: a second pass finds nothing to do.
+        assert!(executor.recover().await.unwrap().jobs.is_empty(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_commit_is_committed_by_recovery() {
+    let (_dir, journal, _, _) = load("crash-during-commit.jsonl").await;
+    let upgrade = journal.list_jobs(&JobFilter::default()).unwrap().remove(0);
+    assert_eq!(upgrade.state, JobState::Committing, "killed in the commit");
+    let pending = deckhand::executor::plan::commit_plan(&journal.events(&upgrade.id, 0).unwrap());
+    assert!(!pending.is_empty(), "the old container's removal had not completed");
+    let host = Arc::new(PluginHost::with_builtins(None).unwrap());
+    let executor = deckhand::executor::Executor::new(journal.clone(), Arc::new(MemoryRuntime::new()), host, quick_settings());
+    executor.recover().await.unwrap();
+    assert_eq!(journal.job(&upgrade.id).unwrap().unwrap().state, JobState::Succeeded, "recovery goes forward, not back");
+    assert!(deckhand::executor::plan::commit_plan(&journal.events(&upgrade.id, 0).unwrap()).is_empty());
+    assert_eq!(journal.target("web").unwrap().unwrap().current.unwrap().revision, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
+    let host = PluginHost::with_builtins(None).unwrap();
+    let hostile = host.register("hostile", &plugin_wasm("deckhand-test-hostile"), false).unwrap();
+    for (name, _) in FIXTURES {
+        let (_dir, journal, _, _) = load(name).await;
+        for job in journal.list_jobs(&JobFilter { include_dismissed: true, ..Default::default() }).unwrap() {
+            let plugin = if job.workflow == "hostile" { hostile.clone() } else { host.get(&job.workflow).unwrap() };
+            let report = deckhand::replay::replay(&host, &journal, &job, Some(plugin), None).await.unwrap();
+            assert!(report.divergence.is_none(), "{name} {}: {:?}", job.workflow, report.divergence);
+            assert!(report.same_outcome, "{name} {}: {:?}", job.workflow, report.end);
+            assert!(report.matched_steps > 0, "{name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_plugin_replayed_against_a_fixture_reports_where_it_diverges() {
+    let (_dir, journal, _, _) = load("upgrade.jsonl").await;
+    let host = PluginHost::with_builtins(None).unwrap();
+    let bg = host.register("blue-green", &std::fs::read(Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_example_blue_green.wasm")).unwrap(), false).unwrap();
+    let upgrade = journal.list_jobs(&JobFilter { target: Some("web".into()), ..Default::default() }).unwrap().remove(0);
+    assert_eq!(upgrade.workflow, "upgrade");
+    let report = deckhand::replay::replay(&host, &journal, &upgrade, Some(bg), None).await.unwrap();
+    let d = report.divergence.expect("blue-green names its new container differently");
+    let expected = serde_json::to_value(d.expected.unwrap()).unwrap();
+    let actual = serde_json::to_value(d.actual.unwrap()).unwrap();
+    assert_eq!(expected["call"]["op"], "create_container");
+    assert_eq!(expected["call"]["config"]["name"], "deckhand-web-next");
+    assert_eq!(actual["call"]["config"]["name"], "deckhand-web-green");
+    assert_eq!(report.matched_steps as u32, d.step - 1, "every step before it matched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_import_export_is_byte_identical_for_every_fixture() {
+    for (name, _) in FIXTURES.iter().filter(|(n, _)| *n != "torn-last-record.jsonl") {
+        let (_dir, journal, _, text) = load(name).await;
+        assert_eq!(journal.export(None).unwrap(), text, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_last_record_is_detected_and_left_out() {
+    let (_dir, journal, report, _) = load("torn-last-record.jsonl").await;
+    let whole = std::fs::read_to_string(fixtures_dir().join("crash-after-intent.jsonl")).unwrap();
+    assert_eq!(report.torn_last_line, Some(whole.lines().count()));
+    let (_d2, full, _, _) = load("crash-after-intent.jsonl").await;
+    let count = |j: &Journal| j.list_jobs(&JobFilter::default()).unwrap().iter().map(|job| j.events(&job.id, 0).unwrap().len()).sum::<usize>();
+    assert_eq!(count(&journal) + 1, count(&full), "only the torn record is missing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_refuses_out_of_order_or_corrupt_input_with_the_line_number_and_imports_nothing() {
+    let text = std::fs::read_to_string(fixtures_dir().join("upgrade.jsonl")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let first_event = lines.iter().position(|l| l.starts_with(r#"{"type":"event""#)).unwrap();
+    lines.swap(first_event + 3, first_event + 4);
+    let swapped = lines.join("\n") + "\n";
+    let corrupt = text.replacen(r#""type":"event""#, r#""type":"evnet""#, 2);
+    for (input, line, what) in [
+        (swapped, first_event + 5, "out of order"),
+        (corrupt, first_event + 1, "not a journal record"),
+        ("garbage\n".to_owned(), 1, "not a journal record"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+        let err = journal.import(&input).await.unwrap_err();
+        assert_eq!(err.line, line, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+        assert!(journal.list_jobs(&JobFilter::default()).unwrap().is_empty(), "nothing imported");
+    }
+}
