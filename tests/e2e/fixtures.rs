@@ -273,3 +273,74 @@ async fn import_refuses_out_of_order_or_corrupt_input_with_the_line_number_and_i
         assert!(journal.list_jobs(&JobFilter::default()).unwrap().is_empty(), "nothing imported");
     }
 }
+
+fn job_ids(name: &str) -> Vec<String> {
+    std::fs::read_to_string(fixtures_dir().join(name))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(r#"{"type":"job""#))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn replay_cli(args: &[&str]) -> Output {
+    let data = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_deckhand")).arg("--data-dir").arg(data.path()).arg("replay").args(args).output().unwrap()
+}
+
+#[test]
+fn replay_cli_reads_an_exported_file_and_reports_no_divergence_without_docker() {
+    let file = fixtures_dir().join("failed-health-check.jsonl");
+    let upgrade = job_ids("failed-health-check.jsonl").pop().unwrap();
+    let wasm = Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_plugin_upgrade.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["replay", &upgrade, "--from"])
+        .arg(&file)
+        .arg("--plugin")
+        .arg(&wasm)
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("no divergence"), "{stdout}");
+    assert!(stdout.contains("the plugin failed: container runtime: container deckhand-web exited"), "{stdout}");
+}
+
+#[test]
+fn replay_plan_lists_the_undos_a_recovery_would_run_without_running_them() {
+    let id = job_ids("crash-after-intent.jsonl").pop().unwrap();
+    let out = replay_cli(&[&id, "--from", fixtures_dir().join("crash-after-intent.jsonl").to_str().unwrap(), "--plan", "--json"]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["plan"], "rollback");
+    let ops: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["effect"]["op"].as_str().unwrap()).collect();
+    assert_eq!(ops.first(), Some(&"remove_created_container"), "last step first: {ops:?}");
+    // Nothing ran: the fixture still imports to an unfinished job.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("undone"));
+}
+
+#[test]
+fn replay_writes_a_self_contained_html_timeline() {
+    let id = job_ids("upgrade-cancelled-mid-pull.jsonl").pop().unwrap();
+    let html = tempfile::NamedTempFile::new().unwrap();
+    let out = replay_cli(&[&id, "--from", fixtures_dir().join("upgrade-cancelled-mid-pull.jsonl").to_str().unwrap(), "--timeline", "--html", html.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(html.path()).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    assert!(page.contains("pull_image") && page.contains("undo remove_image") && page.contains("cancel requested"), "{page}");
+    assert!(!page.contains("<script src") && !page.contains("<link"), "self-contained");
+}
+
+#[test]
+fn replay_until_stops_at_the_step_and_shows_the_state_so_far() {
+    let ids = job_ids("upgrade.jsonl");
+    let upgrade = ids.last().unwrap();
+    let wasm = Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_plugin_upgrade.wasm");
+    let out = replay_cli(&[upgrade, "--from", fixtures_dir().join("upgrade.jsonl").to_str().unwrap(), "--plugin", wasm.to_str().unwrap(), "--until", "5", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["end"]["ended"], "stopped");
+    assert_eq!(report["end"]["step"], 5);
+    assert_eq!(report["matched_steps"], 5);
+    assert!(report["divergence"].is_null());
+}

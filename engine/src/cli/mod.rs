@@ -4,6 +4,7 @@
 //! directory: it opens the journal there, finishes any job a previous
 //! process left unfinished, and runs the job itself.
 
+mod html;
 mod jobs;
 mod live;
 mod plugin;

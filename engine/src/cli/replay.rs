@@ -49,6 +49,15 @@ pub struct ReplayArgs {
     /// Print the timeline only; do not re-run the plugin.
     #[arg(long)]
     pub timeline: bool,
+    /// Also write a self-contained HTML timeline (a Gantt chart of steps,
+    /// undos and commit effects) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// List what a cancel or recovery would run now for this job — its
+    /// remaining undos in order, or its remaining commit effects — without
+    /// running anything.
+    #[arg(long)]
+    pub plan: bool,
     /// Print JSON for tools.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +114,14 @@ pub async fn run(data_dir: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> 
 async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let job = journal.job(&args.job)?.with_context(|| format!("no job with id {} in this journal", args.job))?;
     let events = journal.events(&job.id, 0)?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, super::html::timeline(&job, &events)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("timeline written to {}", path.display());
+    }
+    if args.plan {
+        print_plan(&job, &events, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.timeline {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?);
@@ -157,4 +174,36 @@ async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> an
         }
     }
     Ok(if report.divergence.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What finishing `job` would run now, without running it.
+fn print_plan(job: &crate::journal::JobRecord, events: &[crate::journal::EventRecord], json: bool) -> anyhow::Result<()> {
+    use crate::executor::plan::{commit_plan, rollback_plan};
+    use crate::journal::JobState;
+    let (kind, steps) = match job.state {
+        s if s.is_terminal() && s != JobState::Failed => ("nothing", Vec::new()),
+        JobState::Committing => ("commit", commit_plan(events)),
+        JobState::Failed if events.iter().any(|e| matches!(e.event, crate::journal::Event::State { state: JobState::Committing, .. })) => {
+            ("commit", commit_plan(events))
+        }
+        _ => ("rollback", rollback_plan(events)),
+    };
+    if json {
+        let steps: Vec<_> = steps.iter().map(|(step, v)| serde_json::json!({"step": step, "effect": v})).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"job": job.id, "state": job.state, "plan": kind, "steps": steps}))?);
+        return Ok(());
+    }
+    match kind {
+        "nothing" => println!("job {} is {}: nothing left to run", job.id, job.state),
+        _ => {
+            println!("job {} is {}; a cancel or recovery would run this {kind}, in order:", job.id, job.state);
+            for (step, v) in &steps {
+                println!("  step {step}: {}", render::call_text(v));
+            }
+            if steps.is_empty() {
+                println!("  (nothing: no step has anything to {})", if kind == "commit" { "apply" } else { "undo" });
+            }
+        }
+    }
+    Ok(())
 }
