@@ -95,6 +95,21 @@ pub enum Call {
 }
 
 impl Call {
+    /// Whether the call only reads (or draws a value) and changes nothing:
+    /// it is journaled after it ran, intent and result in one write.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Call::ImagePresent { .. }
+                | Call::InspectContainer { .. }
+                | Call::ReadRevision { .. }
+                | Call::ReadLastRevisionNumber
+                | Call::ReadCancelRequested
+                | Call::Now
+                | Call::Random
+        )
+    }
+
     /// The phase a job is in while this call runs.
     pub fn phase(&self) -> &'static str {
         match self {

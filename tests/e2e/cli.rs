@@ -18,7 +18,7 @@ async fn cli_install_shows_steps_and_jobs_show_prints_the_journal() {
     let out = deckhand(dir.path()).args(["install", &target, &image("app:2"), "--network", "none"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("step 1: pull_image"), "{stdout}");
+    assert!(stdout.contains(": pull_image image="), "{stdout}");
     assert!(stdout.contains("succeeded in"), "{stdout}");
 
     let list = deckhand(dir.path()).args(["jobs", "list", "--json"]).output().unwrap();
@@ -28,7 +28,7 @@ async fn cli_install_shows_steps_and_jobs_show_prints_the_journal() {
 
     let show = deckhand(dir.path()).args(["jobs", "show", &id]).output().unwrap();
     let text = String::from_utf8_lossy(&show.stdout);
-    for expected in ["intent  1: pull_image", "result  1: ok", "intent  2: create_container", "state   succeeded"] {
+    for expected in ["intent  1: read_revision", "intent  3: pull_image", "result  3: ok", "intent  4: create_container", "state   succeeded"] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
     remove_target_containers(&docker, &target).await;
@@ -80,7 +80,7 @@ async fn ctrl_c_of_a_foreground_upgrade_says_so_cancels_and_rolls_back() {
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
-        if line.contains("step 1: pull_image") {
+        if line.contains(": pull_image image=") {
             break;
         }
     }
@@ -110,7 +110,7 @@ async fn jobs_cancel_from_another_terminal_cancels_a_foreground_job_and_one_proc
     let first = lines.next().unwrap().unwrap();
     let id = first.split_whitespace().nth(1).unwrap().to_owned();
     for line in lines.by_ref() {
-        if line.unwrap().contains("step 1: pull_image") {
+        if line.unwrap().contains(": pull_image image=") {
             break;
         }
     }

@@ -29,8 +29,8 @@ async fn a_plugin_compensation_runs_in_reverse_order_with_the_built_in_undos() {
     let params = json!({"image": img, "blocker": image("never-present:1")});
     let job = run_job(&engine, "custom-undo", &target, params).await;
     assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
-    // Step 1 registered the compensation, step 2 pulled: undone 2 then 1.
-    assert_eq!(undo_results(&engine, &job.id), [(2, true), (1, true)]);
+    // Step 1 registered the compensation, step 3 pulled (2 was a read): undone 3 then 1.
+    assert_eq!(undo_results(&engine, &job.id), [(3, true), (1, true)]);
     let events = engine.journal().events(&job.id, 0).unwrap();
     let logged = events.iter().any(|e| matches!(&e.event, Event::Log { message, .. } if message == "compensating note (compensating=true)"));
     assert!(logged, "the plugin's compensate export ran");
@@ -57,7 +57,7 @@ async fn a_rollback_that_cannot_finish_ends_failed_is_listed_and_a_retry_complet
     let error = job.error.clone().unwrap();
     assert!(error.contains("rollback incomplete") && error.contains("cannot undo note"), "{error}");
     // The built-in undo ran; the plugin's did not succeed.
-    assert_eq!(undo_results(&engine, &job.id), [(2, true), (1, false)]);
+    assert_eq!(undo_results(&engine, &job.id), [(3, true), (1, false)]);
     let failed = engine.journal().list_jobs(&JobFilter { state: Some(JobState::Failed), ..Default::default() }).unwrap();
     assert!(failed.iter().any(|j| j.id == job.id), "failed jobs are listed as needing attention");
     // The target stays held by nothing: a failed job is terminal.
@@ -67,7 +67,7 @@ async fn a_rollback_that_cannot_finish_ends_failed_is_listed_and_a_retry_complet
     let retried = engine.executor.retry(&job.id).await.unwrap();
     assert_eq!(retried.state, JobState::RolledBack, "{:?}", retried.error);
     // Only the remaining compensation ran again.
-    assert_eq!(undo_results(&engine, &job.id), [(2, true), (1, false), (1, true)]);
+    assert_eq!(undo_results(&engine, &job.id), [(3, true), (1, false), (1, true)]);
     assert!(matches!(
         engine.executor.retry(&job.id).await,
         Err(deckhand::executor::RetryError::NotFailed(JobState::RolledBack))

@@ -110,18 +110,25 @@ async fn install_whose_container_exits_rolls_back_everything_it_created() {
     assert!(job.error.as_deref().unwrap().contains("exited with code 3"), "{:?}", job.error);
     assert!(containers_of(&engine.docker, &target).await.is_empty(), "the created container is removed");
     assert!(!image_present(&engine.docker, &img).await, "the image this job pulled is removed");
-    // Every undo ran and succeeded, last step first.
-    let undone: Vec<u32> = engine
-        .journal()
-        .events(&job.id, 0)
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::UndoResult { step, outcome: Outcome::Ok { .. } } => Some(step),
+    // Every undo ran and succeeded, last step first: start, create, pull.
+    let events = engine.journal().events(&job.id, 0).unwrap();
+    let mut with_undo: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Intent { step, undo: Some(_), .. } => Some(*step),
             _ => None,
         })
         .collect();
-    assert_eq!(undone, [3, 2, 1]);
+    with_undo.reverse();
+    let undone: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::UndoResult { step, outcome: Outcome::Ok { .. } } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(with_undo.len(), 3);
+    assert_eq!(undone, with_undo);
 }
 
 #[tokio::test(flavor = "multi_thread")]

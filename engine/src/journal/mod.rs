@@ -183,6 +183,27 @@ impl Journal {
         Ok(seq)
     }
 
+    /// Append several events for `job` in one durable write, in order.
+    pub async fn append_all(&self, job: &JobId, events: Vec<Event>) -> Result<Seq> {
+        let job = job.clone();
+        let started = std::time::Instant::now();
+        let seq = self
+            .inner
+            .writer
+            .write(move |c, out| {
+                let mut last = 0;
+                for e in events {
+                    last = append_event(c, &job, e, out)?;
+                }
+                Ok(last)
+            })
+            .await?;
+        if let Some(observe) = self.inner.append_observer.get() {
+            observe(started.elapsed().as_secs_f64());
+        }
+        Ok(seq)
+    }
+
     /// Report every append's latency to `observer` (set once; for metrics).
     pub fn observe_appends(&self, observer: AppendObserver) {
         let _ = self.inner.append_observer.set(observer);

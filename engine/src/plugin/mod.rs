@@ -34,8 +34,19 @@ pub use builtin::BUILTIN_WORKFLOWS;
 use host_state::HostState;
 pub use scope::{Divergence, HostSettings, JobScope, RecordedEntry, RecordedStep, Replay};
 
-/// How often the epoch advances; the unit of guest time accounting.
+/// How often the epoch advances: how soon a cancelled guest is stopped.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Fuel (≈ wasm instructions) per millisecond of guest CPU time allowed.
+const FUEL_PER_MS: u64 = 1_000_000;
+
+/// A busy guest yields to other tasks after this much fuel.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+
+/// The fuel a CPU-time budget stands for.
+fn fuel_for(budget: Duration) -> u64 {
+    (budget.as_millis() as u64).saturating_mul(FUEL_PER_MS).max(FUEL_PER_MS)
+}
 
 /// Why a plugin could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +137,14 @@ impl Drop for PluginHost {
     }
 }
 
+/// A trap's message, naming the limit when a limit was hit.
+fn describe_trap(trap: &wasmtime::Error) -> String {
+    match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => "plugin exceeded its CPU time limit".to_owned(),
+        _ => format!("{trap:#}"),
+    }
+}
+
 /// A frozen clock: WASI time is always the epoch, so a plugin cannot read
 /// time except through the journaled `job.now-ms`.
 struct FrozenClock;
@@ -173,7 +192,9 @@ impl PluginHost {
     /// A host with no plugins. Compiled components are cached in `cache_dir`.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
         let mut config = Config::new();
+        // Epochs interrupt a cancelled job's guest; fuel bounds its CPU.
         config.epoch_interruption(true);
+        config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
@@ -290,7 +311,7 @@ impl PluginHost {
     /// callback also ends a cancelled job's guest).
     fn new_store(&self, scope: JobScope) -> Store<HostState> {
         let cancel = scope.cancel.clone();
-        let max_ticks = (scope.settings.max_guest_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let fuel = fuel_for(scope.settings.max_guest_time);
         let limits = StoreLimitsBuilder::new()
             .memory_size(scope.settings.max_memory_bytes)
             .instances(16)
@@ -303,15 +324,13 @@ impl PluginHost {
         let state = HostState { wasi: sandboxed_wasi(), table: ResourceTable::new(), limits, scope };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Guest instructions only: time spent in host calls is not counted.
+        store.set_fuel(fuel).expect("fuel is enabled");
+        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)).expect("fuel is enabled");
         store.set_epoch_deadline(1);
-        let mut ticks = 0u64;
         store.epoch_deadline_callback(move |_| {
-            ticks += 1;
             if cancel.is_cancelled() {
                 return Err(wasmtime::Error::msg("job cancelled"));
-            }
-            if ticks > max_ticks {
-                return Err(wasmtime::Error::msg(format!("plugin exceeded its CPU time limit ({max_ticks} ticks)")));
             }
             // Yield so other jobs run, then check again on the next tick.
             Ok(UpdateDeadline::Yield(1))
@@ -338,7 +357,7 @@ impl PluginHost {
             Ok(Ok(summary)) => Ok(summary),
             Ok(Err(_)) | Err(_) if cancel.is_cancelled() => Err(RunError::Cancelled),
             Ok(Err(message)) => Err(RunError::Failed(message)),
-            Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
+            Err(trap) => Err(RunError::Trapped(describe_trap(&trap))),
         };
         (result, store.into_data().scope)
     }
@@ -356,7 +375,7 @@ impl PluginHost {
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RunError::Failed(message)),
-            Err(trap) => Err(RunError::Trapped(format!("{trap:#}"))),
+            Err(trap) => Err(RunError::Trapped(describe_trap(&trap))),
         }
     }
 }

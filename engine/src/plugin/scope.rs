@@ -132,13 +132,22 @@ impl JobScope {
         if self.replay.is_some() {
             return self.replay_step(call, undo);
         }
+        if call.is_read() && undo.is_none() {
+            // Nothing to undo and nothing changed: record question and
+            // answer together, after the fact, in one write.
+            let result = effect.await;
+            self.last_step += 1;
+            let step = self.last_step;
+            let events = vec![
+                Event::Intent { step, call: steps::to_value(&call), undo: None },
+                Event::Result { step, outcome: outcome_of(&result) },
+            ];
+            self.journal.append_all(&self.job_id, events).await.map_err(wasmtime::Error::from)?;
+            return Ok(result);
+        }
         let step = self.begin(&call, undo.as_ref()).await?;
         let result = effect.await;
-        let outcome = match &result {
-            Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
-            Err(e) => Outcome::Err { error: host_error_text(e), error_kind: Some(host_error_kind(e).to_owned()) },
-        };
-        self.record(Event::Result { step, outcome }).await?;
+        self.record(Event::Result { step, outcome: outcome_of(&result) }).await?;
         Ok(result)
     }
 
@@ -318,6 +327,14 @@ impl Replay {
     fn end_of_record(&mut self, step: u32) -> wasmtime::Error {
         self.record_ended_at = Some(step);
         wasmtime::Error::msg(format!("the record ends at step {step}"))
+    }
+}
+
+/// How a host call ended, as journaled.
+fn outcome_of<T: Serialize>(result: &Result<T, HostError>) -> Outcome {
+    match result {
+        Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
+        Err(e) => Outcome::Err { error: host_error_text(e), error_kind: Some(host_error_kind(e).to_owned()) },
     }
 }
 
