@@ -93,6 +93,20 @@ async fn generate_journal_fixtures() {
     let d = tempfile::tempdir().unwrap();
     install(d.path());
     export(d.path(), "clean-install.jsonl");
+    // The same journal as an older Deckhand (schema 1) would have written it.
+    {
+        let journal = Journal::open(d.path().join(Journal::FILE_NAME)).unwrap();
+        drop(journal);
+        let old = fixtures_dir().join("schema-v1.sqlite");
+        let _ = std::fs::remove_file(&old);
+        let c = rusqlite::Connection::open(d.path().join(Journal::FILE_NAME)).unwrap();
+        c.execute_batch(&format!(
+            "DROP INDEX jobs_by_idempotency_key; ALTER TABLE jobs DROP COLUMN idempotency_key; DROP TABLE plugins;
+             PRAGMA user_version = 1; PRAGMA journal_mode = DELETE; VACUUM INTO '{}';",
+            old.display()
+        ))
+        .unwrap();
+    }
     cleanup().await;
 
     let d = tempfile::tempdir().unwrap();
@@ -209,7 +223,11 @@ async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
         let (_dir, journal, _, _) = load(name).await;
         for job in journal.list_jobs(&JobFilter { include_dismissed: true, ..Default::default() }).unwrap() {
             let plugin = if job.workflow == "hostile" { hostile.clone() } else { host.get(&job.workflow).unwrap() };
+            let events = journal.events(&job.id, 0).unwrap().len();
+            let started = std::time::Instant::now();
             let report = deckhand::replay::replay(&host, &journal, &job, Some(plugin), None).await.unwrap();
+            let took = started.elapsed();
+            eprintln!("replayed {name} {} ({events} events, {} steps) in {took:?}: {:.0} events/s", job.workflow, report.recorded_steps, events as f64 / took.as_secs_f64());
             assert!(report.divergence.is_none(), "{name} {}: {:?}", job.workflow, report.divergence);
             assert!(report.same_outcome, "{name} {}: {:?}", job.workflow, report.end);
             assert!(report.matched_steps > 0, "{name}");
@@ -240,6 +258,27 @@ async fn export_import_export_is_byte_identical_for_every_fixture() {
         let (_dir, journal, _, text) = load(name).await;
         assert_eq!(journal.export(None).unwrap(), text, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(Journal::FILE_NAME);
+    std::fs::copy(fixtures_dir().join("schema-v1.sqlite"), &path).unwrap();
+    let version = |p: &Path| rusqlite::Connection::open(p).unwrap().query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0)).unwrap();
+    assert_eq!(version(&path), 1);
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(version(&path), deckhand::journal::SCHEMA_VERSION);
+    let jobs = journal.list_jobs(&JobFilter::default()).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Succeeded);
+    assert!(journal.target("web").unwrap().unwrap().current.is_some());
+    // Features of the newer schemas work on it.
+    assert!(journal.plugin_registrations().unwrap().is_empty());
+    assert!(journal.job_by_idempotency_key("k").unwrap().is_none());
+    let host = PluginHost::with_builtins(None).unwrap();
+    let report = deckhand::replay::replay(&host, &journal, &jobs[0], host.get("install"), None).await.unwrap();
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
 }
 
 #[tokio::test(flavor = "multi_thread")]

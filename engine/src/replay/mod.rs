@@ -111,6 +111,11 @@ pub enum ReplayError {
     Journal(#[from] crate::journal::JournalError),
 }
 
+/// The innermost reason of an error message: its last `: `-separated part.
+fn reason(message: &str) -> &str {
+    message.rsplit(": ").next().unwrap_or(message).trim()
+}
+
 /// Replay `job` from `journal` with `plugin` (default: the digest the job
 /// recorded), stopping after step `until` if given.
 pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugin: Option<Arc<Plugin>>, until: Option<u32>) -> Result<ReplayReport, ReplayError> {
@@ -122,7 +127,8 @@ pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugi
     let (script, complete) = script_of(&events);
     let recorded_end = events.iter().find_map(|e| match &e.event {
         Event::Finished { summary } => Some(Ok(summary.clone())),
-        Event::State { state: JobState::RollingBack, error } => Some(Err(error.clone().unwrap_or_default())),
+        // A rollback without an error is a cancel's.
+        Event::State { state: JobState::RollingBack, error } => Some(Err(error.clone().unwrap_or_else(|| "cancelled".into()))),
         _ => None,
     });
     let mut scope = JobScope::new(
@@ -161,7 +167,9 @@ pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugi
     }
     let same_outcome = match (&end, &recorded_end) {
         (ReplayEnd::Finished { summary }, Some(Ok(recorded))) => summary == recorded,
-        (ReplayEnd::Failed { error }, Some(Err(recorded))) => recorded.contains(error.as_str()) || error.contains(recorded.as_str()),
+        // Compare the reason, not the wording around it (a trap's backtrace
+        // offsets depend on how the engine compiled the component).
+        (ReplayEnd::Failed { error }, Some(Err(recorded))) => reason(error) == reason(recorded),
         (ReplayEnd::RecordEnded { .. } | ReplayEnd::Stopped { .. }, _) => true,
         _ => false,
     };
