@@ -23,7 +23,10 @@ fn main() {
     let plugins = root.join("plugins");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     // Every source folder of the plugins workspace (not its own target/).
-    for entry in std::fs::read_dir(&plugins).expect("plugins/ exists").flatten() {
+    for entry in std::fs::read_dir(&plugins)
+        .expect("plugins/ exists")
+        .flatten()
+    {
         if entry.file_name() != "target" {
             println!("cargo:rerun-if-changed={}", entry.path().display());
         }
@@ -39,28 +42,51 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
     cmd.arg("--workspace");
     // The outer build's flags are for the host, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo to build the plugins");
-    assert!(status.success(), "building the built-in plugins for wasm32-wasip2 failed");
+    assert!(
+        status.success(),
+        "building the built-in plugins for wasm32-wasip2 failed"
+    );
 
     let mut src = String::from(
         "/// (workflow name, component bytes) of every built-in workflow.\npub const BUILTIN_WORKFLOWS: &[(&str, &[u8])] = &[\n",
     );
     for (name, krate) in BUILTINS {
-        let wasm = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", krate.replace('-', "_")));
+        let wasm = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
         assert!(wasm.exists(), "{} was not built", wasm.display());
-        src += &format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string());
+        src += &format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            wasm.display().to_string()
+        );
     }
     src += "];\n";
-    println!("cargo:rustc-env=DECKHAND_PLUGIN_WASM_DIR={}", target_dir.join("wasm32-wasip2/release").display());
+    println!(
+        "cargo:rustc-env=DECKHAND_PLUGIN_WASM_DIR={}",
+        target_dir.join("wasm32-wasip2/release").display()
+    );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs");
     std::fs::write(out, src).unwrap();
 }
@@ -82,5 +108,8 @@ fn ensure_wasm_target(root: &Path) {
         .args(["target", "add", "wasm32-wasip2"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; install it and build again");
+    assert!(
+        ok,
+        "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; install it and build again"
+    );
 }

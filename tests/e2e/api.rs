@@ -14,11 +14,23 @@ fn http() -> reqwest::Client {
 }
 
 async fn post_job(s: &Server, body: Value) -> reqwest::Response {
-    http().post(s.at("/v1/jobs")).json(&body).send().await.unwrap()
+    http()
+        .post(s.at("/v1/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn job_count(s: &Server) -> usize {
-    let page: Value = http().get(s.at("/v1/jobs?all=true&limit=500")).send().await.unwrap().json().await.unwrap();
+    let page: Value = http()
+        .get(s.at("/v1/jobs?all=true&limit=500"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     page["jobs"].as_array().unwrap().len()
 }
 
@@ -31,7 +43,10 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
     assert_eq!(resp.status(), 202);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let job: Value = resp.json().await.unwrap();
-    assert_eq!(location, format!("/v1/jobs/{}", job["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/v1/jobs/{}", job["id"].as_str().unwrap())
+    );
     assert_eq!(job["state"], "queued");
 
     let events = read_events(&http(), &s.at(&format!("{location}/events")), None).await;
@@ -43,19 +58,42 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
         assert!(kinds.contains(&k), "{kinds:?}");
     }
     // Ids are the journal's sequence numbers, strictly increasing.
-    let ids: Vec<i64> = events.iter().filter(|e| is_journal_event(e)).map(|e| e.0.parse().unwrap()).collect();
+    let ids: Vec<i64> = events
+        .iter()
+        .filter(|e| is_journal_event(e))
+        .map(|e| e.0.parse().unwrap())
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
-    let full: Value = http().get(s.at(&location)).send().await.unwrap().json().await.unwrap();
+    let full: Value = http()
+        .get(s.at(&location))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(full["state"], "succeeded");
     // The steps that change something carry their undo; reads do not.
     let steps = full["steps"].as_array().unwrap();
-    let undo_of = |op: &str| steps.iter().find(|st| st["call"]["op"] == op).map(|st| !st["undo"].is_null());
+    let undo_of = |op: &str| {
+        steps
+            .iter()
+            .find(|st| st["call"]["op"] == op)
+            .map(|st| !st["undo"].is_null())
+    };
     assert_eq!(undo_of("create_container"), Some(true));
     assert_eq!(undo_of("start_container"), Some(true));
     assert_eq!(undo_of("inspect_container"), Some(false));
     assert_eq!(undo_of("read_revision"), Some(false));
-    let t: Value = http().get(s.at(&format!("/v1/targets/{target}"))).send().await.unwrap().json().await.unwrap();
+    let t: Value = http()
+        .get(s.at(&format!("/v1/targets/{target}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(t["revision"], 1);
     assert_eq!(t["history"].as_array().unwrap().len(), 1);
     remove_target_containers(&docker, &target).await;
@@ -64,15 +102,27 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
 #[tokio::test(flavor = "multi_thread")]
 async fn last_event_id_resumes_with_exactly_the_remaining_events() {
     let s = Server::start("memory", None);
-    let resp = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await;
-    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let resp = post_job(
+        &s,
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
+    )
+    .await;
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let url = s.at(&format!("/v1/jobs/{id}/events"));
     let all = read_events(&http(), &url, None).await;
-    let numbered: Vec<&(String, String, Value)> = all.iter().filter(|e| is_journal_event(e)).collect();
+    let numbered: Vec<&(String, String, Value)> =
+        all.iter().filter(|e| is_journal_event(e)).collect();
     assert!(numbered.len() > 6);
     let cut = &numbered[4].0;
     let rest = read_events(&http(), &url, Some(cut)).await;
-    let rest_ids: Vec<&String> = rest.iter().filter(|e| is_journal_event(e)).map(|e| &e.0).collect();
+    let rest_ids: Vec<&String> = rest
+        .iter()
+        .filter(|e| is_journal_event(e))
+        .map(|e| &e.0)
+        .collect();
     let expected: Vec<&String> = numbered[5..].iter().map(|e| &e.0).collect();
     assert_eq!(rest_ids, expected, "nothing lost, nothing repeated");
     assert_ne!(rest[0].1, "snapshot", "a resumed stream has no snapshot");
@@ -86,8 +136,19 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
     let hole = BlackHole::start().await;
     let (a, b) = (unique_target("busy-a"), unique_target("busy-b"));
     // A's install hangs in its pull.
-    let first: Value = post_job(&s, json!({"workflow": "install", "target": a, "params": {"image": hole.image()}})).await.json().await.unwrap();
-    let busy = post_job(&s, json!({"workflow": "install", "target": a, "params": {"image": hole.image()}})).await;
+    let first: Value = post_job(
+        &s,
+        json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let busy = post_job(
+        &s,
+        json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
+    )
+    .await;
     assert_eq!(busy.status(), 409);
     assert_eq!(busy.headers()["content-type"], "application/problem+json");
     let problem: Value = busy.json().await.unwrap();
@@ -97,7 +158,14 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
     let other: Value = other.json().await.unwrap();
 
     let first_id = first["id"].as_str().unwrap();
-    let cancel: Value = http().post(s.at(&format!("/v1/jobs/{first_id}/cancel"))).send().await.unwrap().json().await.unwrap();
+    let cancel: Value = http()
+        .post(s.at(&format!("/v1/jobs/{first_id}/cancel")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cancel["cancelled"], true);
     let ended = read_events(&http(), &s.at(&format!("/v1/jobs/{first_id}/events")), None).await;
     assert_eq!(ended.last().unwrap().2["state"], "cancelled");
@@ -105,8 +173,18 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
     let other_id = other["id"].as_str().unwrap();
     let done = read_events(&http(), &s.at(&format!("/v1/jobs/{other_id}/events")), None).await;
     assert_eq!(done.last().unwrap().2["state"], "succeeded");
-    let late: Value = http().post(s.at(&format!("/v1/jobs/{other_id}/cancel"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(late, json!({"cancelled": false, "state": "succeeded", "reason": "job already succeeded"}));
+    let late: Value = http()
+        .post(s.at(&format!("/v1/jobs/{other_id}/cancel")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        json!({"cancelled": false, "state": "succeeded", "reason": "job already succeeded"})
+    );
     remove_target_containers(&docker, &b).await;
 }
 
@@ -114,7 +192,13 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
 async fn the_same_idempotency_key_returns_the_same_job() {
     let s = Server::start("memory", None);
     let body = json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}});
-    let send = || http().post(s.at("/v1/jobs")).header("Idempotency-Key", "k-123").json(&body).send();
+    let send = || {
+        http()
+            .post(s.at("/v1/jobs"))
+            .header("Idempotency-Key", "k-123")
+            .json(&body)
+            .send()
+    };
     let first: Value = send().await.unwrap().json().await.unwrap();
     let second = send().await.unwrap();
     assert_eq!(second.status(), 202);
@@ -126,39 +210,159 @@ async fn the_same_idempotency_key_returns_the_same_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_input_gets_its_problem_status_and_changes_nothing() {
     let s = Server::start("memory", None);
-    let ok = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await;
+    let ok = post_job(
+        &s,
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
+    )
+    .await;
     assert_eq!(ok.status(), 202);
     let before = job_count(&s).await;
     let unknown = "01a20a62-8eb1-7550-a126-a831d6a53cfe";
-    let raw = |body: &'static str| http().post(s.at("/v1/jobs")).header("content-type", "application/json").body(body).send();
+    let raw = |body: &'static str| {
+        http()
+            .post(s.at("/v1/jobs"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     let cases: Vec<(u16, reqwest::Response)> = vec![
         (400, raw("{not json").await.unwrap()),
-        (422, post_job(&s, json!({"workflow": "nope", "target": "web"})).await),
-        (422, post_job(&s, json!({"workflow": "install", "target": "Bad Name", "params": {"image": "a"}})).await),
-        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": {"image": 5}})).await),
-        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": {}})).await),
-        (422, post_job(&s, json!({"workflow": "install", "target": "api", "params": "image"})).await),
+        (
+            422,
+            post_job(&s, json!({"workflow": "nope", "target": "web"})).await,
+        ),
+        (
+            422,
+            post_job(
+                &s,
+                json!({"workflow": "install", "target": "Bad Name", "params": {"image": "a"}}),
+            )
+            .await,
+        ),
+        (
+            422,
+            post_job(
+                &s,
+                json!({"workflow": "install", "target": "api", "params": {"image": 5}}),
+            )
+            .await,
+        ),
+        (
+            422,
+            post_job(
+                &s,
+                json!({"workflow": "install", "target": "api", "params": {}}),
+            )
+            .await,
+        ),
+        (
+            422,
+            post_job(
+                &s,
+                json!({"workflow": "install", "target": "api", "params": "image"}),
+            )
+            .await,
+        ),
         (422, post_job(&s, json!({"target": "api"})).await),
-        (404, post_job(&s, json!({"workflow": "teardown", "target": "never", "params": {}})).await),
-        (413, http().post(s.at("/v1/jobs")).header("content-type", "application/json").body(format!("{{\"x\":\"{}\"}}", "a".repeat(100_000))).send().await.unwrap()),
-        (415, http().post(s.at("/v1/jobs")).body("{}").send().await.unwrap()),
-        (404, http().get(s.at(&format!("/v1/jobs/{unknown}"))).send().await.unwrap()),
-        (404, http().get(s.at("/v1/jobs/not-an-id")).send().await.unwrap()),
-        (404, http().post(s.at(&format!("/v1/jobs/{unknown}/cancel"))).send().await.unwrap()),
-        (404, http().get(s.at(&format!("/v1/jobs/{unknown}/events"))).send().await.unwrap()),
-        (404, http().get(s.at("/v1/targets/nothing")).send().await.unwrap()),
+        (
+            404,
+            post_job(
+                &s,
+                json!({"workflow": "teardown", "target": "never", "params": {}}),
+            )
+            .await,
+        ),
+        (
+            413,
+            http()
+                .post(s.at("/v1/jobs"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"x\":\"{}\"}}", "a".repeat(100_000)))
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            415,
+            http()
+                .post(s.at("/v1/jobs"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            404,
+            http()
+                .get(s.at(&format!("/v1/jobs/{unknown}")))
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            404,
+            http().get(s.at("/v1/jobs/not-an-id")).send().await.unwrap(),
+        ),
+        (
+            404,
+            http()
+                .post(s.at(&format!("/v1/jobs/{unknown}/cancel")))
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            404,
+            http()
+                .get(s.at(&format!("/v1/jobs/{unknown}/events")))
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            404,
+            http()
+                .get(s.at("/v1/targets/nothing"))
+                .send()
+                .await
+                .unwrap(),
+        ),
         (404, http().get(s.at("/v1/nowhere")).send().await.unwrap()),
-        (405, http().get(s.at(&format!("/v1/jobs/{unknown}/cancel"))).send().await.unwrap()),
+        (
+            405,
+            http()
+                .get(s.at(&format!("/v1/jobs/{unknown}/cancel")))
+                .send()
+                .await
+                .unwrap(),
+        ),
         (405, http().put(s.at("/v1/jobs")).send().await.unwrap()),
-        (400, http().get(s.at("/v1/jobs?limit=0")).send().await.unwrap()),
-        (400, http().get(s.at("/v1/jobs?state=sleeping")).send().await.unwrap()),
+        (
+            400,
+            http().get(s.at("/v1/jobs?limit=0")).send().await.unwrap(),
+        ),
+        (
+            400,
+            http()
+                .get(s.at("/v1/jobs?state=sleeping"))
+                .send()
+                .await
+                .unwrap(),
+        ),
     ];
     for (i, (status, resp)) in cases.into_iter().enumerate() {
         assert_eq!(resp.status().as_u16(), status, "case {i}");
-        assert_eq!(resp.headers()["content-type"], "application/problem+json", "case {i}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "case {i}"
+        );
         let p: Value = resp.json().await.unwrap();
         assert_eq!(p["status"], status, "case {i}");
-        assert!(!p["detail"].as_str().unwrap().is_empty(), "case {i}: a useful detail");
+        assert!(
+            !p["detail"].as_str().unwrap().is_empty(),
+            "case {i}: a useful detail"
+        );
     }
     assert_eq!(job_count(&s).await, before, "no bad request created a job");
 }
@@ -166,23 +370,55 @@ async fn every_bad_input_gets_its_problem_status_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_token_every_endpoint_but_healthz_requires_it() {
     let s = Server::start("memory", Some("s3cret"));
-    assert_eq!(http().get(s.at("/healthz")).send().await.unwrap().status(), 200);
-    for path in ["/v1/jobs", "/v1/targets", "/v1/plugins", "/metrics", "/v1/openapi.json"] {
+    assert_eq!(
+        http().get(s.at("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    for path in [
+        "/v1/jobs",
+        "/v1/targets",
+        "/v1/plugins",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
         let none = http().get(s.at(path)).send().await.unwrap();
         assert_eq!(none.status(), 401, "{path}");
         assert_eq!(none.headers()["content-type"], "application/problem+json");
-        let wrong = http().get(s.at(path)).bearer_auth("s3cre").send().await.unwrap();
+        let wrong = http()
+            .get(s.at(path))
+            .bearer_auth("s3cre")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), 401, "{path}");
-        let right = http().get(s.at(path)).bearer_auth("s3cret").send().await.unwrap();
+        let right = http()
+            .get(s.at(path))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(right.status(), 200, "{path}");
     }
-    let post = http().post(s.at("/v1/jobs")).json(&json!({"workflow": "install", "target": "web", "params": {"image": "a:1"}})).send().await.unwrap();
+    let post = http()
+        .post(s.at("/v1/jobs"))
+        .json(&json!({"workflow": "install", "target": "web", "params": {"image": "a:1"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 401);
     assert_eq!(job_count_with(&s, "s3cret").await, 0);
 }
 
 async fn job_count_with(s: &Server, token: &str) -> usize {
-    let page: Value = http().get(s.at("/v1/jobs?all=true")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let page: Value = http()
+        .get(s.at("/v1/jobs?all=true"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     page["jobs"].as_array().unwrap().len()
 }
 
@@ -203,7 +439,14 @@ fn without_a_token_the_server_refuses_a_non_loopback_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_lists_every_route() {
     let s = Server::start("memory", None);
-    let doc: Value = http().get(s.at("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = http()
+        .get(s.at("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -220,22 +463,63 @@ async fn the_openapi_document_lists_every_route() {
         ("/healthz", "get"),
         ("/metrics", "get"),
     ] {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dismissing_hides_a_finished_job_from_default_listings_only() {
     let s = Server::start("memory", None);
-    let job: Value = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await.json().await.unwrap();
+    let job: Value = post_job(
+        &s,
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let id = job["id"].as_str().unwrap();
     read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
-    assert_eq!(http().delete(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 204);
-    let page: Value = http().get(s.at("/v1/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        http()
+            .delete(s.at(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let page: Value = http()
+        .get(s.at("/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(page["jobs"].as_array().unwrap().is_empty());
-    let all: Value = http().get(s.at("/v1/jobs?all=true")).send().await.unwrap().json().await.unwrap();
+    let all: Value = http()
+        .get(s.at("/v1/jobs?all=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all["jobs"][0]["id"], job["id"]);
-    assert_eq!(http().get(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().status(), 200, "kept in the journal");
+    assert_eq!(
+        http()
+            .get(s.at(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "kept in the journal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,33 +527,114 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
     let s = Server::start("memory", None);
     let mut ids = Vec::new();
     for t in ["a", "b", "c", "d", "e"] {
-        let j: Value = post_job(&s, json!({"workflow": "install", "target": t, "params": {"image": "app:1"}})).await.json().await.unwrap();
+        let j: Value = post_job(
+            &s,
+            json!({"workflow": "install", "target": t, "params": {"image": "app:1"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         ids.push(j["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
         read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
     }
-    let p1: Value = http().get(s.at("/v1/jobs?limit=2")).send().await.unwrap().json().await.unwrap();
-    let p2: Value = http().get(s.at(&format!("/v1/jobs?limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()))).send().await.unwrap().json().await.unwrap();
-    let p3: Value = http().get(s.at(&format!("/v1/jobs?limit=2&cursor={}", p2["next_cursor"].as_str().unwrap()))).send().await.unwrap().json().await.unwrap();
-    let seen: Vec<&str> = [&p1, &p2, &p3].iter().flat_map(|p| p["jobs"].as_array().unwrap()).map(|j| j["id"].as_str().unwrap()).collect();
+    let p1: Value = http()
+        .get(s.at("/v1/jobs?limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p2: Value = http()
+        .get(s.at(&format!(
+            "/v1/jobs?limit=2&cursor={}",
+            p1["next_cursor"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p3: Value = http()
+        .get(s.at(&format!(
+            "/v1/jobs?limit=2&cursor={}",
+            p2["next_cursor"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<&str> = [&p1, &p2, &p3]
+        .iter()
+        .flat_map(|p| p["jobs"].as_array().unwrap())
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(seen, newest_first);
     assert!(p3["next_cursor"].is_null());
-    let by_target: Value = http().get(s.at("/v1/jobs?target=c")).send().await.unwrap().json().await.unwrap();
+    let by_target: Value = http()
+        .get(s.at("/v1/jobs?target=c"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(by_target["jobs"].as_array().unwrap().len(), 1);
-    let by_state: Value = http().get(s.at("/v1/jobs?state=succeeded")).send().await.unwrap().json().await.unwrap();
+    let by_state: Value = http()
+        .get(s.at("/v1/jobs?state=succeeded"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(by_state["jobs"].as_array().unwrap().len(), 5);
-    let active: Value = http().get(s.at("/v1/jobs?active=true")).send().await.unwrap().json().await.unwrap();
-    assert!(active["jobs"].as_array().unwrap().is_empty(), "succeeded jobs leave the active list by themselves");
+    let active: Value = http()
+        .get(s.at("/v1/jobs?active=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        active["jobs"].as_array().unwrap().is_empty(),
+        "succeeded jobs leave the active list by themselves"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
     let s = Server::start("memory", None);
-    let job: Value = post_job(&s, json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}})).await.json().await.unwrap();
-    read_events(&http(), &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())), None).await;
-    let text = http().get(s.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let job: Value = post_job(
+        &s,
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    read_events(
+        &http(),
+        &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())),
+        None,
+    )
+    .await;
+    let text = http()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "deckhand_jobs{state=\"succeeded\"} 1",
         "deckhand_step_duration_seconds_count",
@@ -289,7 +654,11 @@ async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() 
     for _round in 0..5 {
         let mut open = Vec::new();
         for _ in 0..20 {
-            let resp = http().get(s.at(&format!("/v1/jobs/{id}/events"))).send().await.unwrap();
+            let resp = http()
+                .get(s.at(&format!("/v1/jobs/{id}/events")))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             open.push(resp);
         }
@@ -298,18 +667,43 @@ async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() 
     // Streams are released once the server notices the clients are gone.
     let mut gauge = String::new();
     for _ in 0..50 {
-        let text = http().get(s.at("/metrics")).send().await.unwrap().text().await.unwrap();
-        gauge = text.lines().find(|l| l.starts_with("deckhand_sse_streams ")).unwrap_or_default().to_owned();
+        let text = http()
+            .get(s.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        gauge = text
+            .lines()
+            .find(|l| l.starts_with("deckhand_sse_streams "))
+            .unwrap_or_default()
+            .to_owned();
         if gauge == "deckhand_sse_streams 0" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(gauge, "deckhand_sse_streams 0");
-    let now: Value = http().get(s.at(&format!("/v1/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(now["state"], "running", "disconnecting clients never cancel");
+    let now: Value = http()
+        .get(s.at(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        now["state"], "running",
+        "disconnecting clients never cancel"
+    );
     assert_eq!(now["cancel_requested"], false);
-    http().post(s.at(&format!("/v1/jobs/{id}/cancel"))).send().await.unwrap();
+    http()
+        .post(s.at(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,15 +715,35 @@ async fn cli_talks_to_the_server_with_server_url() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .arg("--data-dir")
         .arg(work.path())
-        .args(["--server", &s.url, "install", &target, &image("cli:1"), "--network", "none"])
+        .args([
+            "--server",
+            &s.url,
+            "install",
+            &target,
+            &image("cli:1"),
+            "--network",
+            "none",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(": pull_image image=") && stdout.contains("succeeded in"), "{stdout}");
-    assert!(!work.path().join("journal.sqlite").exists(), "nothing ran in-process");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(": pull_image image=") && stdout.contains("succeeded in"),
+        "{stdout}"
+    );
+    assert!(
+        !work.path().join("journal.sqlite").exists(),
+        "nothing ran in-process"
+    );
     let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .args(["--server", &s.url, "jobs", "list", "--target", &target, "--json"])
+        .args([
+            "--server", &s.url, "jobs", "list", "--target", &target, "--json",
+        ])
         .output()
         .unwrap();
     let jobs: Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -348,15 +762,21 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let s = Arc::new(Server::start("memory", None));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicUsize::new(0));
-    let timed = |lat: &Arc<std::sync::Mutex<Vec<f64>>>, t: std::time::Instant| lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+    let timed = |lat: &Arc<std::sync::Mutex<Vec<f64>>>, t: std::time::Instant| {
+        lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0)
+    };
 
     // 200 jobs on 200 targets, submitted concurrently.
     let mut submits = Vec::new();
     for i in 0..200 {
-        let (s, client, lat, errors) = (s.clone(), client.clone(), latencies.clone(), errors.clone());
+        let (s, client, lat, errors) =
+            (s.clone(), client.clone(), latencies.clone(), errors.clone());
         submits.push(tokio::spawn(async move {
             let t = std::time::Instant::now();
             let r = client.post(s.at("/v1/jobs")).json(&json!({"workflow": "install", "target": format!("load-{i}"), "params": {"image": "app:1"}})).send().await;
@@ -378,12 +798,23 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for p in 0..100 {
-        let (s, client, lat, errors, stop, id) = (s.clone(), client.clone(), latencies.clone(), errors.clone(), stop.clone(), ids[p % ids.len()].clone());
+        let (s, client, lat, errors, stop, id) = (
+            s.clone(),
+            client.clone(),
+            latencies.clone(),
+            errors.clone(),
+            stop.clone(),
+            ids[p % ids.len()].clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && n < 200 {
                 let t = std::time::Instant::now();
-                let path = if n % 2 == 0 { format!("/v1/jobs/{id}") } else { "/v1/jobs?limit=20".to_owned() };
+                let path = if n % 2 == 0 {
+                    format!("/v1/jobs/{id}")
+                } else {
+                    "/v1/jobs?limit=20".to_owned()
+                };
                 match client.get(s.at(&path)).send().await {
                     Ok(r) if r.status() == 200 => {
                         let _ = r.bytes().await;
@@ -401,7 +832,12 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     let ends = Arc::new(AtomicUsize::new(0));
     let mut subscribers = Vec::new();
     for p in 0..100 {
-        let (s, client, ends, id) = (s.clone(), client.clone(), ends.clone(), ids[(p * 2) % ids.len()].clone());
+        let (s, client, ends, id) = (
+            s.clone(),
+            client.clone(),
+            ends.clone(),
+            ids[(p * 2) % ids.len()].clone(),
+        );
         subscribers.push(tokio::spawn(async move {
             let events = read_events(&client, &s.at(&format!("/v1/jobs/{id}/events")), None).await;
             if events.last().is_some_and(|e| e.1 == "end") {
@@ -411,11 +847,21 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     }
     let started = std::time::Instant::now();
     for h in subscribers {
-        tokio::time::timeout(std::time::Duration::from_secs(120), h).await.expect("subscriber finished").unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(120), h)
+            .await
+            .expect("subscriber finished")
+            .unwrap();
     }
     // Every job ends succeeded.
     loop {
-        let page: Value = client.get(s.at("/v1/jobs?state=succeeded&limit=500")).send().await.unwrap().json().await.unwrap();
+        let page: Value = client
+            .get(s.at("/v1/jobs?state=succeeded&limit=500"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if page["jobs"].as_array().unwrap().len() == 200 {
             break;
         }
@@ -449,7 +895,11 @@ async fn an_idle_event_stream_gets_keep_alive_comments() {
     let hole = BlackHole::start().await;
     let job: Value = post_job(&s, json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await.json().await.unwrap();
     let id = job["id"].as_str().unwrap();
-    let resp = http().get(s.at(&format!("/v1/jobs/{id}/events"))).send().await.unwrap();
+    let resp = http()
+        .get(s.at(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.bytes_stream();
     let mut text = String::new();
@@ -464,7 +914,11 @@ async fn an_idle_event_stream_gets_keep_alive_comments() {
     })
     .await;
     assert_eq!(found, Ok(true), "{text}");
-    http().post(s.at(&format!("/v1/jobs/{id}/cancel"))).send().await.unwrap();
+    http()
+        .post(s.at(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -472,7 +926,11 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
     use std::io::{BufRead, BufReader};
     let _docker = docker().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let serve = || {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
@@ -484,7 +942,9 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
             .spawn()
             .unwrap();
         let mut first = String::new();
-        BufReader::new(c.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        BufReader::new(c.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
         assert!(first.starts_with("deckhand listening"), "{first}");
         c
     };
@@ -519,8 +979,14 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
     let status = watch.wait().unwrap();
     server.kill().unwrap();
     let _ = server.wait();
-    assert!(rest.iter().any(|l| l.contains("rolled_back after")), "{rest:?}");
-    assert!(!rest.iter().any(|l| l.contains(": pull_image image=")), "no event repeated after reconnecting: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("rolled_back after")),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains(": pull_image image=")),
+        "no event repeated after reconnecting: {rest:?}"
+    );
     assert_eq!(status.code(), Some(1));
 }
 
@@ -528,7 +994,11 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
 async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
     let s = Server::start("memory", None);
     let upload = |name: &str, bytes: Vec<u8>| {
-        http().post(s.at(&format!("/v1/plugins?name={name}"))).header("content-type", "application/wasm").body(bytes).send()
+        http()
+            .post(s.at(&format!("/v1/plugins?name={name}")))
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
     };
     let empty_core_module = b"\0asm\x01\0\0\0".to_vec();
     let empty_component = b"\0asm\x0d\0\x01\0".to_vec();
@@ -547,19 +1017,63 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
         assert!(!p["detail"].as_str().unwrap().is_empty(), "{name}");
     }
     assert!(!s.dir.path().join("plugins").exists(), "nothing stored");
-    let listed: Value = http().get(s.at("/v1/plugins")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 4, "only the built-ins: {listed}");
+    let listed: Value = http()
+        .get(s.at("/v1/plugins"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        4,
+        "only the built-ins: {listed}"
+    );
 
     // A good one is stored by digest and runs; replacing it keeps the old digest.
-    let first = upload("custom", plugin_wasm("deckhand-test-hostile")).await.unwrap();
+    let first = upload("custom", plugin_wasm("deckhand-test-hostile"))
+        .await
+        .unwrap();
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
-    let digest = first["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
-    assert!(s.dir.path().join("plugins").join(format!("{digest}.wasm")).exists());
-    let job: Value = post_job(&s, json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}})).await.json().await.unwrap();
+    let digest = first["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    assert!(
+        s.dir
+            .path()
+            .join("plugins")
+            .join(format!("{digest}.wasm"))
+            .exists()
+    );
+    let job: Value = post_job(
+        &s,
+        json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(job["plugin_digest"], first["digest"]);
-    let second: Value = upload("custom", plugin_wasm("deckhand-test-custom-undo")).await.unwrap().json().await.unwrap();
+    let second: Value = upload("custom", plugin_wasm("deckhand-test-custom-undo"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_ne!(second["digest"], first["digest"]);
-    let ended = read_events(&http(), &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())), None).await;
-    assert_eq!(ended.last().unwrap().2["state"], "rolled_back", "the first job ran its own digest to the end");
+    let ended = read_events(
+        &http(),
+        &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ended.last().unwrap().2["state"],
+        "rolled_back",
+        "the first job ran its own digest to the end"
+    );
 }

@@ -24,7 +24,10 @@ async fn upgrade_v1_to_v2_runs_v2_and_removes_v1s_container_and_owned_image() {
     ensure_image_absent(&engine.docker, &v1).await;
     ensure_image_absent(&engine.docker, &v2).await;
     install(&engine, &target, &v1).await;
-    let old = containers_of(&engine.docker, &target).await[0].id.clone().unwrap();
+    let old = containers_of(&engine.docker, &target).await[0]
+        .id
+        .clone()
+        .unwrap();
 
     let job = run_job(&engine, "upgrade", &target, json!({"image": v2})).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
@@ -32,8 +35,14 @@ async fn upgrade_v1_to_v2_runs_v2_and_removes_v1s_container_and_owned_image() {
     assert_eq!(after.len(), 1, "the temporary and old containers are gone");
     assert_ne!(after[0].id.as_ref(), Some(&old));
     assert_eq!(after[0].image.as_deref(), Some(v2.as_str()));
-    assert_eq!(after[0].names.as_deref(), Some(&[format!("/deckhand-{target}")][..]));
-    assert!(!image_present(&engine.docker, &v1).await, "v1 was pulled by the engine and nothing uses it");
+    assert_eq!(
+        after[0].names.as_deref(),
+        Some(&[format!("/deckhand-{target}")][..])
+    );
+    assert!(
+        !image_present(&engine.docker, &v1).await,
+        "v1 was pulled by the engine and nothing uses it"
+    );
     let t = engine.journal().target(&target).unwrap().unwrap();
     assert_eq!(t.current.as_ref().unwrap().revision, 2);
     assert_eq!(t.current.as_ref().unwrap().image, v2);
@@ -55,9 +64,16 @@ async fn upgrade_to_an_image_whose_container_exits_rolls_back_to_v1_with_the_sam
 
     let job = run_job(&engine, "upgrade", &target, json!({"image": bad})).await;
     assert_eq!(job.state, JobState::RolledBack);
-    assert!(job.error.as_deref().unwrap().contains("exited"), "{:?}", job.error);
+    assert!(
+        job.error.as_deref().unwrap().contains("exited"),
+        "{:?}",
+        job.error
+    );
     let after = snapshot(&engine.docker, engine.journal(), &target, &images).await;
-    assert_eq!(after, before, "v1 runs again, same id and name; no v2 image; revision unchanged");
+    assert_eq!(
+        after, before,
+        "v1 runs again, same id and name; no v2 image; revision unchanged"
+    );
     assert!(after.containers[0].2, "v1 is running");
     remove_target_containers(&engine.docker, &target).await;
 }
@@ -89,7 +105,11 @@ async fn cancel_during_a_slow_pull_aborts_it_and_leaves_v1_exactly_as_it_was() {
     assert!(outcome.cancelled);
     let done = engine.executor.wait(&job.id).await.unwrap();
     assert_eq!(done.state, JobState::Cancelled);
-    assert!(started.elapsed().as_secs() < 10, "the pull was aborted, not waited out ({:?})", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "the pull was aborted, not waited out ({:?})",
+        started.elapsed()
+    );
     let after = snapshot(&engine.docker, engine.journal(), &target, &images).await;
     assert_eq!(after, before);
     // A second cancel is idempotent and says the job is over.
@@ -107,7 +127,11 @@ async fn cancelling_a_finished_job_answers_false_with_its_state() {
     let outcome = engine.executor.cancel(&job.id, None).await.unwrap();
     assert!(!outcome.cancelled);
     assert_eq!(outcome.state, JobState::Succeeded);
-    assert_eq!(engine.journal().job(&job.id).unwrap().unwrap().state, JobState::Succeeded, "never rewritten");
+    assert_eq!(
+        engine.journal().job(&job.id).unwrap().unwrap().state,
+        JobState::Succeeded,
+        "never rewritten"
+    );
     remove_target_containers(&engine.docker, &target).await;
 }
 
@@ -117,7 +141,14 @@ async fn a_cancel_is_persisted_and_survives_a_restart() {
     let target = unique_target("persist");
     let req = JobRequest::new("install", target.clone(), params(&image("persist:1")));
     let job = engine.executor.submit(req).await.unwrap();
-    assert!(engine.executor.cancel(&job.id, None).await.unwrap().cancelled);
+    assert!(
+        engine
+            .executor
+            .cancel(&job.id, None)
+            .await
+            .unwrap()
+            .cancelled
+    );
     let done = engine.executor.wait(&job.id).await.unwrap();
     assert_eq!(done.state, JobState::Cancelled);
     // Reopen the journal as a restarted engine would.
@@ -134,12 +165,22 @@ async fn an_image_that_existed_before_is_never_removed_by_commit() {
     let target = unique_target("owned");
     let (v1, v2) = (image("owned:1"), image("owned:2"));
     // v1 is the user's: present before Deckhand ever pulled it.
-    let status = std::process::Command::new("docker").args(["pull", "-q", &v1]).output().unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status = std::process::Command::new("docker")
+        .args(["pull", "-q", &v1])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     install(&engine, &target, &v1).await;
     let job = run_job(&engine, "upgrade", &target, json!({"image": v2})).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    assert!(image_present(&engine.docker, &v1).await, "the pre-existing image survives the commit");
+    assert!(
+        image_present(&engine.docker, &v1).await,
+        "the pre-existing image survives the commit"
+    );
     remove_target_containers(&engine.docker, &target).await;
     ensure_image_absent(&engine.docker, &v1).await;
 }
@@ -152,14 +193,33 @@ async fn two_targets_upgrade_concurrently_and_a_busy_target_refuses_a_second_job
     install(&engine, &b, &image("conc-b:1")).await;
 
     let up = |t: &str, img: String| JobRequest::new("upgrade", t, json!({"image": img}));
-    let ja = engine.executor.submit(up(&a, image("conc-a:2"))).await.unwrap();
-    let jb = engine.executor.submit(up(&b, image("conc-b:2"))).await.unwrap();
+    let ja = engine
+        .executor
+        .submit(up(&a, image("conc-a:2")))
+        .await
+        .unwrap();
+    let jb = engine
+        .executor
+        .submit(up(&b, image("conc-b:2")))
+        .await
+        .unwrap();
     match engine.executor.submit(up(&a, image("conc-a:1"))).await {
-        Err(SubmitError::Busy { job, .. }) => assert_eq!(job, ja.id, "the refusal names the active job"),
+        Err(SubmitError::Busy { job, .. }) => {
+            assert_eq!(job, ja.id, "the refusal names the active job")
+        }
         other => panic!("expected busy, got {other:?}"),
     }
-    let (da, db) = (engine.executor.wait(&ja.id).await.unwrap(), engine.executor.wait(&jb.id).await.unwrap());
-    assert_eq!((da.state, db.state), (JobState::Succeeded, JobState::Succeeded), "{:?} {:?}", da.error, db.error);
+    let (da, db) = (
+        engine.executor.wait(&ja.id).await.unwrap(),
+        engine.executor.wait(&jb.id).await.unwrap(),
+    );
+    assert_eq!(
+        (da.state, db.state),
+        (JobState::Succeeded, JobState::Succeeded),
+        "{:?} {:?}",
+        da.error,
+        db.error
+    );
     // Both ran at the same time: each started before the other finished.
     assert!(da.created_at < db.updated_at && db.created_at < da.updated_at);
     for t in [&a, &b] {
@@ -182,8 +242,14 @@ async fn teardown_removes_the_container_the_owned_image_and_the_target_but_keeps
     assert!(t.current.is_none());
     assert_eq!(t.history.len(), 1);
     // After a teardown commits, nothing recreates the target: it is unknown now.
-    let again = engine.executor.submit(JobRequest::new("teardown", target.clone(), json!({}))).await;
-    assert!(matches!(again, Err(SubmitError::UnknownTarget(_))), "{again:?}");
+    let again = engine
+        .executor
+        .submit(JobRequest::new("teardown", target.clone(), json!({})))
+        .await;
+    assert!(
+        matches!(again, Err(SubmitError::UnknownTarget(_))),
+        "{again:?}"
+    );
     assert!(containers_of(&engine.docker, &target).await.is_empty());
 }
 
@@ -193,10 +259,21 @@ async fn rollback_to_revision_one_brings_back_its_image_as_a_new_revision() {
     let target = unique_target("rb");
     let (v1, v2) = (image("rollback:1"), image("rollback:2"));
     install(&engine, &target, &v1).await;
-    assert_eq!(run_job(&engine, "upgrade", &target, json!({"image": v2})).await.state, JobState::Succeeded);
+    assert_eq!(
+        run_job(&engine, "upgrade", &target, json!({"image": v2}))
+            .await
+            .state,
+        JobState::Succeeded
+    );
     let job = run_job(&engine, "rollback", &target, json!({"revision": 1})).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let current = engine.journal().target(&target).unwrap().unwrap().current.unwrap();
+    let current = engine
+        .journal()
+        .target(&target)
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap();
     assert_eq!((current.revision, current.image.as_str()), (3, v1.as_str()));
     let running = containers_of(&engine.docker, &target).await;
     assert_eq!(running.len(), 1);
@@ -210,27 +287,68 @@ async fn rollback_to_revision_one_brings_back_its_image_as_a_new_revision() {
 #[tokio::test(flavor = "multi_thread")]
 async fn workflows_that_need_a_target_refuse_an_unknown_one_before_any_job_exists() {
     let engine = TestEngine::start().await;
-    for (workflow, params) in [("upgrade", json!({})), ("teardown", json!({})), ("rollback", json!({"revision": 1}))] {
+    for (workflow, params) in [
+        ("upgrade", json!({})),
+        ("teardown", json!({})),
+        ("rollback", json!({"revision": 1})),
+    ] {
         let req = JobRequest::new(workflow, "never-installed", params);
-        assert!(matches!(engine.executor.submit(req).await, Err(SubmitError::UnknownTarget(_))), "{workflow}");
+        assert!(
+            matches!(
+                engine.executor.submit(req).await,
+                Err(SubmitError::UnknownTarget(_))
+            ),
+            "{workflow}"
+        );
     }
-    assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());
+    assert!(
+        engine
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pull_with_no_progress_for_the_stall_timeout_fails_and_rolls_back() {
-    let settings = deckhand::plugin::HostSettings { stall_timeout: std::time::Duration::from_secs(2), ..quick_settings() };
+    let settings = deckhand::plugin::HostSettings {
+        stall_timeout: std::time::Duration::from_secs(2),
+        ..quick_settings()
+    };
     let engine = TestEngine::with_settings(settings).await;
     let target = unique_target("stall");
     let v1 = image("cancel:2");
     install(&engine, &target, &v1).await;
     let hole = BlackHole::start().await;
-    let before = snapshot(&engine.docker, engine.journal(), &target, std::slice::from_ref(&v1)).await;
+    let before = snapshot(
+        &engine.docker,
+        engine.journal(),
+        &target,
+        std::slice::from_ref(&v1),
+    )
+    .await;
     let started = std::time::Instant::now();
     let job = run_job(&engine, "upgrade", &target, json!({"image": hole.image()})).await;
     assert_eq!(job.state, JobState::RolledBack);
-    assert!(job.error.as_deref().unwrap().contains("no progress for 2 s"), "{:?}", job.error);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap()
+            .contains("no progress for 2 s"),
+        "{:?}",
+        job.error
+    );
     assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
-    assert_eq!(snapshot(&engine.docker, engine.journal(), &target, std::slice::from_ref(&v1)).await, before);
+    assert_eq!(
+        snapshot(
+            &engine.docker,
+            engine.journal(),
+            &target,
+            std::slice::from_ref(&v1)
+        )
+        .await,
+        before
+    );
     remove_target_containers(&engine.docker, &target).await;
 }

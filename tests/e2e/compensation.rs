@@ -22,7 +22,15 @@ fn undo_results(engine: &TestEngine, job: &deckhand::journal::JobId) -> Vec<(u32
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_compensation_runs_in_reverse_order_with_the_built_in_undos() {
     let engine = TestEngine::with_settings(quick_settings()).await;
-    engine.executor.host().register("custom-undo", &plugin_wasm("deckhand-test-custom-undo"), false).unwrap();
+    engine
+        .executor
+        .host()
+        .register(
+            "custom-undo",
+            &plugin_wasm("deckhand-test-custom-undo"),
+            false,
+        )
+        .unwrap();
     let target = unique_target("custom");
     let img = image("rollback:crash");
     ensure_image_absent(&engine.docker, &img).await;
@@ -44,22 +52,51 @@ async fn a_plugin_compensation_runs_in_reverse_order_with_the_built_in_undos() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_that_cannot_finish_ends_failed_is_listed_and_a_retry_completes_it() {
     let engine = TestEngine::with_settings(quick_settings()).await;
-    engine.executor.host().register("custom-undo", &plugin_wasm("deckhand-test-custom-undo"), false).unwrap();
+    engine
+        .executor
+        .host()
+        .register(
+            "custom-undo",
+            &plugin_wasm("deckhand-test-custom-undo"),
+            false,
+        )
+        .unwrap();
     let target = unique_target("failed");
     let img = image("health:2");
     let blocker = image("owned:crash");
     ensure_image_absent(&engine.docker, &img).await;
-    let pulled = std::process::Command::new("docker").args(["pull", "-q", &blocker]).output().unwrap();
+    let pulled = std::process::Command::new("docker")
+        .args(["pull", "-q", &blocker])
+        .output()
+        .unwrap();
     assert!(pulled.status.success());
 
-    let job = run_job(&engine, "custom-undo", &target, json!({"image": img, "blocker": blocker})).await;
+    let job = run_job(
+        &engine,
+        "custom-undo",
+        &target,
+        json!({"image": img, "blocker": blocker}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Failed);
     let error = job.error.clone().unwrap();
-    assert!(error.contains("rollback incomplete") && error.contains("cannot undo note"), "{error}");
+    assert!(
+        error.contains("rollback incomplete") && error.contains("cannot undo note"),
+        "{error}"
+    );
     // The built-in undo ran; the plugin's did not succeed.
     assert_eq!(undo_results(&engine, &job.id), [(3, true), (1, false)]);
-    let failed = engine.journal().list_jobs(&JobFilter { state: Some(JobState::Failed), ..Default::default() }).unwrap();
-    assert!(failed.iter().any(|j| j.id == job.id), "failed jobs are listed as needing attention");
+    let failed = engine
+        .journal()
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Failed),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        failed.iter().any(|j| j.id == job.id),
+        "failed jobs are listed as needing attention"
+    );
     // The target stays held by nothing: a failed job is terminal.
     assert!(engine.journal().active_job_on(&target).unwrap().is_none());
 
@@ -67,9 +104,14 @@ async fn a_rollback_that_cannot_finish_ends_failed_is_listed_and_a_retry_complet
     let retried = engine.executor.retry(&job.id).await.unwrap();
     assert_eq!(retried.state, JobState::RolledBack, "{:?}", retried.error);
     // Only the remaining compensation ran again.
-    assert_eq!(undo_results(&engine, &job.id), [(3, true), (1, false), (1, true)]);
+    assert_eq!(
+        undo_results(&engine, &job.id),
+        [(3, true), (1, false), (1, true)]
+    );
     assert!(matches!(
         engine.executor.retry(&job.id).await,
-        Err(deckhand::executor::RetryError::NotFailed(JobState::RolledBack))
+        Err(deckhand::executor::RetryError::NotFailed(
+            JobState::RolledBack
+        ))
     ));
 }

@@ -5,26 +5,12 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use deckhand::executor::JobRequest;
 use deckhand::journal::{JobFilter, JobState, Journal};
 use serde_json::json;
 
 use crate::harness::*;
-
-fn deckhand(dir: &Path, args: &[&str], kill_after: Option<usize>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir").arg(dir).args(args).env("DECKHAND_SETTLE_MS", "300");
-    if let Some(n) = kill_after {
-        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
-    }
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Workflow {
@@ -65,7 +51,11 @@ impl Workflow {
         let present = |r: &str| after.images.iter().any(|(i, p)| i == r && *p);
         match self {
             Workflow::Install | Workflow::Upgrade => {
-                let (rev, image) = if matches!(self, Workflow::Install) { (1, v1) } else { (2, v2) };
+                let (rev, image) = if matches!(self, Workflow::Install) {
+                    (1, v1)
+                } else {
+                    (2, v2)
+                };
                 assert_eq!(after.containers.len(), 1, "{context}: {after:?}");
                 let (id, name, running) = &after.containers[0];
                 assert_eq!(name, &format!("deckhand-{target}"), "{context}");
@@ -85,7 +75,12 @@ impl Workflow {
     }
 }
 
-async fn snapshot_of(docker: &bollard::Docker, dir: &Path, target: &str, images: &[String]) -> Snapshot {
+async fn snapshot_of(
+    docker: &bollard::Docker,
+    dir: &Path,
+    target: &str,
+    images: &[String],
+) -> Snapshot {
     let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
     snapshot(docker, &journal, target, images).await
 }
@@ -95,7 +90,10 @@ async fn snapshot_of(docker: &bollard::Docker, dir: &Path, target: &str, images:
 /// number of kill points.
 async fn crash_matrix(workflow: Workflow) -> usize {
     let docker = docker().await;
-    let (v1, v2) = (image(&format!("{}:1", workflow.alias())), image(&format!("{}:2", workflow.alias())));
+    let (v1, v2) = (
+        image(&format!("{}:1", workflow.alias())),
+        image(&format!("{}:2", workflow.alias())),
+    );
     let images = vec![v1.clone(), v2.clone()];
     let mut kill_points = 0;
     for n in 1.. {
@@ -105,32 +103,62 @@ async fn crash_matrix(workflow: Workflow) -> usize {
             ensure_image_absent(&docker, i).await;
         }
         if !matches!(workflow, Workflow::Install) {
-            let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
-            assert!(o.status.success(), "set-up install: {}", text(&o));
+            let o = run_cli(
+                dir.path(),
+                &["install", &target, &v1, "--network", "none"],
+                None,
+            );
+            assert!(o.status.success(), "set-up install: {}", cli_text(&o));
         }
         let before = snapshot_of(&docker, dir.path(), &target, &images).await;
         let args = workflow.args(&target, &v1, &v2);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = deckhand(dir.path(), &args, Some(n));
+        let run = run_cli(dir.path(), &args, Some(n));
         if run.status.success() {
-            assert!(n > 3, "{workflow:?} finished before the kill point {n}: {}", text(&run));
+            assert!(
+                n > 3,
+                "{workflow:?} finished before the kill point {n}: {}",
+                cli_text(&run)
+            );
             let after = snapshot_of(&docker, dir.path(), &target, &images).await;
             workflow.assert_committed(&after, &target, &v1, &v2, "uninterrupted run");
             remove_target_containers(&docker, &target).await;
             break;
         }
-        assert_eq!(run.status.signal(), Some(9), "kill point {n}: expected SIGKILL, got {:?}: {}", run.status, text(&run));
+        assert_eq!(
+            run.status.signal(),
+            Some(9),
+            "kill point {n}: expected SIGKILL, got {:?}: {}",
+            run.status,
+            cli_text(&run)
+        );
         kill_points += 1;
 
-        let recover = deckhand(dir.path(), &["recover"], None);
-        assert!(recover.status.success(), "recover after kill point {n}: {}", text(&recover));
+        let recover = run_cli(dir.path(), &["recover"], None);
+        assert!(
+            recover.status.success(),
+            "recover after kill point {n}: {}",
+            cli_text(&recover)
+        );
         let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-        let jobs = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap();
+        let jobs = journal
+            .list_jobs(&JobFilter {
+                target: Some(target.clone()),
+                ..Default::default()
+            })
+            .unwrap();
         let job = &jobs[0];
-        assert!(job.state.is_terminal(), "kill point {n}: job left {}", job.state);
+        assert!(
+            job.state.is_terminal(),
+            "kill point {n}: job left {}",
+            job.state
+        );
         drop(journal);
         let after = snapshot_of(&docker, dir.path(), &target, &images).await;
-        let context = format!("{workflow:?} killed after event {n}, recovered to {}", job.state);
+        let context = format!(
+            "{workflow:?} killed after event {n}, recovered to {}",
+            job.state
+        );
         match job.state {
             JobState::Succeeded => workflow.assert_committed(&after, &target, &v1, &v2, &context),
             JobState::RolledBack => assert_eq!(after, before, "{context}"),
@@ -173,12 +201,22 @@ async fn cancel_matrix(workflow: Workflow, alias: &str) -> (usize, usize) {
             ensure_image_absent(&engine.docker, i).await;
         }
         if !matches!(workflow, Workflow::Install) {
-            let job = run_job(&engine, "install", &target, json!({"image": v1, "network": "none"})).await;
+            let job = run_job(
+                &engine,
+                "install",
+                &target,
+                json!({"image": v1, "network": "none"}),
+            )
+            .await;
             assert_eq!(job.state, JobState::Succeeded);
         }
         let before = snapshot(&engine.docker, engine.journal(), &target, &images).await;
         let mut live = engine.journal().subscribe();
-        let job = engine.executor.submit(workflow.request(&target, &v1, &v2)).await.unwrap();
+        let job = engine
+            .executor
+            .submit(workflow.request(&target, &v1, &v2))
+            .await
+            .unwrap();
         let mut seen = 2; // created + queued are appended by submit itself
         let mut outcome = None;
         if seen >= n {
@@ -193,7 +231,8 @@ async fn cancel_matrix(workflow: Workflow, alias: &str) -> (usize, usize) {
             if seen >= n {
                 outcome = Some(engine.executor.cancel(&job.id, None).await.unwrap());
             }
-            if matches!(ev.event, deckhand::journal::Event::State { state, .. } if state.is_terminal()) {
+            if matches!(ev.event, deckhand::journal::Event::State { state, .. } if state.is_terminal())
+            {
                 break;
             }
         }
@@ -207,7 +246,10 @@ async fn cancel_matrix(workflow: Workflow, alias: &str) -> (usize, usize) {
                 cancelled += 1;
             }
             (JobState::Succeeded, Some(o)) => {
-                assert!(!o.cancelled, "{context}: a cancel that is honoured never ends in success");
+                assert!(
+                    !o.cancelled,
+                    "{context}: a cancel that is honoured never ends in success"
+                );
                 workflow.assert_committed(&after, &target, &v1, &v2, &context);
                 too_late += 1;
             }
@@ -221,7 +263,9 @@ async fn cancel_matrix(workflow: Workflow, alias: &str) -> (usize, usize) {
         }
         remove_target_containers(&engine.docker, &target).await;
     }
-    eprintln!("cancel matrix {workflow:?}: {cancelled} cancelled, {too_late} too late (committing)");
+    eprintln!(
+        "cancel matrix {workflow:?}: {cancelled} cancelled, {too_late} too late (committing)"
+    );
     (cancelled, too_late)
 }
 
@@ -244,32 +288,56 @@ async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
     let images = vec![v1.clone(), v2.clone()];
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("rmx");
-    let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_cli(
+        dir.path(),
+        &["install", &target, &v1, "--network", "none"],
+        None,
+    );
+    assert!(o.status.success(), "{}", cli_text(&o));
     let before = snapshot_of(&docker, dir.path(), &target, &images).await;
     // Kill the upgrade once the new container has been swapped in and started.
-    let run = deckhand(dir.path(), &["upgrade", &target, &v2], Some(22));
-    assert_eq!(run.status.signal(), Some(9), "{}", text(&run));
+    let run = run_cli(dir.path(), &["upgrade", &target, &v2], Some(22));
+    assert_eq!(run.status.signal(), Some(9), "{}", cli_text(&run));
     {
         let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-        let jobs = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap();
-        assert_eq!(jobs[0].state, JobState::Running, "killed before the commit point");
+        let jobs = journal
+            .list_jobs(&JobFilter {
+                target: Some(target.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            jobs[0].state,
+            JobState::Running,
+            "killed before the commit point"
+        );
     }
     let mut recovery_kills = 0;
     for k in 1.. {
-        let recover = deckhand(dir.path(), &["recover"], Some(k));
+        let recover = run_cli(dir.path(), &["recover"], Some(k));
         if recover.status.success() {
             break;
         }
-        assert_eq!(recover.status.signal(), Some(9), "{}", text(&recover));
+        assert_eq!(recover.status.signal(), Some(9), "{}", cli_text(&recover));
         recovery_kills += 1;
     }
-    assert!(recovery_kills >= 3, "recovery was interrupted {recovery_kills} times");
+    assert!(
+        recovery_kills >= 3,
+        "recovery was interrupted {recovery_kills} times"
+    );
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-    let jobs = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap();
+    let jobs = journal
+        .list_jobs(&JobFilter {
+            target: Some(target.clone()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(jobs[0].state, JobState::RolledBack, "{:?}", jobs[0].error);
     drop(journal);
-    assert_eq!(snapshot_of(&docker, dir.path(), &target, &images).await, before);
+    assert_eq!(
+        snapshot_of(&docker, dir.path(), &target, &images).await,
+        before
+    );
     remove_target_containers(&docker, &target).await;
 }
 
@@ -279,22 +347,43 @@ async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
     let (v1, v2) = (image("ccrash:1"), image("ccrash:2"));
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("ccrash");
-    let o = deckhand(dir.path(), &["install", &target, &v1, "--network", "none"], None);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_cli(
+        dir.path(),
+        &["install", &target, &v1, "--network", "none"],
+        None,
+    );
+    assert!(o.status.success(), "{}", cli_text(&o));
     // An upgrade killed mid-way, then a cancel recorded for it in the journal
     // (as `POST /cancel` would before answering), then recovery.
-    let run = deckhand(dir.path(), &["upgrade", &target, &v2], Some(12));
-    assert_eq!(run.status.signal(), Some(9), "{}", text(&run));
+    let run = run_cli(dir.path(), &["upgrade", &target, &v2], Some(12));
+    assert_eq!(run.status.signal(), Some(9), "{}", cli_text(&run));
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-    let job = journal.list_jobs(&JobFilter { target: Some(target.clone()), ..Default::default() }).unwrap()[0].clone();
+    let job = journal
+        .list_jobs(&JobFilter {
+            target: Some(target.clone()),
+            ..Default::default()
+        })
+        .unwrap()[0]
+        .clone();
     assert!(!job.state.is_terminal());
-    assert_eq!(journal.request_cancel(&job.id, Some("test".into())).await.unwrap().1, true);
+    assert_eq!(
+        journal
+            .request_cancel(&job.id, Some("test".into()))
+            .await
+            .unwrap()
+            .1,
+        true
+    );
     drop(journal);
-    let recover = deckhand(dir.path(), &["recover"], None);
-    assert!(recover.status.success(), "{}", text(&recover));
+    let recover = run_cli(dir.path(), &["recover"], None);
+    assert!(recover.status.success(), "{}", cli_text(&recover));
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
     let after = journal.job(&job.id).unwrap().unwrap();
-    assert_eq!(after.state, JobState::Cancelled, "a cancel is never overwritten by a failure record");
+    assert_eq!(
+        after.state,
+        JobState::Cancelled,
+        "a cancel is never overwritten by a failure record"
+    );
     assert!(after.cancel_requested);
     remove_target_containers(&docker, &target).await;
 }

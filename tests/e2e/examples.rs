@@ -3,40 +3,40 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use deckhand::journal::{JobFilter, JobState, Journal};
 
 use crate::harness::*;
 
-fn deckhand(dir: &Path, args: &[&str], kill_after: Option<usize>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir").arg(dir).args(args).env("DECKHAND_SETTLE_MS", "300");
-    if let Some(n) = kill_after {
-        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
-    }
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 fn blue_green_wasm() -> String {
-    Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_example_blue_green.wasm").display().to_string()
+    Path::new(env!("DECKHAND_PLUGIN_WASM_DIR"))
+        .join("deckhand_example_blue_green.wasm")
+        .display()
+        .to_string()
 }
 
 /// A data dir with blue-green registered and `target` installed from `v1`.
 fn set_up(dir: &Path, target: &str, v1: &str) {
-    let add = deckhand(dir, &["plugin", "add", "blue-green", &blue_green_wasm()], None);
-    assert!(add.status.success(), "{}", text(&add));
-    let install = deckhand(dir, &["install", target, v1, "--network", "none"], None);
-    assert!(install.status.success(), "{}", text(&install));
+    let add = run_cli(
+        dir,
+        &["plugin", "add", "blue-green", &blue_green_wasm()],
+        None,
+    );
+    assert!(add.status.success(), "{}", cli_text(&add));
+    let install = run_cli(dir, &["install", target, v1, "--network", "none"], None);
+    assert!(install.status.success(), "{}", cli_text(&install));
 }
 
 fn last_job(dir: &Path, target: &str) -> deckhand::journal::JobRecord {
     let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
-    journal.list_jobs(&JobFilter { target: Some(target.into()), ..Default::default() }).unwrap().remove(0)
+    journal
+        .list_jobs(&JobFilter {
+            target: Some(target.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,9 +47,13 @@ async fn blue_green_switches_only_after_green_is_healthy_and_removes_blue_at_com
     let (v1, v2) = (image("bg:1"), image("bg:2"));
     set_up(dir.path(), &target, &v1);
     let params = format!(r#"{{"image": "{v2}"}}"#);
-    let run = deckhand(dir.path(), &["run", "blue-green", &target, "--params", &params], None);
-    assert!(run.status.success(), "{}", text(&run));
-    let out = text(&run);
+    let run = run_cli(
+        dir.path(),
+        &["run", "blue-green", &target, "--params", &params],
+        None,
+    );
+    assert!(run.status.success(), "{}", cli_text(&run));
+    let out = cli_text(&run);
     // Green was started and healthy before blue was stopped.
     let start_green = out.find("start_container").unwrap();
     let wait_green = out.find("wait_healthy").unwrap();
@@ -58,10 +62,16 @@ async fn blue_green_switches_only_after_green_is_healthy_and_removes_blue_at_com
     let after = containers_of(&docker, &target).await;
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].image.as_deref(), Some(v2.as_str()));
-    assert_eq!(after[0].names.as_deref(), Some(&[format!("/deckhand-{target}")][..]));
+    assert_eq!(
+        after[0].names.as_deref(),
+        Some(&[format!("/deckhand-{target}")][..])
+    );
     // The job recorded the digest of the component it ran.
     let job = last_job(dir.path(), &target);
-    assert_eq!(job.plugin_digest, deckhand::plugin::digest_of(&std::fs::read(blue_green_wasm()).unwrap()));
+    assert_eq!(
+        job.plugin_digest,
+        deckhand::plugin::digest_of(&std::fs::read(blue_green_wasm()).unwrap())
+    );
     remove_target_containers(&docker, &target).await;
 }
 
@@ -74,7 +84,13 @@ async fn blue_green_cancelled_while_green_warms_up_leaves_blue_as_it_was() {
     let (v1, v2) = (image("bg-cancel:1"), image("bg-cancel:2"));
     set_up(dir.path(), &target, &v1);
     let journal_path = dir.path().join(Journal::FILE_NAME);
-    let before = snapshot(&docker, &Journal::open(&journal_path).unwrap(), &target, std::slice::from_ref(&v1)).await;
+    let before = snapshot(
+        &docker,
+        &Journal::open(&journal_path).unwrap(),
+        &target,
+        std::slice::from_ref(&v1),
+    )
+    .await;
     // A long health wait: green takes 30 s to count as up.
     let params = format!(r#"{{"image": "{v2}"}}"#);
     let mut child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
@@ -94,8 +110,17 @@ async fn blue_green_cancelled_while_green_warms_up_leaves_blue_as_it_was() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(1));
-    assert!(rest.iter().any(|l| l.contains("cancelled after")), "{rest:?}");
-    let after = snapshot(&docker, &Journal::open(&journal_path).unwrap(), &target, std::slice::from_ref(&v1)).await;
+    assert!(
+        rest.iter().any(|l| l.contains("cancelled after")),
+        "{rest:?}"
+    );
+    let after = snapshot(
+        &docker,
+        &Journal::open(&journal_path).unwrap(),
+        &target,
+        std::slice::from_ref(&v1),
+    )
+    .await;
     assert_eq!(after, before, "blue runs on, same id; green is gone");
     remove_target_containers(&docker, &target).await;
 }
@@ -115,22 +140,42 @@ async fn blue_green_killed_anywhere_recovers_to_blue_or_to_complete_green() {
         }
         set_up(dir.path(), &target, &v1);
         let journal_path = dir.path().join(Journal::FILE_NAME);
-        let before = snapshot(&docker, &Journal::open(&journal_path).unwrap(), &target, &images).await;
-        let run = deckhand(dir.path(), &["run", "blue-green", &target, "--params", &params], Some(n));
+        let before = snapshot(
+            &docker,
+            &Journal::open(&journal_path).unwrap(),
+            &target,
+            &images,
+        )
+        .await;
+        let run = run_cli(
+            dir.path(),
+            &["run", "blue-green", &target, "--params", &params],
+            Some(n),
+        );
         if run.status.success() {
             remove_target_containers(&docker, &target).await;
             break;
         }
-        assert_eq!(run.status.signal(), Some(9), "{}", text(&run));
+        assert_eq!(run.status.signal(), Some(9), "{}", cli_text(&run));
         kills += 1;
-        let recover = deckhand(dir.path(), &["recover"], None);
-        assert!(recover.status.success(), "{}", text(&recover));
+        let recover = run_cli(dir.path(), &["recover"], None);
+        assert!(recover.status.success(), "{}", cli_text(&recover));
         let job = last_job(dir.path(), &target);
-        let after = snapshot(&docker, &Journal::open(&journal_path).unwrap(), &target, &images).await;
+        let after = snapshot(
+            &docker,
+            &Journal::open(&journal_path).unwrap(),
+            &target,
+            &images,
+        )
+        .await;
         match job.state {
             JobState::RolledBack => assert_eq!(after, before, "killed after event {n}"),
             JobState::Succeeded => {
-                assert_eq!(after.containers.len(), 1, "killed after event {n}: {after:?}");
+                assert_eq!(
+                    after.containers.len(),
+                    1,
+                    "killed after event {n}: {after:?}"
+                );
                 assert_eq!(after.revision.as_ref().map(|r| r.0), Some(2));
                 assert!(after.containers[0].2, "green runs");
             }

@@ -24,30 +24,36 @@ fn fixtures_dir() -> PathBuf {
 const FIXTURES: &[(&str, &[JobState])] = &[
     ("clean-install.jsonl", &[JobState::Succeeded]),
     ("upgrade.jsonl", &[JobState::Succeeded, JobState::Succeeded]),
-    ("upgrade-cancelled-mid-pull.jsonl", &[JobState::Succeeded, JobState::Cancelled]),
+    (
+        "upgrade-cancelled-mid-pull.jsonl",
+        &[JobState::Succeeded, JobState::Cancelled],
+    ),
     ("crash-after-intent.jsonl", &[JobState::RolledBack]),
-    ("crash-during-commit.jsonl", &[JobState::Succeeded, JobState::Succeeded]),
-    ("failed-health-check.jsonl", &[JobState::Succeeded, JobState::RolledBack]),
-    ("plugin-trap.jsonl", &[JobState::Succeeded, JobState::RolledBack]),
+    (
+        "crash-during-commit.jsonl",
+        &[JobState::Succeeded, JobState::Succeeded],
+    ),
+    (
+        "failed-health-check.jsonl",
+        &[JobState::Succeeded, JobState::RolledBack],
+    ),
+    (
+        "plugin-trap.jsonl",
+        &[JobState::Succeeded, JobState::RolledBack],
+    ),
     ("torn-last-record.jsonl", &[JobState::RolledBack]),
 ];
 
-fn cli(dir: &Path, args: &[&str], kill_after: Option<usize>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir").arg(dir).args(args).env("DECKHAND_SETTLE_MS", "300");
-    if let Some(n) = kill_after {
-        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
-    }
-    c.output().unwrap()
-}
-
 fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", cli_text(&o));
     o
 }
 
 fn export(dir: &Path, name: &str) -> String {
-    let text = Journal::open(dir.join(Journal::FILE_NAME)).unwrap().export(None).unwrap();
+    let text = Journal::open(dir.join(Journal::FILE_NAME))
+        .unwrap()
+        .export(None)
+        .unwrap();
     std::fs::write(fixtures_dir().join(name), &text).unwrap();
     text
 }
@@ -59,17 +65,31 @@ fn last_event(dir: &Path) -> Event {
 }
 
 /// Kill `args` after event 1, 2, … until the job's last event matches.
-fn kill_where(dir_setup: impl Fn(&Path), args: &[&str], wanted: impl Fn(&Event) -> bool) -> tempfile::TempDir {
+fn kill_where(
+    dir_setup: impl Fn(&Path),
+    args: &[&str],
+    wanted: impl Fn(&Event) -> bool,
+) -> tempfile::TempDir {
     for n in 1..200 {
         // What the last killed run left behind is not this run's prior state.
-        let ids = Command::new("docker").args(["ps", "-aq", "--filter", "label=io.deckhand.target=web"]).output().unwrap();
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", "label=io.deckhand.target=web"])
+            .output()
+            .unwrap();
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            Command::new("docker").args(["rm", "-f", id]).output().unwrap();
+            Command::new("docker")
+                .args(["rm", "-f", id])
+                .output()
+                .unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
         dir_setup(dir.path());
-        let run = cli(dir.path(), args, Some(n));
-        assert_eq!(run.status.signal(), Some(9), "ran to the end before the wanted event");
+        let run = run_cli(dir.path(), args, Some(n));
+        assert_eq!(
+            run.status.signal(),
+            Some(9),
+            "ran to the end before the wanted event"
+        );
         if wanted(&last_event(dir.path())) {
             return dir;
         }
@@ -83,7 +103,11 @@ async fn generate_journal_fixtures() {
     let docker = docker().await;
     let (v1, v2, bad) = (image("fx:1"), image("fx:2"), image("fx:crash"));
     let install = |dir: &Path| {
-        ok(cli(dir, &["install", "web", &v1, "--network", "none"], None));
+        ok(run_cli(
+            dir,
+            &["install", "web", &v1, "--network", "none"],
+            None,
+        ));
     };
     let cleanup = || async {
         remove_target_containers(&docker, "web").await;
@@ -111,7 +135,7 @@ async fn generate_journal_fixtures() {
 
     let d = tempfile::tempdir().unwrap();
     install(d.path());
-    ok(cli(d.path(), &["upgrade", "web", &v2], None));
+    ok(run_cli(d.path(), &["upgrade", "web", &v2], None));
     export(d.path(), "upgrade.jsonl");
     cleanup().await;
 
@@ -142,45 +166,79 @@ async fn generate_journal_fixtures() {
     cleanup().await;
 
     // Killed right after the intent to create the container, before its result.
-    let d = kill_where(|_| {}, &["install", "web", &v1, "--network", "none"], |e| {
-        matches!(e, Event::Intent { call, .. } if call["op"] == "create_container")
-    });
+    let d = kill_where(
+        |_| {},
+        &["install", "web", &v1, "--network", "none"],
+        |e| matches!(e, Event::Intent { call, .. } if call["op"] == "create_container"),
+    );
     let text = export(d.path(), "crash-after-intent.jsonl");
     // The same record, its last line torn as by a crash while writing the file.
     let cut = text.trim_end_matches('\n');
     let torn_at = cut.rfind('\n').unwrap() + 1 + (cut.len() - cut.rfind('\n').unwrap()) / 2;
-    std::fs::write(fixtures_dir().join("torn-last-record.jsonl"), &cut[..torn_at]).unwrap();
+    std::fs::write(
+        fixtures_dir().join("torn-last-record.jsonl"),
+        &cut[..torn_at],
+    )
+    .unwrap();
     cleanup().await;
 
     // Killed in the commit of an upgrade, after the intent to remove the old container.
-    let d = kill_where(install, &["upgrade", "web", &v2], |e| {
-        matches!(e, Event::CommitIntent { effect, .. } if effect["op"] == "remove_container")
-    });
+    let d = kill_where(
+        install,
+        &["upgrade", "web", &v2],
+        |e| matches!(e, Event::CommitIntent { effect, .. } if effect["op"] == "remove_container"),
+    );
     export(d.path(), "crash-during-commit.jsonl");
     cleanup().await;
 
     let d = tempfile::tempdir().unwrap();
     install(d.path());
-    assert!(!cli(d.path(), &["upgrade", "web", &bad], None).status.success());
+    assert!(
+        !run_cli(d.path(), &["upgrade", "web", &bad], None)
+            .status
+            .success()
+    );
     export(d.path(), "failed-health-check.jsonl");
     cleanup().await;
 
     let d = tempfile::tempdir().unwrap();
     install(d.path());
     let hostile = Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_test_hostile.wasm");
-    ok(cli(d.path(), &["plugin", "add", "hostile", hostile.to_str().unwrap()], None));
+    ok(run_cli(
+        d.path(),
+        &["plugin", "add", "hostile", hostile.to_str().unwrap()],
+        None,
+    ));
     let params = format!(r#"{{"mode": "trap-mid-upgrade", "image": "{v2}"}}"#);
-    assert!(!cli(d.path(), &["run", "hostile", "web", "--params", &params], None).status.success());
+    assert!(
+        !run_cli(
+            d.path(),
+            &["run", "hostile", "web", "--params", &params],
+            None
+        )
+        .status
+        .success()
+    );
     export(d.path(), "plugin-trap.jsonl");
     cleanup().await;
 }
 
 /// Import a fixture into a fresh journal.
-async fn load(name: &str) -> (tempfile::TempDir, Journal, deckhand::journal::export::ImportReport, String) {
+async fn load(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    Journal,
+    deckhand::journal::export::ImportReport,
+    String,
+) {
     let text = std::fs::read_to_string(fixtures_dir().join(name)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-    let report = journal.import(&text).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let report = journal
+        .import(&text)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     (dir, journal, report, text)
 }
 
@@ -189,9 +247,22 @@ async fn every_fixture_recovers_to_terminal_states_on_the_memory_runtime() {
     for (name, expected) in FIXTURES {
         let (_dir, journal, _, _) = load(name).await;
         let host = Arc::new(PluginHost::with_builtins(None).unwrap());
-        let executor = deckhand::executor::Executor::new(journal.clone(), Arc::new(MemoryRuntime::new()), host, quick_settings());
-        executor.recover().await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut jobs = journal.list_jobs(&JobFilter { include_dismissed: true, ..Default::default() }).unwrap();
+        let executor = deckhand::executor::Executor::new(
+            journal.clone(),
+            Arc::new(MemoryRuntime::new()),
+            host,
+            quick_settings(),
+        );
+        executor
+            .recover()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut jobs = journal
+            .list_jobs(&JobFilter {
+                include_dismissed: true,
+                ..Default::default()
+            })
+            .unwrap();
         jobs.reverse();
         let states: Vec<JobState> = jobs.iter().map(|j| j.state).collect();
         assert_eq!(&states, expected, "{name}");
@@ -206,30 +277,81 @@ async fn a_crash_during_commit_is_committed_by_recovery() {
     let upgrade = journal.list_jobs(&JobFilter::default()).unwrap().remove(0);
     assert_eq!(upgrade.state, JobState::Committing, "killed in the commit");
     let pending = deckhand::executor::plan::commit_plan(&journal.events(&upgrade.id, 0).unwrap());
-    assert!(!pending.is_empty(), "the old container's removal had not completed");
+    assert!(
+        !pending.is_empty(),
+        "the old container's removal had not completed"
+    );
     let host = Arc::new(PluginHost::with_builtins(None).unwrap());
-    let executor = deckhand::executor::Executor::new(journal.clone(), Arc::new(MemoryRuntime::new()), host, quick_settings());
+    let executor = deckhand::executor::Executor::new(
+        journal.clone(),
+        Arc::new(MemoryRuntime::new()),
+        host,
+        quick_settings(),
+    );
     executor.recover().await.unwrap();
-    assert_eq!(journal.job(&upgrade.id).unwrap().unwrap().state, JobState::Succeeded, "recovery goes forward, not back");
-    assert!(deckhand::executor::plan::commit_plan(&journal.events(&upgrade.id, 0).unwrap()).is_empty());
-    assert_eq!(journal.target("web").unwrap().unwrap().current.unwrap().revision, 2);
+    assert_eq!(
+        journal.job(&upgrade.id).unwrap().unwrap().state,
+        JobState::Succeeded,
+        "recovery goes forward, not back"
+    );
+    assert!(
+        deckhand::executor::plan::commit_plan(&journal.events(&upgrade.id, 0).unwrap()).is_empty()
+    );
+    assert_eq!(
+        journal
+            .target("web")
+            .unwrap()
+            .unwrap()
+            .current
+            .unwrap()
+            .revision,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
     let host = PluginHost::with_builtins(None).unwrap();
-    let hostile = host.register("hostile", &plugin_wasm("deckhand-test-hostile"), false).unwrap();
+    let hostile = host
+        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
+        .unwrap();
     for (name, _) in FIXTURES {
         let (_dir, journal, _, _) = load(name).await;
-        for job in journal.list_jobs(&JobFilter { include_dismissed: true, ..Default::default() }).unwrap() {
-            let plugin = if job.workflow == "hostile" { hostile.clone() } else { host.get(&job.workflow).unwrap() };
+        for job in journal
+            .list_jobs(&JobFilter {
+                include_dismissed: true,
+                ..Default::default()
+            })
+            .unwrap()
+        {
+            let plugin = if job.workflow == "hostile" {
+                hostile.clone()
+            } else {
+                host.get(&job.workflow).unwrap()
+            };
             let events = journal.events(&job.id, 0).unwrap().len();
             let started = std::time::Instant::now();
-            let report = deckhand::replay::replay(&host, &journal, &job, Some(plugin), None).await.unwrap();
+            let report = deckhand::replay::replay(&host, &journal, &job, Some(plugin), None)
+                .await
+                .unwrap();
             let took = started.elapsed();
-            eprintln!("replayed {name} {} ({events} events, {} steps) in {took:?}: {:.0} events/s", job.workflow, report.recorded_steps, events as f64 / took.as_secs_f64());
-            assert!(report.divergence.is_none(), "{name} {}: {:?}", job.workflow, report.divergence);
-            assert!(report.same_outcome, "{name} {}: {:?}", job.workflow, report.end);
+            eprintln!(
+                "replayed {name} {} ({events} events, {} steps) in {took:?}: {:.0} events/s",
+                job.workflow,
+                report.recorded_steps,
+                events as f64 / took.as_secs_f64()
+            );
+            assert!(
+                report.divergence.is_none(),
+                "{name} {}: {:?}",
+                job.workflow,
+                report.divergence
+            );
+            assert!(
+                report.same_outcome,
+                "{name} {}: {:?}",
+                job.workflow, report.end
+            );
             assert!(report.matched_steps > 0, "{name}");
         }
     }
@@ -239,22 +361,49 @@ async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
 async fn a_changed_plugin_replayed_against_a_fixture_reports_where_it_diverges() {
     let (_dir, journal, _, _) = load("upgrade.jsonl").await;
     let host = PluginHost::with_builtins(None).unwrap();
-    let bg = host.register("blue-green", &std::fs::read(Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_example_blue_green.wasm")).unwrap(), false).unwrap();
-    let upgrade = journal.list_jobs(&JobFilter { target: Some("web".into()), ..Default::default() }).unwrap().remove(0);
+    let bg = host
+        .register(
+            "blue-green",
+            &std::fs::read(
+                Path::new(env!("DECKHAND_PLUGIN_WASM_DIR"))
+                    .join("deckhand_example_blue_green.wasm"),
+            )
+            .unwrap(),
+            false,
+        )
+        .unwrap();
+    let upgrade = journal
+        .list_jobs(&JobFilter {
+            target: Some("web".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .remove(0);
     assert_eq!(upgrade.workflow, "upgrade");
-    let report = deckhand::replay::replay(&host, &journal, &upgrade, Some(bg), None).await.unwrap();
-    let d = report.divergence.expect("blue-green names its new container differently");
+    let report = deckhand::replay::replay(&host, &journal, &upgrade, Some(bg), None)
+        .await
+        .unwrap();
+    let d = report
+        .divergence
+        .expect("blue-green names its new container differently");
     let expected = serde_json::to_value(d.expected.unwrap()).unwrap();
     let actual = serde_json::to_value(d.actual.unwrap()).unwrap();
     assert_eq!(expected["call"]["op"], "create_container");
     assert_eq!(expected["call"]["config"]["name"], "deckhand-web-next");
     assert_eq!(actual["call"]["config"]["name"], "deckhand-web-green");
-    assert_eq!(report.matched_steps as u32, d.step - 1, "every step before it matched");
+    assert_eq!(
+        report.matched_steps as u32,
+        d.step - 1,
+        "every step before it matched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn export_import_export_is_byte_identical_for_every_fixture() {
-    for (name, _) in FIXTURES.iter().filter(|(n, _)| *n != "torn-last-record.jsonl") {
+    for (name, _) in FIXTURES
+        .iter()
+        .filter(|(n, _)| *n != "torn-last-record.jsonl")
+    {
         let (_dir, journal, _, text) = load(name).await;
         assert_eq!(journal.export(None).unwrap(), text, "{name}");
     }
@@ -265,7 +414,12 @@ async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(Journal::FILE_NAME);
     std::fs::copy(fixtures_dir().join("schema-v1.sqlite"), &path).unwrap();
-    let version = |p: &Path| rusqlite::Connection::open(p).unwrap().query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0)).unwrap();
+    let version = |p: &Path| {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))
+            .unwrap()
+    };
     assert_eq!(version(&path), 1);
     let journal = Journal::open(&path).unwrap();
     assert_eq!(version(&path), deckhand::journal::SCHEMA_VERSION);
@@ -277,7 +431,9 @@ async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
     assert!(journal.plugin_registrations().unwrap().is_empty());
     assert!(journal.job_by_idempotency_key("k").unwrap().is_none());
     let host = PluginHost::with_builtins(None).unwrap();
-    let report = deckhand::replay::replay(&host, &journal, &jobs[0], host.get("install"), None).await.unwrap();
+    let report = deckhand::replay::replay(&host, &journal, &jobs[0], host.get("install"), None)
+        .await
+        .unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
 }
 
@@ -287,15 +443,28 @@ async fn a_torn_last_record_is_detected_and_left_out() {
     let whole = std::fs::read_to_string(fixtures_dir().join("crash-after-intent.jsonl")).unwrap();
     assert_eq!(report.torn_last_line, Some(whole.lines().count()));
     let (_d2, full, _, _) = load("crash-after-intent.jsonl").await;
-    let count = |j: &Journal| j.list_jobs(&JobFilter::default()).unwrap().iter().map(|job| j.events(&job.id, 0).unwrap().len()).sum::<usize>();
-    assert_eq!(count(&journal) + 1, count(&full), "only the torn record is missing");
+    let count = |j: &Journal| {
+        j.list_jobs(&JobFilter::default())
+            .unwrap()
+            .iter()
+            .map(|job| j.events(&job.id, 0).unwrap().len())
+            .sum::<usize>()
+    };
+    assert_eq!(
+        count(&journal) + 1,
+        count(&full),
+        "only the torn record is missing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn import_refuses_out_of_order_or_corrupt_input_with_the_line_number_and_imports_nothing() {
     let text = std::fs::read_to_string(fixtures_dir().join("upgrade.jsonl")).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
-    let first_event = lines.iter().position(|l| l.starts_with(r#"{"type":"event""#)).unwrap();
+    let first_event = lines
+        .iter()
+        .position(|l| l.starts_with(r#"{"type":"event""#))
+        .unwrap();
     lines.swap(first_event + 3, first_event + 4);
     let swapped = lines.join("\n") + "\n";
     let corrupt = text.replacen(r#""type":"event""#, r#""type":"evnet""#, 2);
@@ -309,7 +478,10 @@ async fn import_refuses_out_of_order_or_corrupt_input_with_the_line_number_and_i
         let err = journal.import(&input).await.unwrap_err();
         assert_eq!(err.line, line, "{err}");
         assert!(err.to_string().contains(what), "{err}");
-        assert!(journal.list_jobs(&JobFilter::default()).unwrap().is_empty(), "nothing imported");
+        assert!(
+            journal.list_jobs(&JobFilter::default()).unwrap().is_empty(),
+            "nothing imported"
+        );
     }
 }
 
@@ -318,13 +490,24 @@ fn job_ids(name: &str) -> Vec<String> {
         .unwrap()
         .lines()
         .filter(|l| l.starts_with(r#"{"type":"job""#))
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
 fn replay_cli(args: &[&str]) -> Output {
     let data = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_deckhand")).arg("--data-dir").arg(data.path()).arg("replay").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("replay")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -341,20 +524,45 @@ fn replay_cli_reads_an_exported_file_and_reports_no_divergence_without_docker() 
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("no divergence"), "{stdout}");
-    assert!(stdout.contains("the plugin failed: container runtime: container deckhand-web exited"), "{stdout}");
+    assert!(
+        stdout.contains("the plugin failed: container runtime: container deckhand-web exited"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn replay_plan_lists_the_undos_a_recovery_would_run_without_running_them() {
     let id = job_ids("crash-after-intent.jsonl").pop().unwrap();
-    let out = replay_cli(&[&id, "--from", fixtures_dir().join("crash-after-intent.jsonl").to_str().unwrap(), "--plan", "--json"]);
+    let out = replay_cli(&[
+        &id,
+        "--from",
+        fixtures_dir()
+            .join("crash-after-intent.jsonl")
+            .to_str()
+            .unwrap(),
+        "--plan",
+        "--json",
+    ]);
     assert!(out.status.success());
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["plan"], "rollback");
-    let ops: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["effect"]["op"].as_str().unwrap()).collect();
-    assert_eq!(ops.first(), Some(&"remove_created_container"), "last step first: {ops:?}");
+    let ops: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["effect"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops.first(),
+        Some(&"remove_created_container"),
+        "last step first: {ops:?}"
+    );
     // Nothing ran: the fixture still imports to an unfinished job.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("undone"));
 }
@@ -363,12 +571,34 @@ fn replay_plan_lists_the_undos_a_recovery_would_run_without_running_them() {
 fn replay_writes_a_self_contained_html_timeline() {
     let id = job_ids("upgrade-cancelled-mid-pull.jsonl").pop().unwrap();
     let html = tempfile::NamedTempFile::new().unwrap();
-    let out = replay_cli(&[&id, "--from", fixtures_dir().join("upgrade-cancelled-mid-pull.jsonl").to_str().unwrap(), "--timeline", "--html", html.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = replay_cli(&[
+        &id,
+        "--from",
+        fixtures_dir()
+            .join("upgrade-cancelled-mid-pull.jsonl")
+            .to_str()
+            .unwrap(),
+        "--timeline",
+        "--html",
+        html.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(html.path()).unwrap();
     assert!(page.starts_with("<!doctype html>"));
-    assert!(page.contains("pull_image") && page.contains("undo remove_image") && page.contains("cancel requested"), "{page}");
-    assert!(!page.contains("<script src") && !page.contains("<link"), "self-contained");
+    assert!(
+        page.contains("pull_image")
+            && page.contains("undo remove_image")
+            && page.contains("cancel requested"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<script src") && !page.contains("<link"),
+        "self-contained"
+    );
 }
 
 #[test]
@@ -376,7 +606,16 @@ fn replay_until_stops_at_the_step_and_shows_the_state_so_far() {
     let ids = job_ids("upgrade.jsonl");
     let upgrade = ids.last().unwrap();
     let wasm = Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join("deckhand_plugin_upgrade.wasm");
-    let out = replay_cli(&[upgrade, "--from", fixtures_dir().join("upgrade.jsonl").to_str().unwrap(), "--plugin", wasm.to_str().unwrap(), "--until", "5", "--json"]);
+    let out = replay_cli(&[
+        upgrade,
+        "--from",
+        fixtures_dir().join("upgrade.jsonl").to_str().unwrap(),
+        "--plugin",
+        wasm.to_str().unwrap(),
+        "--until",
+        "5",
+        "--json",
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["end"]["ended"], "stopped");
     assert_eq!(report["end"]["step"], 5);

@@ -59,7 +59,11 @@ impl TestEngine {
         let runtime = Arc::new(DockerRuntime::connect().unwrap());
         let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
         let executor = Executor::new(journal, runtime, host, settings);
-        TestEngine { dir, executor, docker }
+        TestEngine {
+            dir,
+            executor,
+            docker,
+        }
     }
 
     /// The journal.
@@ -79,13 +83,24 @@ pub fn unique_target(prefix: &str) -> String {
 }
 
 fn uuid_like() -> String {
-    deckhand::journal::JobId::new().to_string().replace('-', "").chars().rev().collect()
+    deckhand::journal::JobId::new()
+        .to_string()
+        .replace('-', "")
+        .chars()
+        .rev()
+        .collect()
 }
 
 /// Containers carrying `io.deckhand.target=<target>`, with their state.
-pub async fn containers_of(docker: &Docker, target: &str) -> Vec<bollard::models::ContainerSummary> {
+pub async fn containers_of(
+    docker: &Docker,
+    target: &str,
+) -> Vec<bollard::models::ContainerSummary> {
     let filters = HashMap::from([("label", vec![format!("io.deckhand.target={target}")])]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     docker.list_containers(Some(options)).await.unwrap()
 }
 
@@ -103,14 +118,23 @@ pub async fn ensure_image_absent(docker: &Docker, reference: &str) {
 /// Remove every container of `target` (test clean-up; the engine never
 /// removes by label alone).
 pub async fn remove_target_containers(docker: &Docker, target: &str) {
-    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
     for c in containers_of(docker, target).await {
-        let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(options.clone())).await;
+        let _ = docker
+            .remove_container(c.id.as_deref().unwrap_or_default(), Some(options.clone()))
+            .await;
     }
 }
 
 /// Submit a job and wait for its end.
-pub async fn run_job(engine: &TestEngine, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
+pub async fn run_job(
+    engine: &TestEngine,
+    workflow: &str,
+    target: &str,
+    params: serde_json::Value,
+) -> deckhand::journal::JobRecord {
     let req = deckhand::executor::JobRequest::new(workflow, target, params);
     let job = engine.executor.submit(req).await.expect("job accepted");
     engine.executor.wait(&job.id).await.expect("job ends")
@@ -130,14 +154,28 @@ pub struct Snapshot {
 }
 
 /// Take a [`Snapshot`] of `target`.
-pub async fn snapshot(docker: &Docker, journal: &Journal, target: &str, images: &[String]) -> Snapshot {
+pub async fn snapshot(
+    docker: &Docker,
+    journal: &Journal,
+    target: &str,
+    images: &[String],
+) -> Snapshot {
     let mut containers: Vec<_> = containers_of(docker, target)
         .await
         .into_iter()
         .map(|c| {
-            let name = c.names.unwrap_or_default().first().cloned().unwrap_or_default();
+            let name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .cloned()
+                .unwrap_or_default();
             let running = c.state.map(|s| s.to_string()) == Some("running".into());
-            (c.id.unwrap_or_default(), name.trim_start_matches('/').to_owned(), running)
+            (
+                c.id.unwrap_or_default(),
+                name.trim_start_matches('/').to_owned(),
+                running,
+            )
         })
         .collect();
     containers.sort();
@@ -150,7 +188,11 @@ pub async fn snapshot(docker: &Docker, journal: &Journal, target: &str, images: 
         .unwrap()
         .and_then(|t| t.current)
         .map(|r| (r.revision, r.container_id));
-    Snapshot { containers, images: present, revision }
+    Snapshot {
+        containers,
+        images: present,
+        revision,
+    }
 }
 
 /// A TCP proxy on loopback in front of the registry that forwards at most
@@ -175,7 +217,11 @@ impl SlowProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let upstream = registry();
-        async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, rate: u64) {
+        async fn pump(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut to: tokio::net::tcp::OwnedWriteHalf,
+            rate: u64,
+        ) {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 let n = match from.read(&mut buf).await {
@@ -185,7 +231,8 @@ impl SlowProxy {
                 if to.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
+                tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64))
+                    .await;
             }
             let _ = to.shutdown().await;
         }
@@ -193,7 +240,9 @@ impl SlowProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     tokio::join!(pump(cr, sw, bytes_per_sec), pump(sr, cw, bytes_per_sec));
@@ -212,12 +261,16 @@ impl SlowProxy {
 /// Short settle time for containers without a health check, so that the
 /// many jobs of the matrices run quickly.
 pub fn quick_settings() -> HostSettings {
-    HostSettings { settle_time: std::time::Duration::from_millis(300), ..HostSettings::default() }
+    HostSettings {
+        settle_time: std::time::Duration::from_millis(300),
+        ..HostSettings::default()
+    }
 }
 
 /// A component from the plugins workspace (examples, test workflows).
 pub fn plugin_wasm(crate_name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("DECKHAND_PLUGIN_WASM_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
+    let path = std::path::Path::new(env!("DECKHAND_PLUGIN_WASM_DIR"))
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -256,7 +309,9 @@ impl BlackHole {
 }
 
 /// An engine on the in-memory runtime (no Docker needed).
-pub fn memory_engine(runtime: Arc<deckhand::runtime::MemoryRuntime>) -> (tempfile::TempDir, Executor) {
+pub fn memory_engine(
+    runtime: Arc<deckhand::runtime::MemoryRuntime>,
+) -> (tempfile::TempDir, Executor) {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
     let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
@@ -305,7 +360,11 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("deckhand listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_owned();
+        let url = line
+            .trim()
+            .strip_prefix("deckhand listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || for _ in out.lines() {});
         Server { url, dir, child }
@@ -318,7 +377,11 @@ impl Server {
 }
 
 /// Read a job's event stream to its `end`: (id, event kind, data) of each event.
-pub async fn read_events(client: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Vec<(String, String, serde_json::Value)> {
+pub async fn read_events(
+    client: &reqwest::Client,
+    url: &str,
+    last_event_id: Option<&str>,
+) -> Vec<(String, String, serde_json::Value)> {
     use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
     let mut req = client.get(url);
@@ -339,4 +402,31 @@ pub async fn read_events(client: &reqwest::Client, url: &str, last_event_id: Opt
         }
     }
     out
+}
+
+/// Run the `deckhand` binary on data directory `dir`, with a short settle
+/// time, killing itself (SIGKILL) after `kill_after` journal events if given.
+pub fn run_cli(
+    dir: &std::path::Path,
+    args: &[&str],
+    kill_after: Option<usize>,
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    c.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("DECKHAND_SETTLE_MS", "300");
+    if let Some(n) = kill_after {
+        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
+    }
+    c.output().unwrap()
+}
+
+/// A command's stdout and stderr, for assertion messages.
+pub fn cli_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

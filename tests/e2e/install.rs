@@ -10,20 +10,43 @@ async fn install_runs_a_labelled_container_and_records_the_revision() {
     let engine = TestEngine::start().await;
     let target = unique_target("inst");
     let img = image("app:1");
-    let job = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 
     let containers = containers_of(&engine.docker, &target).await;
-    assert_eq!(containers.len(), 1, "exactly one container carries the target label");
+    assert_eq!(
+        containers.len(),
+        1,
+        "exactly one container carries the target label"
+    );
     let c = &containers[0];
-    assert_eq!(c.names.as_deref(), Some(&[format!("/deckhand-{target}")][..]));
+    assert_eq!(
+        c.names.as_deref(),
+        Some(&[format!("/deckhand-{target}")][..])
+    );
     assert_eq!(c.state.map(|s| s.to_string()).as_deref(), Some("running"));
     let labels = c.labels.clone().unwrap();
-    assert_eq!(labels.get("io.deckhand.managed").map(String::as_str), Some("true"));
+    assert_eq!(
+        labels.get("io.deckhand.managed").map(String::as_str),
+        Some("true")
+    );
     assert_eq!(labels.get("io.deckhand.target"), Some(&target));
-    assert_eq!(labels.get("io.deckhand.job").map(String::as_str), Some(job.id.as_str()));
+    assert_eq!(
+        labels.get("io.deckhand.job").map(String::as_str),
+        Some(job.id.as_str())
+    );
 
-    let t = engine.journal().target(&target).unwrap().expect("target recorded");
+    let t = engine
+        .journal()
+        .target(&target)
+        .unwrap()
+        .expect("target recorded");
     let rev = t.current.expect("current revision");
     assert_eq!(rev.revision, 1);
     assert_eq!(rev.image, img);
@@ -36,7 +59,13 @@ async fn install_runs_a_labelled_container_and_records_the_revision() {
 async fn install_journals_intent_then_result_for_every_step_in_order() {
     let engine = TestEngine::start().await;
     let target = unique_target("order");
-    let job = run_job(&engine, "install", &target, json!({"image": image("app:1"), "network": "none"})).await;
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("app:1"), "network": "none"}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
 
     let events = engine.journal().events(&job.id, 0).unwrap();
@@ -45,7 +74,10 @@ async fn install_journals_intent_then_result_for_every_step_in_order() {
     for e in &events {
         match &e.event {
             Event::Intent { step, call, .. } => {
-                assert!(open.is_none(), "step {step} began before step {open:?} had its result");
+                assert!(
+                    open.is_none(),
+                    "step {step} began before step {open:?} had its result"
+                );
                 open = Some(*step);
                 ops.push(call["op"].as_str().unwrap().to_owned());
             }
@@ -81,7 +113,15 @@ async fn install_journals_intent_then_result_for_every_step_in_order() {
             _ => None,
         })
         .collect();
-    assert_eq!(states, [JobState::Queued, JobState::Running, JobState::Committing, JobState::Succeeded]);
+    assert_eq!(
+        states,
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Committing,
+            JobState::Succeeded
+        ]
+    );
     remove_target_containers(&engine.docker, &target).await;
 }
 
@@ -90,13 +130,25 @@ async fn install_of_an_unknown_image_fails_with_the_daemons_message_and_leaves_n
     let engine = TestEngine::start().await;
     let target = unique_target("unknown");
     let img = image("does-not-exist:1");
-    let job = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(job.state, JobState::RolledBack);
     let error = job.error.unwrap();
-    assert!(error.contains("manifest unknown") || error.contains("not found"), "{error}");
+    assert!(
+        error.contains("manifest unknown") || error.contains("not found"),
+        "{error}"
+    );
     assert!(containers_of(&engine.docker, &target).await.is_empty());
     assert!(!image_present(&engine.docker, &img).await);
-    assert!(engine.journal().target(&target).unwrap().is_none(), "no revision recorded");
+    assert!(
+        engine.journal().target(&target).unwrap().is_none(),
+        "no revision recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,17 +157,37 @@ async fn install_whose_container_exits_rolls_back_everything_it_created() {
     let target = unique_target("crash");
     let img = image("crash:1");
     ensure_image_absent(&engine.docker, &img).await;
-    let job = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(job.state, JobState::RolledBack);
-    assert!(job.error.as_deref().unwrap().contains("exited with code 3"), "{:?}", job.error);
-    assert!(containers_of(&engine.docker, &target).await.is_empty(), "the created container is removed");
-    assert!(!image_present(&engine.docker, &img).await, "the image this job pulled is removed");
+    assert!(
+        job.error.as_deref().unwrap().contains("exited with code 3"),
+        "{:?}",
+        job.error
+    );
+    assert!(
+        containers_of(&engine.docker, &target).await.is_empty(),
+        "the created container is removed"
+    );
+    assert!(
+        !image_present(&engine.docker, &img).await,
+        "the image this job pulled is removed"
+    );
     // Every undo ran and succeeded, last step first: start, create, pull.
     let events = engine.journal().events(&job.id, 0).unwrap();
     let mut with_undo: Vec<u32> = events
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Intent { step, undo: Some(_), .. } => Some(*step),
+            Event::Intent {
+                step,
+                undo: Some(_),
+                ..
+            } => Some(*step),
             _ => None,
         })
         .collect();
@@ -123,7 +195,10 @@ async fn install_whose_container_exits_rolls_back_everything_it_created() {
     let undone: Vec<u32> = events
         .iter()
         .filter_map(|e| match &e.event {
-            Event::UndoResult { step, outcome: Outcome::Ok { .. } } => Some(*step),
+            Event::UndoResult {
+                step,
+                outcome: Outcome::Ok { .. },
+            } => Some(*step),
             _ => None,
         })
         .collect();
@@ -139,13 +214,18 @@ async fn rollback_never_removes_an_image_that_was_present_before_the_job() {
     // Present before the job.
     let run = deckhand::runtime::DockerRuntime::connect().unwrap();
     let (tx, _rx) = tokio::sync::watch::channel(deckhand::runtime::PullTracker::new().progress());
-    deckhand::runtime::ContainerRuntime::pull_image(&run, &img, &tx, &Default::default()).await.unwrap();
+    deckhand::runtime::ContainerRuntime::pull_image(&run, &img, &tx, &Default::default())
+        .await
+        .unwrap();
     assert!(image_present(&engine.docker, &img).await);
 
     let params = json!({"image": img, "network": "none", "cmd": ["/bin/sh", "-c", "exit 1"]});
     let job = run_job(&engine, "install", &target, params).await;
     assert_eq!(job.state, JobState::RolledBack);
-    assert!(image_present(&engine.docker, &img).await, "pre-existing image survives the rollback");
+    assert!(
+        image_present(&engine.docker, &img).await,
+        "pre-existing image survives the rollback"
+    );
     assert!(containers_of(&engine.docker, &target).await.is_empty());
 }
 
@@ -154,30 +234,68 @@ async fn reinstalling_a_running_target_fails_and_never_removes_it_or_its_image()
     let engine = TestEngine::start().await;
     let target = unique_target("again");
     let img = image("app:1");
-    let first = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let first = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(first.state, JobState::Succeeded, "{:?}", first.error);
     let before = containers_of(&engine.docker, &target).await;
 
-    let second = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let second = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(second.state, JobState::RolledBack);
     assert!(second.error.unwrap().contains("already installed"));
     let after = containers_of(&engine.docker, &target).await;
     assert_eq!(before.len(), 1);
     assert_eq!(after.len(), 1);
     assert_eq!(before[0].id, after[0].id, "same container");
-    assert_eq!(after[0].state.map(|s| s.to_string()).as_deref(), Some("running"));
+    assert_eq!(
+        after[0].state.map(|s| s.to_string()).as_deref(),
+        Some("running")
+    );
     assert!(image_present(&engine.docker, &img).await);
-    assert_eq!(engine.journal().target(&target).unwrap().unwrap().current.unwrap().job_id, first.id);
+    assert_eq!(
+        engine
+            .journal()
+            .target(&target)
+            .unwrap()
+            .unwrap()
+            .current
+            .unwrap()
+            .job_id,
+        first.id
+    );
     remove_target_containers(&engine.docker, &target).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_target_name_is_refused_before_any_job_exists() {
     let engine = TestEngine::start().await;
-    let req = deckhand::executor::JobRequest::new("install", "Not Valid", json!({"image": image("app:1")}));
+    let req = deckhand::executor::JobRequest::new(
+        "install",
+        "Not Valid",
+        json!({"image": image("app:1")}),
+    );
     let err = engine.executor.submit(req).await.unwrap_err();
-    assert!(matches!(err, deckhand::executor::SubmitError::InvalidTarget(_)), "{err}");
-    assert!(engine.journal().list_jobs(&Default::default()).unwrap().is_empty());
+    assert!(
+        matches!(err, deckhand::executor::SubmitError::InvalidTarget(_)),
+        "{err}"
+    );
+    assert!(
+        engine
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,7 +304,13 @@ async fn pull_progress_is_journaled_per_layer_and_reaches_one_only_at_the_end() 
     let target = unique_target("big");
     let img = image("big:1");
     ensure_image_absent(&engine.docker, &img).await;
-    let job = run_job(&engine, "install", &target, json!({"image": img, "network": "none"})).await;
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": img, "network": "none"}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let progress: Vec<_> = engine
         .journal()
@@ -201,10 +325,17 @@ async fn pull_progress_is_journaled_per_layer_and_reaches_one_only_at_the_end() 
     let last = progress.last().unwrap();
     assert_eq!(last.fraction, Some(1.0));
     assert_eq!(last.layers_done, last.layers_total);
-    assert!(last.layers_total >= 5, "base + 5 copied layers, not {}", last.layers_total);
+    assert!(
+        last.layers_total >= 5,
+        "base + 5 copied layers, not {}",
+        last.layers_total
+    );
     assert!(last.bytes_total >= 120 << 20, "{} bytes", last.bytes_total);
     let fractions: Vec<f64> = progress.iter().filter_map(|p| p.fraction).collect();
-    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "never goes back: {fractions:?}");
+    assert!(
+        fractions.windows(2).all(|w| w[0] <= w[1]),
+        "never goes back: {fractions:?}"
+    );
     assert!(fractions[..fractions.len() - 1].iter().all(|f| *f < 1.0));
     remove_target_containers(&engine.docker, &target).await;
     ensure_image_absent(&engine.docker, &img).await;

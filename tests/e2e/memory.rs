@@ -5,14 +5,22 @@ use std::sync::Arc;
 
 use deckhand::executor::JobRequest;
 use deckhand::journal::JobState;
-use deckhand::runtime::memory::{Fault, Op};
 use deckhand::runtime::MemoryRuntime;
+use deckhand::runtime::memory::{Fault, Op};
 use serde_json::json;
 
 use crate::harness::*;
 
-async fn run(executor: &deckhand::executor::Executor, workflow: &str, target: &str, params: serde_json::Value) -> deckhand::journal::JobRecord {
-    let job = executor.submit(JobRequest::new(workflow, target, params)).await.unwrap();
+async fn run(
+    executor: &deckhand::executor::Executor,
+    workflow: &str,
+    target: &str,
+    params: serde_json::Value,
+) -> deckhand::journal::JobRecord {
+    let job = executor
+        .submit(JobRequest::new(workflow, target, params))
+        .await
+        .unwrap();
     executor.wait(&job.id).await.unwrap()
 }
 
@@ -23,8 +31,16 @@ async fn a_daemon_error_during_rollback_ends_failed_and_retry_finishes_the_rollb
     rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 1);
     let job = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
     assert_eq!(job.state, JobState::Failed);
-    assert!(job.error.as_deref().unwrap().contains("daemon hiccup"), "{:?}", job.error);
-    assert_eq!(rt.containers().len(), 1, "the created container is still there");
+    assert!(
+        job.error.as_deref().unwrap().contains("daemon hiccup"),
+        "{:?}",
+        job.error
+    );
+    assert_eq!(
+        rt.containers().len(),
+        1,
+        "the created container is still there"
+    );
     // A new job on the target is possible (failed is terminal), retry finishes the undo.
     let retried = executor.retry(&job.id).await.unwrap();
     assert_eq!(retried.state, JobState::RolledBack, "{:?}", retried.error);
@@ -81,7 +97,9 @@ async fn a_cancelling_job_still_holds_its_target() {
         .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
         .await;
     match second {
-        Err(deckhand::executor::SubmitError::Busy { job: holder, .. }) => assert_eq!(holder, job.id),
+        Err(deckhand::executor::SubmitError::Busy { job: holder, .. }) => {
+            assert_eq!(holder, job.id)
+        }
         other => panic!("expected busy, got {other:?}"),
     }
 }

@@ -42,7 +42,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a problem kind and a detail.
     pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, kind, detail: detail.into(), extra: None }
+        ApiError {
+            status,
+            kind,
+            detail: detail.into(),
+            extra: None,
+        }
     }
 
     /// 400 with a detail.
@@ -77,7 +82,10 @@ impl IntoResponse for ApiError {
             extra: self.extra,
         };
         let mut resp = (self.status, Json(problem)).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, "application/problem+json".parse().expect("valid header"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/problem+json".parse().expect("valid header"),
+        );
         resp
     }
 }
@@ -88,7 +96,11 @@ impl From<JournalError> for ApiError {
             JournalError::UnknownJob(id) => ApiError::not_found(format!("no job with id {id}")),
             other => {
                 tracing::error!("journal error in API: {other}");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the journal failed; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the journal failed; see the server log",
+                )
             }
         }
     }
@@ -97,13 +109,26 @@ impl From<JournalError> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
-            SubmitError::InvalidTarget(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-target", e.to_string()),
-            SubmitError::UnknownWorkflow(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-workflow", e.to_string()),
-            SubmitError::InvalidParams(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-params", e.to_string()),
+            SubmitError::InvalidTarget(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-target",
+                e.to_string(),
+            ),
+            SubmitError::UnknownWorkflow(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-workflow",
+                e.to_string(),
+            ),
+            SubmitError::InvalidParams(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-params",
+                e.to_string(),
+            ),
             SubmitError::UnknownTarget(_) => ApiError::not_found(e.to_string()),
             SubmitError::Busy { ref job, .. } => {
                 let job = job.to_string();
-                ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string()).with_extra(serde_json::json!({ "active_job": job }))
+                ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string())
+                    .with_extra(serde_json::json!({ "active_job": job }))
             }
             SubmitError::Journal(j) => j.into(),
         }
@@ -113,7 +138,9 @@ impl From<SubmitError> for ApiError {
 impl From<RetryError> for ApiError {
     fn from(e: RetryError) -> Self {
         match e {
-            RetryError::NotFailed(_) | RetryError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "not-retryable", e.to_string()),
+            RetryError::NotFailed(_) | RetryError::Busy(_) => {
+                ApiError::new(StatusCode::CONFLICT, "not-retryable", e.to_string())
+            }
             RetryError::Journal(j) => j.into(),
         }
     }

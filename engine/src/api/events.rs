@@ -36,7 +36,11 @@ pub fn kind_of(e: &Event) -> &'static str {
         | Event::UndoResult { .. }
         | Event::CommitIntent { .. }
         | Event::CommitResult { .. } => "step",
-        Event::Created { .. } | Event::State { .. } | Event::Phase { .. } | Event::CancelRequested { .. } | Event::Finished { .. } => "state",
+        Event::Created { .. }
+        | Event::State { .. }
+        | Event::Phase { .. }
+        | Event::CancelRequested { .. }
+        | Event::Finished { .. } => "state",
     }
 }
 
@@ -46,7 +50,10 @@ fn frame(rec: &EventRecord) -> SseEvent {
         obj.insert("seq".into(), rec.seq.into());
         obj.insert("at".into(), rfc3339(rec.at).into());
     }
-    SseEvent::default().id(rec.seq.to_string()).event(kind_of(&rec.event)).data(data.to_string())
+    SseEvent::default()
+        .id(rec.seq.to_string())
+        .event(kind_of(&rec.event))
+        .data(data.to_string())
 }
 
 /// Counts open streams for `/metrics`; decrements when the stream's task ends.
@@ -62,16 +69,27 @@ impl Drop for StreamGuard {
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number")),
     responses((status = 200, description = "text/event-stream of the job's events", content_type = "text/event-stream"), (status = 404, body = Problem)))]
-pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+pub async fn job_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let journal = state.executor.journal().clone();
-    let job = journal.job(&id)?.ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let job = journal
+        .job(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let resume: Option<Seq> = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| ApiError::bad_request("invalid-header", "Last-Event-ID must be a sequence number"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid-header",
+                        "Last-Event-ID must be a sequence number",
+                    )
+                })?,
         ),
         None => None,
     };
@@ -84,13 +102,18 @@ pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>, h
         let _guard = guard;
         if resume.is_none() {
             let snapshot = serde_json::to_string(&JobView::summary(job)).unwrap_or_default();
-            if tx.send(Ok(SseEvent::default().event("snapshot").data(snapshot))).await.is_err() {
+            if tx
+                .send(Ok(SseEvent::default().event("snapshot").data(snapshot)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         stream_job(&journal, &id, resume.unwrap_or(0), live, &tx).await;
     });
-    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(state.config.keep_alive)))
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(state.config.keep_alive)))
 }
 
 async fn stream_job(
@@ -101,7 +124,9 @@ async fn stream_job(
     tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     loop {
-        let Ok(batch) = journal.events(id, last) else { return };
+        let Ok(batch) = journal.events(id, last) else {
+            return;
+        };
         for rec in &batch {
             if tx.send(Ok(frame(rec))).await.is_err() {
                 return;
@@ -109,12 +134,26 @@ async fn stream_job(
             last = rec.seq;
         }
         let done = match journal.job(id) {
-            Ok(Some(j)) => j.state.is_terminal() && journal.events(id, last).map(|e| e.is_empty()).unwrap_or(true),
+            Ok(Some(j)) => {
+                j.state.is_terminal()
+                    && journal
+                        .events(id, last)
+                        .map(|e| e.is_empty())
+                        .unwrap_or(true)
+            }
             _ => true,
         };
         if done {
-            let end = journal.job(id).ok().flatten().map(|j| serde_json::to_string(&JobView::summary(j)).unwrap_or_default());
-            let _ = tx.send(Ok(SseEvent::default().event("end").data(end.unwrap_or_default()))).await;
+            let end = journal
+                .job(id)
+                .ok()
+                .flatten()
+                .map(|j| serde_json::to_string(&JobView::summary(j)).unwrap_or_default());
+            let _ = tx
+                .send(Ok(SseEvent::default()
+                    .event("end")
+                    .data(end.unwrap_or_default())))
+                .await;
             return;
         }
         // Sleep until the journal has something new for this job, or the client leaves.

@@ -33,7 +33,8 @@ fn empty_object() -> Value {
 }
 
 pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
-    id.parse().map_err(|_| ApiError::not_found(format!("no job with id {id}")))
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no job with id {id}")))
 }
 
 /// Submit a job. Answers at once; the job runs in the background.
@@ -46,13 +47,22 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
         (status = 413, description = "Body too large", body = Problem),
         (status = 422, description = "Invalid target, workflow or params", body = Problem),
     ))]
-pub async fn create_job(State(state): State<AppState>, headers: HeaderMap, ValidJson(body): ValidJson<CreateJob>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<CreateJob>,
+) -> Result<impl IntoResponse, ApiError> {
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| ApiError::bad_request("invalid-header", "Idempotency-Key must be 1–255 visible ASCII characters"))?
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid-header",
+                        "Idempotency-Key must be 1–255 visible ASCII characters",
+                    )
+                })?
                 .to_owned(),
         ),
         None => None,
@@ -61,7 +71,11 @@ pub async fn create_job(State(state): State<AppState>, headers: HeaderMap, Valid
     req.idempotency_key = key;
     let job = state.executor.submit(req).await?;
     let location = format!("/v1/jobs/{}", job.id);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(JobView::summary(job))))
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(JobView::summary(job)),
+    ))
 }
 
 /// Query of `GET /v1/jobs`.
@@ -94,11 +108,17 @@ pub struct JobPage {
 /// List jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobPage), (status = 400, body = Problem)))]
-pub async fn list_jobs(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<JobPage>, ApiError> {
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid-query", "limit must be between 1 and 500"));
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            "limit must be between 1 and 500",
+        ));
     }
     let job_state = q
         .state
@@ -127,16 +147,24 @@ pub async fn list_jobs(State(state): State<AppState>, query: Result<Query<ListQu
     } else {
         None
     };
-    Ok(Json(JobPage { jobs: jobs.into_iter().map(JobView::summary).collect(), next_cursor }))
+    Ok(Json(JobPage {
+        jobs: jobs.into_iter().map(JobView::summary).collect(),
+        next_cursor,
+    }))
 }
 
 /// One job with its steps.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, body = Problem)))]
-pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     let journal = state.executor.journal();
-    let job = journal.job(&id)?.ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
+    let job = journal
+        .job(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let events = journal.events(&id, 0)?;
     Ok(Json(JobView::full(job, &events)))
 }
@@ -156,20 +184,37 @@ pub struct CancelView {
 /// finished job answers `cancelled: false` with its state.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = CancelView), (status = 404, body = Problem)))]
-pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<CancelView>, ApiError> {
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CancelView>, ApiError> {
     let id = parse_id(&id)?;
-    let o = state.executor.cancel(&id, Some("POST /v1/jobs/{id}/cancel".into())).await?;
-    Ok(Json(CancelView { cancelled: o.cancelled, state: o.state.to_string(), reason: o.reason }))
+    let o = state
+        .executor
+        .cancel(&id, Some("POST /v1/jobs/{id}/cancel".into()))
+        .await?;
+    Ok(Json(CancelView {
+        cancelled: o.cancelled,
+        state: o.state.to_string(),
+        reason: o.reason,
+    }))
 }
 
 /// Dismiss a terminal job from default listings (it stays in the journal).
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 204, description = "Dismissed"), (status = 404, body = Problem), (status = 409, description = "Not finished", body = Problem)))]
-pub async fn dismiss_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn dismiss_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let job_state = state.executor.journal().dismiss(&id).await?;
     if !job_state.is_terminal() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "not-finished", format!("job {id} is {job_state}; only finished jobs can be dismissed")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-finished",
+            format!("job {id} is {job_state}; only finished jobs can be dismissed"),
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -177,7 +222,10 @@ pub async fn dismiss_job(State(state): State<AppState>, Path(id): Path<String>) 
 /// Retry a `failed` job's rollback (or commit).
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn retry_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     if state.executor.journal().job(&id)?.is_none() {
         return Err(ApiError::not_found(format!("no job with id {id}")));

@@ -40,9 +40,17 @@ impl Metrics {
         let jobs = Family::<StateLabel, Gauge>::default();
         registry.register("jobs", "Jobs in the journal by state", jobs.clone());
         let step_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 10));
-        registry.register("step_duration_seconds", "Time from a step's intent to its result", step_seconds.clone());
+        registry.register(
+            "step_duration_seconds",
+            "Time from a step's intent to its result",
+            step_seconds.clone(),
+        );
         let append_seconds = Histogram::new(exponential_buckets(0.000_05, 3.0, 12));
-        registry.register("journal_append_seconds", "Latency of a durable journal append", append_seconds.clone());
+        registry.register(
+            "journal_append_seconds",
+            "Latency of a durable journal append",
+            append_seconds.clone(),
+        );
         let sse_streams = Gauge::default();
         registry.register("sse_streams", "Open job event streams", sse_streams.clone());
 
@@ -57,10 +65,17 @@ impl Metrics {
                 match live.recv().await {
                     Ok(rec) => match rec.event {
                         Event::Intent { step, .. } => {
-                            started.lock().expect("step timer lock").insert((rec.job_id, step), rec.at);
+                            started
+                                .lock()
+                                .expect("step timer lock")
+                                .insert((rec.job_id, step), rec.at);
                         }
                         Event::Result { step, .. } => {
-                            if let Some(at) = started.lock().expect("step timer lock").remove(&(rec.job_id, step)) {
+                            if let Some(at) = started
+                                .lock()
+                                .expect("step timer lock")
+                                .remove(&(rec.job_id, step))
+                            {
                                 steps.observe((rec.at - at).max(0) as f64 / 1000.0);
                             }
                         }
@@ -71,7 +86,11 @@ impl Metrics {
                 }
             }
         });
-        std::sync::Arc::new(Metrics { registry, jobs, sse_streams })
+        std::sync::Arc::new(Metrics {
+            registry,
+            jobs,
+            sse_streams,
+        })
     }
 
     /// The text exposition, with job counts read now.
@@ -79,7 +98,11 @@ impl Metrics {
         let counts: HashMap<JobState, u64> = journal.count_by_state()?.into_iter().collect();
         for state in JobState::ALL {
             let n = counts.get(&state).copied().unwrap_or(0);
-            self.jobs.get_or_create(&StateLabel { state: state.to_string() }).set(n as i64);
+            self.jobs
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(n as i64);
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

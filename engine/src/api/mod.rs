@@ -48,7 +48,12 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { token: None, max_body_bytes: 64 << 10, max_plugin_bytes: 16 << 20, keep_alive: Duration::from_secs(15) }
+        ApiConfig {
+            token: None,
+            max_body_bytes: 64 << 10,
+            max_plugin_bytes: 16 << 20,
+            keep_alive: Duration::from_secs(15),
+        }
     }
 }
 
@@ -64,7 +69,10 @@ pub struct AppState {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "Deckhand job API", description = "Atomic install, upgrade and teardown of containerized apps."))]
+#[openapi(info(
+    title = "Deckhand job API",
+    description = "Atomic install, upgrade and teardown of containerized apps."
+))]
 struct ApiDoc;
 
 /// A JSON body whose rejections become problem documents.
@@ -99,9 +107,16 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let doc = api.clone();
     let router = router
-        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(doc) }))
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move { Json(doc) }),
+        )
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this path")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this method is not allowed on this path",
+            )
         })
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -118,7 +133,11 @@ pub fn app(state: AppState) -> Router {
 /// Build the state for `executor` with `config`.
 pub fn state(executor: Executor, config: ApiConfig) -> AppState {
     let metrics = Metrics::new(executor.journal());
-    AppState { executor, config: Arc::new(config), metrics }
+    AppState {
+        executor,
+        config: Arc::new(config),
+        metrics,
+    }
 }
 
 fn digest(s: &[u8]) -> [u8; 32] {
@@ -128,7 +147,9 @@ fn digest(s: &[u8]) -> [u8; 32] {
 /// Every endpoint but `/healthz` needs `Authorization: Bearer <token>` when
 /// a token is configured (compared in constant time).
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else { return next.run(req).await };
+    let Some(token) = &state.config.token else {
+        return next.run(req).await;
+    };
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
@@ -142,8 +163,16 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     if ok {
         next.run(req).await
     } else {
-        let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid `Authorization: Bearer <token>` header is required").into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid header"));
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("valid header"),
+        );
         resp
     }
 }

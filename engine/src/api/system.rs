@@ -13,15 +13,32 @@ use super::views::TargetView;
 
 /// Every target with its current revision and history.
 #[utoipa::path(get, path = "/v1/targets", tag = "targets", responses((status = 200, body = Vec<TargetView>)))]
-pub async fn list_targets(State(state): State<AppState>) -> Result<Json<Vec<TargetView>>, ApiError> {
-    Ok(Json(state.executor.journal().targets()?.into_iter().map(TargetView::from).collect()))
+pub async fn list_targets(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TargetView>>, ApiError> {
+    Ok(Json(
+        state
+            .executor
+            .journal()
+            .targets()?
+            .into_iter()
+            .map(TargetView::from)
+            .collect(),
+    ))
 }
 
 /// One target.
 #[utoipa::path(get, path = "/v1/targets/{name}", tag = "targets", params(("name" = String, Path, description = "Target name")),
     responses((status = 200, body = TargetView), (status = 404, body = Problem)))]
-pub async fn get_target(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TargetView>, ApiError> {
-    let t = state.executor.journal().target(&name)?.ok_or_else(|| ApiError::not_found(format!("no target named `{name}`")))?;
+pub async fn get_target(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TargetView>, ApiError> {
+    let t = state
+        .executor
+        .journal()
+        .target(&name)?
+        .ok_or_else(|| ApiError::not_found(format!("no target named `{name}`")))?;
     Ok(Json(t.into()))
 }
 
@@ -45,7 +62,11 @@ pub async fn list_plugins(State(state): State<AppState>) -> Json<Vec<PluginView>
             .host()
             .list()
             .into_iter()
-            .map(|p| PluginView { name: p.name.clone(), digest: p.digest.clone(), builtin: p.builtin })
+            .map(|p| PluginView {
+                name: p.name.clone(),
+                digest: p.digest.clone(),
+                builtin: p.builtin,
+            })
             .collect(),
     )
 }
@@ -79,17 +100,40 @@ pub async fn upload_plugin(
     use axum::http::StatusCode;
     let axum::extract::Query(q) = query?;
     let bytes = body.map_err(|r| ApiError::new(r.status(), "invalid-body", r.body_text()))?;
-    let p = state.executor.register_plugin(&q.name, &bytes).await.map_err(|e| match e {
-        PluginStoreError::Plugin(PluginError::Builtin(_)) => ApiError::new(StatusCode::CONFLICT, "builtin-workflow", e.to_string()),
-        PluginStoreError::Plugin(PluginError::InvalidName(_)) => ApiError::bad_request("invalid-name", e.to_string()),
-        PluginStoreError::Plugin(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-component", e.to_string()),
-        PluginStoreError::Journal(j) => j.into(),
-        PluginStoreError::Io(m) => {
-            tracing::error!("plugin store: {m}");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the plugin could not be stored; see the server log")
-        }
-    })?;
-    Ok((StatusCode::CREATED, Json(PluginView { name: p.name.clone(), digest: p.digest.clone(), builtin: p.builtin })))
+    let p = state
+        .executor
+        .register_plugin(&q.name, &bytes)
+        .await
+        .map_err(|e| match e {
+            PluginStoreError::Plugin(PluginError::Builtin(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "builtin-workflow", e.to_string())
+            }
+            PluginStoreError::Plugin(PluginError::InvalidName(_)) => {
+                ApiError::bad_request("invalid-name", e.to_string())
+            }
+            PluginStoreError::Plugin(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-component",
+                e.to_string(),
+            ),
+            PluginStoreError::Journal(j) => j.into(),
+            PluginStoreError::Io(m) => {
+                tracing::error!("plugin store: {m}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the plugin could not be stored; see the server log",
+                )
+            }
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PluginView {
+            name: p.name.clone(),
+            digest: p.digest.clone(),
+            builtin: p.builtin,
+        }),
+    ))
 }
 
 /// Liveness (no token needed).
@@ -102,5 +146,11 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let text = state.metrics.render(state.executor.journal())?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }

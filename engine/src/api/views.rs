@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::journal::{Event, EventRecord, JobRecord, Millis, Outcome, RevisionRecord, TargetRecord};
+use crate::journal::{
+    Event, EventRecord, JobRecord, Millis, Outcome, RevisionRecord, TargetRecord,
+};
 
 /// RFC 3339 time of a journal timestamp.
 pub fn rfc3339(ms: Millis) -> String {
@@ -217,7 +219,11 @@ impl From<TargetRecord> for TargetView {
             revision: t.current.as_ref().map(|r| r.revision),
             image: t.current.as_ref().map(|r| r.image.clone()),
             container_id: t.current.as_ref().map(|r| r.container_id.clone()),
-            status: if t.current.is_some() { "installed" } else { "torn_down" },
+            status: if t.current.is_some() {
+                "installed"
+            } else {
+                "torn_down"
+            },
             history: t.history.iter().map(rev).collect(),
         }
     }

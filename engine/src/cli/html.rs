@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use crate::journal::{Event, EventRecord, JobRecord, Outcome};
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 struct Bar {
@@ -29,9 +32,21 @@ pub fn timeline(job: &JobRecord, events: &[EventRecord]) -> String {
     for e in events {
         let (lane, step, label, detail) = match &e.event {
             Event::Intent { step, call, .. } => ("step", *step, op(call), call.to_string()),
-            Event::UndoIntent { step, undo } => ("undo", *step, format!("undo {}", op(undo)), undo.to_string()),
-            Event::CommitIntent { step, effect } => ("commit", *step, format!("commit {}", op(effect)), effect.to_string()),
-            Event::Result { step, outcome } | Event::UndoResult { step, outcome } | Event::CommitResult { step, outcome } => {
+            Event::UndoIntent { step, undo } => (
+                "undo",
+                *step,
+                format!("undo {}", op(undo)),
+                undo.to_string(),
+            ),
+            Event::CommitIntent { step, effect } => (
+                "commit",
+                *step,
+                format!("commit {}", op(effect)),
+                effect.to_string(),
+            ),
+            Event::Result { step, outcome }
+            | Event::UndoResult { step, outcome }
+            | Event::CommitResult { step, outcome } => {
                 let lane = match &e.event {
                     Event::Result { .. } => "step",
                     Event::UndoResult { .. } => "undo",
@@ -47,7 +62,13 @@ pub fn timeline(job: &JobRecord, events: &[EventRecord]) -> String {
                 continue;
             }
             Event::State { state, error } => {
-                marks.push((e.at, format!("{state}{}", error.as_ref().map(|x| format!(": {x}")).unwrap_or_default())));
+                marks.push((
+                    e.at,
+                    format!(
+                        "{state}{}",
+                        error.as_ref().map(|x| format!(": {x}")).unwrap_or_default()
+                    ),
+                ));
                 continue;
             }
             Event::CancelRequested { .. } => {
@@ -57,7 +78,14 @@ pub fn timeline(job: &JobRecord, events: &[EventRecord]) -> String {
             _ => continue,
         };
         open.insert((lane, step), bars.len());
-        bars.push(Bar { lane, label: format!("{step}: {label}"), detail, start: e.at, end: None, ok: None });
+        bars.push(Bar {
+            lane,
+            label: format!("{step}: {label}"),
+            detail,
+            start: e.at,
+            end: None,
+            ok: None,
+        });
     }
     let span = (t_end - t0) as f64;
     let pct = |t: i64| (t - t0) as f64 / span * 100.0;
@@ -83,9 +111,22 @@ pub fn timeline(job: &JobRecord, events: &[EventRecord]) -> String {
     }
     let mut mark_html = String::new();
     for (at, text) in &marks {
-        mark_html += &format!("<div class=mark style='left:{:.3}%' title=\"{}\"></div>", pct(*at), escape(text));
+        mark_html += &format!(
+            "<div class=mark style='left:{:.3}%' title=\"{}\"></div>",
+            pct(*at),
+            escape(text)
+        );
     }
-    let legend: String = marks.iter().map(|(at, t)| format!("<li>+{:.3} s — {}</li>", (at - t0) as f64 / 1000.0, escape(t))).collect();
+    let legend: String = marks
+        .iter()
+        .map(|(at, t)| {
+            format!(
+                "<li>+{:.3} s — {}</li>",
+                (at - t0) as f64 / 1000.0,
+                escape(t)
+            )
+        })
+        .collect();
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Deckhand job {id}</title>
@@ -117,6 +158,10 @@ h1 {{ font-size: 1.3em; }} .meta {{ color: #555; }}
         state = job.state,
         params = escape(&job.params.to_string()),
         secs = (t_end - t0) as f64 / 1000.0,
-        error = job.error.as_ref().map(|e| format!(" · {}", escape(e))).unwrap_or_default(),
+        error = job
+            .error
+            .as_ref()
+            .map(|e| format!(" · {}", escape(e)))
+            .unwrap_or_default(),
     )
 }

@@ -57,14 +57,30 @@ pub enum JobsCommand {
 /// Run a `jobs` subcommand.
 pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobsCommand::List { target, state, limit, all, format } => {
+        JobsCommand::List {
+            target,
+            state,
+            limit,
+            all,
+            format,
+        } => {
             let journal = super::open_journal(data_dir)?;
-            let filter = JobFilter { target, state, include_dismissed: all, active: false, before: None, limit: Some(limit) };
+            let filter = JobFilter {
+                target,
+                state,
+                include_dismissed: all,
+                active: false,
+                before: None,
+                limit: Some(limit),
+            };
             let jobs = journal.list_jobs(&filter)?;
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
-                println!("{:<36}  {:<9}  {:<16}  {:<12}  {}", "ID", "WORKFLOW", "TARGET", "STATE", "ERROR");
+                println!(
+                    "{:<36}  {:<9}  {:<16}  {:<12}  {}",
+                    "ID", "WORKFLOW", "TARGET", "STATE", "ERROR"
+                );
                 for j in jobs {
                     println!(
                         "{:<36}  {:<9}  {:<16}  {:<12}  {}",
@@ -72,7 +88,11 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
                         j.workflow,
                         j.target,
                         j.state,
-                        j.error.unwrap_or_default().chars().take(60).collect::<String>()
+                        j.error
+                            .unwrap_or_default()
+                            .chars()
+                            .take(60)
+                            .collect::<String>()
                     );
                 }
             }
@@ -80,10 +100,17 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
         }
         JobsCommand::Show { id, format } => {
             let journal = super::open_journal(data_dir)?;
-            let job = journal.job(&id)?.with_context(|| format!("no job with id {id}"))?;
+            let job = journal
+                .job(&id)?
+                .with_context(|| format!("no job with id {id}"))?;
             let events = journal.events(&id, 0)?;
             if format.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "job": job, "events": events })
+                    )?
+                );
             } else {
                 print!("{}", render::job_header(&job));
                 println!("journal:");
@@ -97,19 +124,32 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
                 // No process runs jobs here: record the cancel, then recover,
                 // which rolls the job back if it was left unfinished.
                 let journal = super::open_journal(data_dir)?;
-                journal.job(&id)?.with_context(|| format!("no job with id {id}"))?;
+                journal
+                    .job(&id)?
+                    .with_context(|| format!("no job with id {id}"))?;
                 journal.request_cancel(&id, reason).await?;
                 drop(journal);
                 let executor = super::engine_unlocked(data_dir).await?;
-                let job = executor.journal().job(&id)?.with_context(|| format!("no job with id {id}"))?;
-                println!("{}", serde_json::json!({"cancelled": job.state == JobState::Cancelled, "state": job.state}));
+                let job = executor
+                    .journal()
+                    .job(&id)?
+                    .with_context(|| format!("no job with id {id}"))?;
+                println!(
+                    "{}",
+                    serde_json::json!({"cancelled": job.state == JobState::Cancelled, "state": job.state})
+                );
             } else {
                 // The process running the job notices the journaled cancel.
                 let journal = super::open_journal(data_dir)?;
                 let executor_less = journal.request_cancel(&id, reason).await?;
-                let job = journal.job(&id)?.with_context(|| format!("no job with id {id}"))?;
+                let job = journal
+                    .job(&id)?
+                    .with_context(|| format!("no job with id {id}"))?;
                 let cancelled = job.cancel_requested && !executor_less.0.is_terminal();
-                println!("{}", serde_json::json!({"cancelled": cancelled, "state": job.state}));
+                println!(
+                    "{}",
+                    serde_json::json!({"cancelled": cancelled, "state": job.state})
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -121,7 +161,11 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
                 Some(e) => println!("{}: {e}", job.state),
                 None => println!("{}", job.state),
             }
-            Ok(if job.state == JobState::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if job.state == JobState::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -129,8 +173,11 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
 /// Follow a job in the journal of `data_dir` (written by another process).
 async fn watch_local(data_dir: &Path, id: &JobId) -> anyhow::Result<ExitCode> {
     let journal = super::open_journal(data_dir)?;
-    journal.job(id)?.with_context(|| format!("no job with id {id}"))?;
+    journal
+        .job(id)?
+        .with_context(|| format!("no job with id {id}"))?;
     let view = super::live::LiveView::new();
+    let mut interrupts = super::live::interrupts()?;
     let mut last = 0;
     loop {
         let mut ended = None;
@@ -143,7 +190,7 @@ async fn watch_local(data_dir: &Path, id: &JobId) -> anyhow::Result<ExitCode> {
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts.recv() => {
                 view.finish();
                 println!("stopped watching; job {id} goes on");
                 return Ok(ExitCode::SUCCESS);
@@ -151,17 +198,40 @@ async fn watch_local(data_dir: &Path, id: &JobId) -> anyhow::Result<ExitCode> {
         }
     }
     view.finish();
-    let job = journal.job(id)?.with_context(|| format!("no job with id {id}"))?;
+    let job = journal
+        .job(id)?
+        .with_context(|| format!("no job with id {id}"))?;
     let secs = (job.updated_at - job.created_at) as f64 / 1000.0;
-    println!("{}", super::live::summary_line(job.state, secs, job.summary.as_deref(), job.error.as_deref()));
-    Ok(if job.state == JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{}",
+        super::live::summary_line(
+            job.state,
+            secs,
+            job.summary.as_deref(),
+            job.error.as_deref()
+        )
+    );
+    Ok(if job.state == JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Run a `jobs` subcommand against a server.
-pub async fn run_remote(client: &super::remote::Client, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run_remote(
+    client: &super::remote::Client,
+    cmd: JobsCommand,
+) -> anyhow::Result<ExitCode> {
     use reqwest::Method;
     match cmd {
-        JobsCommand::List { target, state, limit, all, format } => {
+        JobsCommand::List {
+            target,
+            state,
+            limit,
+            all,
+            format,
+        } => {
             let mut query = vec![format!("limit={limit}")];
             if let Some(t) = target {
                 query.push(format!("target={t}"));
@@ -172,32 +242,54 @@ pub async fn run_remote(client: &super::remote::Client, cmd: JobsCommand) -> any
             if all {
                 query.push("all=true".into());
             }
-            let page = client.call(Method::GET, &format!("/v1/jobs?{}", query.join("&")), None).await?;
+            let page = client
+                .call(Method::GET, &format!("/v1/jobs?{}", query.join("&")), None)
+                .await?;
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&page["jobs"])?);
             } else {
-                println!("{:<36}  {:<9}  {:<16}  {:<12}  {}", "ID", "WORKFLOW", "TARGET", "STATE", "ERROR");
+                println!(
+                    "{:<36}  {:<9}  {:<16}  {:<12}  {}",
+                    "ID", "WORKFLOW", "TARGET", "STATE", "ERROR"
+                );
                 for j in page["jobs"].as_array().into_iter().flatten() {
                     let s = |k: &str| j[k].as_str().unwrap_or("").to_owned();
-                    println!("{:<36}  {:<9}  {:<16}  {:<12}  {}", s("id"), s("workflow"), s("target"), s("state"), s("error").chars().take(60).collect::<String>());
+                    println!(
+                        "{:<36}  {:<9}  {:<16}  {:<12}  {}",
+                        s("id"),
+                        s("workflow"),
+                        s("target"),
+                        s("state"),
+                        s("error").chars().take(60).collect::<String>()
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, .. } => {
-            let job = client.call(Method::GET, &format!("/v1/jobs/{id}"), None).await?;
+            let job = client
+                .call(Method::GET, &format!("/v1/jobs/{id}"), None)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { id } => {
-            let o = client.call(Method::POST, &format!("/v1/jobs/{id}/cancel"), None).await?;
+            let o = client
+                .call(Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+                .await?;
             println!("{o}");
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry { id } => {
-            let job = client.call(Method::POST, &format!("/v1/jobs/{id}/retry"), None).await?;
+            let job = client
+                .call(Method::POST, &format!("/v1/jobs/{id}/retry"), None)
+                .await?;
             println!("{}", job["state"].as_str().unwrap_or("?"));
-            Ok(if job["state"] == "failed" { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if job["state"] == "failed" {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         JobsCommand::Watch { id } => super::remote::follow(client, id.as_str(), false).await,
     }

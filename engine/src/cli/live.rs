@@ -33,7 +33,11 @@ impl LiveView {
 
     /// Print a line above the bar.
     pub fn line(&self, line: String) {
-        if self.tty { self.bar.println(line) } else { println!("{line}") }
+        if self.tty {
+            self.bar.println(line)
+        } else {
+            println!("{line}")
+        }
     }
 
     /// Show one event; returns the terminal state when the job reached one.
@@ -48,7 +52,8 @@ impl LiveView {
                 self.bar.set_message("");
             }
             Event::Progress(p) => {
-                self.bar.set_position((p.fraction.unwrap_or(0.0) * 1000.0) as u64);
+                self.bar
+                    .set_position((p.fraction.unwrap_or(0.0) * 1000.0) as u64);
                 self.bar.set_message(render::progress_text(p));
             }
             Event::State { state, .. } if state.is_terminal() => return Some(*state),
@@ -64,10 +69,29 @@ impl LiveView {
 }
 
 /// The closing line of a job: what became of it.
-pub fn summary_line(state: JobState, secs: f64, summary: Option<&str>, error: Option<&str>) -> String {
+pub fn summary_line(
+    state: JobState,
+    secs: f64,
+    summary: Option<&str>,
+    error: Option<&str>,
+) -> String {
     match state {
         JobState::Succeeded => format!("{state} in {secs:.1} s: {}", summary.unwrap_or("done")),
-        JobState::Cancelled => format!("cancelled after {secs:.1} s: rolled back to the state before the job"),
-        _ => format!("{state} after {secs:.1} s: {}", error.unwrap_or("no error recorded")),
+        JobState::Cancelled => {
+            format!("cancelled after {secs:.1} s: rolled back to the state before the job")
+        }
+        _ => format!(
+            "{state} after {secs:.1} s: {}",
+            error.unwrap_or("no error recorded")
+        ),
     }
+}
+
+/// SIGINT (Ctrl-C) as a stream, registered once: unlike a fresh
+/// `ctrl_c()` future per loop turn, it keeps a signal that arrives between
+/// two polls.
+pub fn interrupts() -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::interrupt(),
+    )?)
 }

@@ -32,7 +32,12 @@ use crate::runtime::{ContainerRuntime, DockerRuntime};
 #[command(name = "deckhand", version, about)]
 pub struct Cli {
     /// Directory holding the journal and the plugin cache.
-    #[arg(long, global = true, env = "DECKHAND_DATA_DIR", default_value = ".deckhand")]
+    #[arg(
+        long,
+        global = true,
+        env = "DECKHAND_DATA_DIR",
+        default_value = ".deckhand"
+    )]
     pub data_dir: PathBuf,
     /// Talk to a `deckhand serve` at this URL instead of working in-process
     /// (the token comes from `DECKHAND_TOKEN`).
@@ -118,7 +123,10 @@ pub struct Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DECKHAND_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DECKHAND_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Runtime::new() {
@@ -138,7 +146,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let remote = cli.server.as_deref().map(|url| remote::Client::new(url, std::env::var("DECKHAND_TOKEN").ok()));
+    let remote = cli
+        .server
+        .as_deref()
+        .map(|url| remote::Client::new(url, std::env::var("DECKHAND_TOKEN").ok()));
     let job = |req: crate::executor::JobRequest| async {
         match &remote {
             Some(client) => remote::foreground(client, req).await,
@@ -173,7 +184,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Open the journal in `data_dir`.
 pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal> {
-    Journal::open(data_dir.join(Journal::FILE_NAME)).with_context(|| format!("opening the journal in {}", data_dir.display()))
+    Journal::open(data_dir.join(Journal::FILE_NAME))
+        .with_context(|| format!("opening the journal in {}", data_dir.display()))
 }
 
 /// Host settings, with overrides from the environment:
@@ -184,7 +196,13 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     let mut s = HostSettings::default();
     let var = |name: &str| -> anyhow::Result<Option<u64>> {
-        std::env::var(name).ok().map(|v| v.parse::<u64>().with_context(|| format!("{name}={v} is not a number"))).transpose()
+        std::env::var(name)
+            .ok()
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("{name}={v} is not a number"))
+            })
+            .transpose()
     };
     if let Some(ms) = var("DECKHAND_SETTLE_MS")? {
         s.settle_time = std::time::Duration::from_millis(ms);
@@ -220,9 +238,15 @@ pub(crate) fn cache_dir(data_dir: &std::path::Path) -> PathBuf {
 /// runs and recovers jobs on a journal. `Ok(false)` if another holds it.
 pub(crate) fn try_lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<bool> {
     use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join("engine.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own has no memory effects.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -248,7 +272,10 @@ pub(crate) async fn engine_unlocked(data_dir: &std::path::Path) -> anyhow::Resul
 }
 
 /// An in-process engine on `data_dir` and `runtime`, with unfinished jobs recovered.
-pub(crate) async fn engine_on(data_dir: &std::path::Path, runtime: Arc<dyn ContainerRuntime>) -> anyhow::Result<Executor> {
+pub(crate) async fn engine_on(
+    data_dir: &std::path::Path,
+    runtime: Arc<dyn ContainerRuntime>,
+) -> anyhow::Result<Executor> {
     if !try_lock_data_dir(data_dir)? {
         anyhow::bail!(
             "another deckhand process is running jobs on {}; wait for it, or talk to it with --server",
@@ -258,14 +285,22 @@ pub(crate) async fn engine_on(data_dir: &std::path::Path, runtime: Arc<dyn Conta
     engine_unlocked_on(data_dir, runtime).await
 }
 
-async fn engine_unlocked_on(data_dir: &std::path::Path, runtime: Arc<dyn ContainerRuntime>) -> anyhow::Result<Executor> {
+async fn engine_unlocked_on(
+    data_dir: &std::path::Path,
+    runtime: Arc<dyn ContainerRuntime>,
+) -> anyhow::Result<Executor> {
     let journal = open_journal(data_dir)?;
     let host = PluginHost::with_builtins(Some(cache_dir(data_dir)))?;
     let executor = Executor::new(journal, runtime, Arc::new(host), host_settings()?);
-    executor.use_plugin_store(plugin_store(data_dir)).context("loading registered plugins")?;
+    executor
+        .use_plugin_store(plugin_store(data_dir))
+        .context("loading registered plugins")?;
     // `deckhand jobs cancel` from another terminal writes the journal only.
     executor.watch_journal_cancels(std::time::Duration::from_millis(250));
-    let report = executor.recover().await.context("recovering unfinished jobs")?;
+    let report = executor
+        .recover()
+        .await
+        .context("recovering unfinished jobs")?;
     for (job, state) in report.jobs {
         eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");
     }

@@ -11,12 +11,22 @@ use super::remote::Client;
 use crate::plugin::{BUILTIN_WORKFLOWS, PluginHost, digest_of, store};
 
 /// Run a `plugin` subcommand, against `remote` when given.
-pub async fn run(data_dir: &Path, remote: Option<&Client>, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    data_dir: &Path,
+    remote: Option<&Client>,
+    cmd: PluginCommand,
+) -> anyhow::Result<ExitCode> {
     match (cmd, remote) {
         (PluginCommand::List, Some(client)) => {
-            let list = client.call(reqwest::Method::GET, "/v1/plugins", None).await?;
+            let list = client
+                .call(reqwest::Method::GET, "/v1/plugins", None)
+                .await?;
             for p in list.as_array().into_iter().flatten() {
-                print_row(p["name"].as_str().unwrap_or(""), p["digest"].as_str().unwrap_or(""), p["builtin"] == true);
+                print_row(
+                    p["name"].as_str().unwrap_or(""),
+                    p["digest"].as_str().unwrap_or(""),
+                    p["builtin"] == true,
+                );
             }
         }
         (PluginCommand::List, None) => {
@@ -33,15 +43,23 @@ pub async fn run(data_dir: &Path, remote: Option<&Client>, cmd: PluginCommand) -
             }
         }
         (PluginCommand::Add { name, file }, remote) => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             match remote {
                 Some(client) => {
                     let p = client.upload_plugin(&name, bytes).await?;
-                    println!("registered {} as {}", p["digest"].as_str().unwrap_or("?"), p["name"].as_str().unwrap_or("?"));
+                    println!(
+                        "registered {} as {}",
+                        p["digest"].as_str().unwrap_or("?"),
+                        p["name"].as_str().unwrap_or("?")
+                    );
                 }
                 None => {
                     if !super::try_lock_data_dir(data_dir)? {
-                        anyhow::bail!("another deckhand process is running jobs on {}; use --server", data_dir.display());
+                        anyhow::bail!(
+                            "another deckhand process is running jobs on {}; use --server",
+                            data_dir.display()
+                        );
                     }
                     let journal = super::open_journal(data_dir)?;
                     let host = PluginHost::with_builtins(Some(super::cache_dir(data_dir)))?;
@@ -55,8 +73,16 @@ pub async fn run(data_dir: &Path, remote: Option<&Client>, cmd: PluginCommand) -
         (PluginCommand::Test(args), _) => return test(args).await,
         (PluginCommand::New { name, dir }, _) => {
             let path = scaffold(&name, &dir)?;
-            println!("created {}; build it with:\n  cd {} && cargo build --release --target wasm32-wasip2", path.display(), path.display());
-            println!("then register it: deckhand plugin add {name} {}/target/wasm32-wasip2/release/{}.wasm", path.display(), name.replace('-', "_"));
+            println!(
+                "created {}; build it with:\n  cd {} && cargo build --release --target wasm32-wasip2",
+                path.display(),
+                path.display()
+            );
+            println!(
+                "then register it: deckhand plugin add {name} {}/target/wasm32-wasip2/release/{}.wasm",
+                path.display(),
+                name.replace('-', "_")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -88,8 +114,10 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     use crate::runtime::MemoryRuntime;
     use crate::runtime::memory::{Fault, Op};
     use std::sync::Arc;
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not JSON")?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let params: serde_json::Value =
+        serde_json::from_str(&args.params).context("--params is not JSON")?;
     let dir = tempfile_dir()?;
     let journal = super::open_journal(&dir)?;
     let host = Arc::new(PluginHost::with_builtins(None)?);
@@ -98,9 +126,19 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let plugin = executor.register_plugin("under-test", &bytes).await?;
     println!("component {} is a valid workflow", plugin.digest);
     if let Some(image) = &args.install {
-        let job = executor.submit(JobRequest::new("install", args.target.clone(), serde_json::json!({"image": image}))).await?;
+        let job = executor
+            .submit(JobRequest::new(
+                "install",
+                args.target.clone(),
+                serde_json::json!({"image": image}),
+            ))
+            .await?;
         let done = executor.wait(&job.id).await?;
-        anyhow::ensure!(done.state == crate::journal::JobState::Succeeded, "the preparatory install failed: {:?}", done.error);
+        anyhow::ensure!(
+            done.state == crate::journal::JobState::Succeeded,
+            "the preparatory install failed: {:?}",
+            done.error
+        );
     }
     if let Some(op) = &args.fail {
         let op = match op.as_str() {
@@ -114,19 +152,38 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             "inspect" => Op::Inspect,
             other => anyhow::bail!("unknown operation `{other}` for --fail"),
         };
-        runtime.inject(op, Fault::Fail("injected by deckhand plugin test".into()), 1);
+        runtime.inject(
+            op,
+            Fault::Fail("injected by deckhand plugin test".into()),
+            1,
+        );
     }
-    let job = executor.submit(JobRequest::new("under-test", args.target, params)).await?;
+    let job = executor
+        .submit(JobRequest::new("under-test", args.target, params))
+        .await?;
     let done = executor.wait(&job.id).await?;
-    print!("{}", super::render::timeline(&executor.journal().events(&job.id, 0)?));
+    print!(
+        "{}",
+        super::render::timeline(&executor.journal().events(&job.id, 0)?)
+    );
     println!("containers after the job:");
     for c in runtime.containers().values() {
         println!("  {} {} running={}", c.name, c.image, c.running);
     }
     println!("images after the job: {:?}", runtime.images());
-    println!("{}", done.error.as_deref().map(|e| format!("{}: {e}", done.state)).unwrap_or_else(|| done.state.to_string()));
+    println!(
+        "{}",
+        done.error
+            .as_deref()
+            .map(|e| format!("{}: {e}", done.state))
+            .unwrap_or_else(|| done.state.to_string())
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(if done.state == crate::journal::JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if done.state == crate::journal::JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -136,7 +193,10 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn print_row(name: &str, digest: &str, builtin: bool) {
-    println!("{name:<14} {digest}{}", if builtin { "  (built-in)" } else { "" });
+    println!(
+        "{name:<14} {digest}{}",
+        if builtin { "  (built-in)" } else { "" }
+    );
 }
 
 /// Where this build's SDK and WIT live (the scaffold depends on them by path).
@@ -147,14 +207,18 @@ fn sdk_dir() -> PathBuf {
 /// Write a new plugin crate `dir/name`.
 pub fn scaffold(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     if !crate::plugin::valid_workflow_name(name) {
-        anyhow::bail!("invalid workflow name `{name}`: use a-z, 0-9 and `-`, starting with a letter");
+        anyhow::bail!(
+            "invalid workflow name `{name}`: use a-z, 0-9 and `-`, starting with a letter"
+        );
     }
     let root = dir.join(name);
     if root.exists() {
         anyhow::bail!("{} already exists", root.display());
     }
     std::fs::create_dir_all(root.join("src"))?;
-    let sdk = sdk_dir().canonicalize().with_context(|| format!("the Deckhand SDK is not at {}", sdk_dir().display()))?;
+    let sdk = sdk_dir()
+        .canonicalize()
+        .with_context(|| format!("the Deckhand SDK is not at {}", sdk_dir().display()))?;
     std::fs::write(
         root.join("Cargo.toml"),
         format!(
@@ -180,7 +244,10 @@ strip = true
             sdk = sdk.display()
         ),
     )?;
-    std::fs::write(root.join("rust-toolchain.toml"), "[toolchain]\ntargets = [\"wasm32-wasip2\"]\n")?;
+    std::fs::write(
+        root.join("rust-toolchain.toml"),
+        "[toolchain]\ntargets = [\"wasm32-wasip2\"]\n",
+    )?;
     std::fs::write(
         root.join("src/lib.rs"),
         format!(

@@ -35,7 +35,11 @@ pub enum StreamItem {
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8420`).
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Client { base: base.trim_end_matches('/').to_owned(), token, http: reqwest::Client::new() }
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
     }
 
     fn builder(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -47,12 +51,20 @@ impl Client {
     }
 
     /// Call the API; a problem document becomes an error with its detail.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut b = self.builder(method, path);
         if let Some(body) = body {
             b = b.json(&body);
         }
-        let resp = b.send().await.with_context(|| format!("cannot reach the Deckhand server at {}", self.base))?;
+        let resp = b
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Deckhand server at {}", self.base))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -62,7 +74,11 @@ impl Client {
                 .unwrap_or(text);
             bail!("{status}: {detail}");
         }
-        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
     }
 
     /// Upload a component to register it under `name`.
@@ -91,7 +107,9 @@ impl Client {
             let mut last: Option<String> = None;
             let mut failures = 0;
             loop {
-                let mut req = client.builder(Method::GET, &format!("/v1/jobs/{id}/events")).header("accept", "text/event-stream");
+                let mut req = client
+                    .builder(Method::GET, &format!("/v1/jobs/{id}/events"))
+                    .header("accept", "text/event-stream");
                 if let Some(l) = &last {
                     req = req.header("last-event-id", l);
                 }
@@ -105,7 +123,9 @@ impl Client {
                                 last = Some(ev.id.clone());
                             }
                             let item = match ev.event.as_str() {
-                                "end" => StreamItem::End(serde_json::from_str(&ev.data).unwrap_or_default()),
+                                "end" => StreamItem::End(
+                                    serde_json::from_str(&ev.data).unwrap_or_default(),
+                                ),
                                 "snapshot" => continue,
                                 _ => match serde_json::from_str::<Event>(&ev.data) {
                                     Ok(e) => StreamItem::Event(e),
@@ -119,14 +139,21 @@ impl Client {
                         }
                     }
                     Ok(resp) => {
-                        let _ = tx.send(Err(anyhow::anyhow!("event stream refused: {}", resp.status()))).await;
+                        let _ = tx
+                            .send(Err(anyhow::anyhow!(
+                                "event stream refused: {}",
+                                resp.status()
+                            )))
+                            .await;
                         return;
                     }
                     Err(_) => {}
                 }
                 failures += 1;
                 if failures > 20 {
-                    let _ = tx.send(Err(anyhow::anyhow!("lost the event stream of job {id}"))).await;
+                    let _ = tx
+                        .send(Err(anyhow::anyhow!("lost the event stream of job {id}")))
+                        .await;
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -150,6 +177,8 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
     let view = LiveView::new();
     let mut stream = client.watch(id);
     let mut ctrl_c_pressed = false;
+    // One listener for the whole wait: a Ctrl-C between two polls is not lost.
+    let mut interrupts = super::live::interrupts()?;
     let end = loop {
         tokio::select! {
             item = stream.recv() => match item {
@@ -158,7 +187,7 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
                 Some(Err(e)) => { view.finish(); return Err(e); }
                 None => { view.finish(); bail!("the event stream ended early"); }
             },
-            _ = tokio::signal::ctrl_c(), if !ctrl_c_pressed => {
+            _ = interrupts.recv(), if !ctrl_c_pressed => {
                 ctrl_c_pressed = true;
                 if !cancel_on_ctrl_c {
                     view.finish();
@@ -174,17 +203,35 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
         }
     };
     view.finish();
-    let state: JobState = end["state"].as_str().unwrap_or("failed").parse().map_err(anyhow::Error::msg)?;
+    let state: JobState = end["state"]
+        .as_str()
+        .unwrap_or("failed")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     let secs = seconds_between(&end["created_at"], &end["updated_at"]);
-    println!("{}", summary_line(state, secs, end["summary"].as_str(), end["error"].as_str()));
-    Ok(if state == JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{}",
+        summary_line(state, secs, end["summary"].as_str(), end["error"].as_str())
+    );
+    Ok(if state == JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Submit a job to the server and follow it in the foreground.
 pub async fn foreground(client: &Client, req: JobRequest) -> anyhow::Result<ExitCode> {
     let body = json!({ "workflow": req.workflow, "target": req.target, "params": req.params });
     let job = client.call(Method::POST, "/v1/jobs", Some(body)).await?;
-    let id = job["id"].as_str().context("the server answered without a job id")?.to_owned();
-    println!("job {id} ({} {}) accepted", job["workflow"].as_str().unwrap_or(""), job["target"].as_str().unwrap_or(""));
+    let id = job["id"]
+        .as_str()
+        .context("the server answered without a job id")?
+        .to_owned();
+    println!(
+        "job {id} ({} {}) accepted",
+        job["workflow"].as_str().unwrap_or(""),
+        job["target"].as_str().unwrap_or("")
+    );
     follow(client, &id, true).await
 }

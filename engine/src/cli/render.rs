@@ -15,7 +15,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// `layers 2/5, 34.5 MB / 120.0 MB`
@@ -29,7 +33,9 @@ pub fn progress_text(p: &Progress) -> String {
 
 /// A call or compensation in one line: `pull_image image=app:1`.
 pub fn call_text(v: &Value) -> String {
-    let Some(obj) = v.as_object() else { return v.to_string() };
+    let Some(obj) = v.as_object() else {
+        return v.to_string();
+    };
     let op = obj.get("op").and_then(Value::as_str).unwrap_or("?");
     let mut s = op.to_owned();
     for (k, val) in obj {
@@ -39,7 +45,11 @@ pub fn call_text(v: &Value) -> String {
         let shown = match val {
             Value::String(x) => x.chars().take(80).collect(),
             Value::Object(o) if k == "config" => {
-                format!("{{name={}, image={}}}", o.get("name").unwrap_or(&Value::Null), o.get("image").unwrap_or(&Value::Null))
+                format!(
+                    "{{name={}, image={}}}",
+                    o.get("name").unwrap_or(&Value::Null),
+                    o.get("image").unwrap_or(&Value::Null)
+                )
             }
             other => other.to_string(),
         };
@@ -51,7 +61,10 @@ pub fn call_text(v: &Value) -> String {
 fn outcome_text(o: &Outcome) -> String {
     match o {
         Outcome::Ok { value } if value.is_null() => "ok".to_owned(),
-        Outcome::Ok { value } => format!("ok {}", value.to_string().chars().take(80).collect::<String>()),
+        Outcome::Ok { value } => format!(
+            "ok {}",
+            value.to_string().chars().take(80).collect::<String>()
+        ),
         Outcome::Err { error, .. } => format!("FAILED: {error}"),
     }
 }
@@ -60,17 +73,33 @@ fn outcome_text(o: &Outcome) -> String {
 pub fn event_line(e: &Event) -> Option<String> {
     match e {
         Event::Intent { step, call, .. } => Some(format!("  step {step}: {}", call_text(call))),
-        Event::Result { step, outcome } => Some(format!("  step {step}: {}", outcome_text(outcome))),
+        Event::Result { step, outcome } => {
+            Some(format!("  step {step}: {}", outcome_text(outcome)))
+        }
         Event::UndoIntent { step, undo } => Some(format!("  undo {step}: {}", call_text(undo))),
-        Event::UndoResult { step, outcome } => Some(format!("  undo {step}: {}", outcome_text(outcome))),
-        Event::Deferred { step, effect } => Some(format!("  step {step}: at commit: {}", call_text(effect))),
-        Event::CommitIntent { step, effect } => Some(format!("  commit {step}: {}", call_text(effect))),
-        Event::CommitResult { step, outcome } => Some(format!("  commit {step}: {}", outcome_text(outcome))),
+        Event::UndoResult { step, outcome } => {
+            Some(format!("  undo {step}: {}", outcome_text(outcome)))
+        }
+        Event::Deferred { step, effect } => {
+            Some(format!("  step {step}: at commit: {}", call_text(effect)))
+        }
+        Event::CommitIntent { step, effect } => {
+            Some(format!("  commit {step}: {}", call_text(effect)))
+        }
+        Event::CommitResult { step, outcome } => {
+            Some(format!("  commit {step}: {}", outcome_text(outcome)))
+        }
         Event::State { state, error } => Some(match error {
             Some(e) => format!("state: {state} ({e})"),
             None => format!("state: {state}"),
         }),
-        Event::CancelRequested { reason } => Some(format!("cancel requested{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())),
+        Event::CancelRequested { reason } => Some(format!(
+            "cancel requested{}",
+            reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )),
         Event::Log { level, message } => Some(format!("  [{level}] {message}")),
         _ => None,
     }
@@ -85,7 +114,14 @@ fn time(ms: Millis) -> String {
 pub fn job_header(j: &JobRecord) -> String {
     let mut s = format!(
         "job {}\n  workflow  {}\n  target    {}\n  state     {}\n  params    {}\n  plugin    {}\n  created   {}\n  updated   {}\n",
-        j.id, j.workflow, j.target, j.state, j.params, j.plugin_digest, time(j.created_at), time(j.updated_at)
+        j.id,
+        j.workflow,
+        j.target,
+        j.state,
+        j.params,
+        j.plugin_digest,
+        time(j.created_at),
+        time(j.updated_at)
     );
     if let Some(p) = &j.phase {
         s += &format!("  phase     {p}\n");
@@ -111,32 +147,54 @@ pub fn timeline(events: &[EventRecord]) -> String {
     for e in events {
         let offset = (e.at - start) as f64 / 1000.0;
         let duration = |kind: &str, step: u32, began: &HashMap<(&str, u32), Millis>| {
-            began.get(&(kind, step)).map(|t| format!(" ({} ms)", e.at - t)).unwrap_or_default()
+            began
+                .get(&(kind, step))
+                .map(|t| format!(" ({} ms)", e.at - t))
+                .unwrap_or_default()
         };
         let line = match &e.event {
-            Event::Created { workflow, target, .. } => format!("created {workflow} on {target}"),
+            Event::Created {
+                workflow, target, ..
+            } => format!("created {workflow} on {target}"),
             Event::Intent { step, call, undo } => {
                 began.insert(("step", *step), e.at);
-                let undo = undo.as_ref().map(|u| format!("   undo: {}", call_text(u))).unwrap_or_default();
+                let undo = undo
+                    .as_ref()
+                    .map(|u| format!("   undo: {}", call_text(u)))
+                    .unwrap_or_default();
                 format!("intent  {step}: {}{undo}", call_text(call))
             }
-            Event::Result { step, outcome } => format!("result  {step}: {}{}", outcome_text(outcome), duration("step", *step, &began)),
+            Event::Result { step, outcome } => format!(
+                "result  {step}: {}{}",
+                outcome_text(outcome),
+                duration("step", *step, &began)
+            ),
             Event::UndoIntent { step, undo } => {
                 began.insert(("undo", *step), e.at);
                 format!("undo    {step}: {}", call_text(undo))
             }
-            Event::UndoResult { step, outcome } => format!("undone  {step}: {}{}", outcome_text(outcome), duration("undo", *step, &began)),
+            Event::UndoResult { step, outcome } => format!(
+                "undone  {step}: {}{}",
+                outcome_text(outcome),
+                duration("undo", *step, &began)
+            ),
             Event::Deferred { step, effect } => format!("defer   {step}: {}", call_text(effect)),
             Event::CommitIntent { step, effect } => {
                 began.insert(("commit", *step), e.at);
                 format!("commit  {step}: {}", call_text(effect))
             }
             Event::CommitResult { step, outcome } => {
-                format!("commit  {step}: {}{}", outcome_text(outcome), duration("commit", *step, &began))
+                format!(
+                    "commit  {step}: {}{}",
+                    outcome_text(outcome),
+                    duration("commit", *step, &began)
+                )
             }
             Event::Progress(p) => format!(
                 "progress {}{}",
-                p.fraction.map(|f| format!("{:.0}% ", f * 100.0)).unwrap_or_default(),
+                p.fraction
+                    .map(|f| format!("{:.0}% ", f * 100.0))
+                    .unwrap_or_default(),
                 progress_text(p)
             ),
             Event::Phase { phase } => format!("phase   {phase}"),
@@ -145,7 +203,13 @@ pub fn timeline(events: &[EventRecord]) -> String {
                 None => format!("state   {state}"),
             },
             Event::Log { level, message } => format!("log     [{level}] {message}"),
-            Event::CancelRequested { reason } => format!("cancel requested{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+            Event::CancelRequested { reason } => format!(
+                "cancel requested{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
             Event::Finished { summary } => format!("plugin finished: {summary}"),
         };
         out += &format!("{:>6}  +{offset:>7.3}s  {line}\n", e.seq);

@@ -69,13 +69,18 @@ pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<Exi
         JournalCommand::Export { job, output } => {
             let text = super::open_journal(data_dir)?.export(job.as_ref())?;
             match output {
-                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
             }
         }
         JournalCommand::Import { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let report = super::open_journal(data_dir)?.import(&text).await.with_context(|| format!("importing {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let report = super::open_journal(data_dir)?
+                .import(&text)
+                .await
+                .with_context(|| format!("importing {}", file.display()))?;
             println!("imported {} jobs, {} events", report.jobs, report.events);
             if let Some(n) = report.torn_last_line {
                 println!("line {n} was torn (cut short while being written) and was left out");
@@ -87,15 +92,27 @@ pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<Exi
 
 /// Open the journal to replay from: the data directory's, or a temporary
 /// one the exported file is imported into.
-async fn source(data_dir: &Path, from: Option<&Path>) -> anyhow::Result<(Journal, Option<PathBuf>)> {
-    let Some(file) = from else { return Ok((super::open_journal(data_dir)?, None)) };
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+async fn source(
+    data_dir: &Path,
+    from: Option<&Path>,
+) -> anyhow::Result<(Journal, Option<PathBuf>)> {
+    let Some(file) = from else {
+        return Ok((super::open_journal(data_dir)?, None));
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let dir = std::env::temp_dir().join(format!("deckhand-replay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let journal = Journal::open(dir.join(Journal::FILE_NAME))?;
-    let report = journal.import(&text).await.with_context(|| format!("reading {}", file.display()))?;
+    let report = journal
+        .import(&text)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?;
     if let Some(n) = report.torn_last_line {
-        eprintln!("note: line {n} of {} is torn and was left out", file.display());
+        eprintln!(
+            "note: line {n} of {} is torn and was left out",
+            file.display()
+        );
     }
     Ok((journal, Some(dir)))
 }
@@ -111,11 +128,18 @@ pub async fn run(data_dir: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> 
     outcome
 }
 
-async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let job = journal.job(&args.job)?.with_context(|| format!("no job with id {} in this journal", args.job))?;
+async fn replay_job(
+    data_dir: &Path,
+    journal: &Journal,
+    args: &ReplayArgs,
+) -> anyhow::Result<ExitCode> {
+    let job = journal
+        .job(&args.job)?
+        .with_context(|| format!("no job with id {} in this journal", args.job))?;
     let events = journal.events(&job.id, 0)?;
     if let Some(path) = &args.html {
-        std::fs::write(path, super::html::timeline(&job, &events)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, super::html::timeline(&job, &events))
+            .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("timeline written to {}", path.display());
     }
     if args.plan {
@@ -124,7 +148,10 @@ async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> an
     }
     if args.timeline {
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?
+            );
         } else {
             print!("{}", render::job_header(&job));
             print!("{}", render::timeline(&events));
@@ -138,7 +165,8 @@ async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> an
     }
     let plugin = match &args.plugin {
         Some(file) => {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             Some(host.register("(replay candidate)", &bytes, false)?)
         }
         None => None,
@@ -149,20 +177,44 @@ async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> an
     } else {
         print!("{}", render::job_header(&job));
         println!("replayed with {}", report.digest);
-        println!("steps matched: {} of {} recorded", report.matched_steps, report.recorded_steps);
+        println!(
+            "steps matched: {} of {} recorded",
+            report.matched_steps, report.recorded_steps
+        );
         match &report.end {
             ReplayEnd::Finished { summary } => println!("the plugin finished: {summary}"),
             ReplayEnd::Failed { error } => println!("the plugin failed: {error}"),
-            ReplayEnd::RecordEnded { step } => println!("the record ends at step {step} (the recorded run was cut short)"),
+            ReplayEnd::RecordEnded { step } => {
+                println!("the record ends at step {step} (the recorded run was cut short)")
+            }
             ReplayEnd::Stopped { step } => println!("stopped after step {step}"),
             ReplayEnd::Diverged => {}
         }
         match &report.divergence {
-            None => println!("no divergence{}", if report.same_outcome { "" } else { " in the calls, but the outcome differs from the record" }),
+            None => println!(
+                "no divergence{}",
+                if report.same_outcome {
+                    ""
+                } else {
+                    " in the calls, but the outcome differs from the record"
+                }
+            ),
             Some(d) => {
                 println!("DIVERGENCE at step {}:", d.step);
-                println!("  recorded: {}", d.expected.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()).unwrap_or_else(|| "(the record had ended)".into()));
-                println!("  replayed: {}", d.actual.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()).unwrap_or_else(|| "(the plugin stopped here)".into()));
+                println!(
+                    "  recorded: {}",
+                    d.expected
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).unwrap_or_default())
+                        .unwrap_or_else(|| "(the record had ended)".into())
+                );
+                println!(
+                    "  replayed: {}",
+                    d.actual
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).unwrap_or_default())
+                        .unwrap_or_else(|| "(the plugin stopped here)".into())
+                );
             }
         }
         if args.until.is_some() || !report.observed.is_empty() {
@@ -173,35 +225,67 @@ async fn replay_job(data_dir: &Path, journal: &Journal, args: &ReplayArgs) -> an
             println!("params: {}", job.params);
         }
     }
-    Ok(if report.divergence.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.divergence.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What finishing `job` would run now, without running it.
-fn print_plan(job: &crate::journal::JobRecord, events: &[crate::journal::EventRecord], json: bool) -> anyhow::Result<()> {
+fn print_plan(
+    job: &crate::journal::JobRecord,
+    events: &[crate::journal::EventRecord],
+    json: bool,
+) -> anyhow::Result<()> {
     use crate::executor::plan::{commit_plan, rollback_plan};
     use crate::journal::JobState;
     let (kind, steps) = match job.state {
         s if s.is_terminal() && s != JobState::Failed => ("nothing", Vec::new()),
         JobState::Committing => ("commit", commit_plan(events)),
-        JobState::Failed if events.iter().any(|e| matches!(e.event, crate::journal::Event::State { state: JobState::Committing, .. })) => {
+        JobState::Failed
+            if events.iter().any(|e| {
+                matches!(
+                    e.event,
+                    crate::journal::Event::State {
+                        state: JobState::Committing,
+                        ..
+                    }
+                )
+            }) =>
+        {
             ("commit", commit_plan(events))
         }
         _ => ("rollback", rollback_plan(events)),
     };
     if json {
-        let steps: Vec<_> = steps.iter().map(|(step, v)| serde_json::json!({"step": step, "effect": v})).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"job": job.id, "state": job.state, "plan": kind, "steps": steps}))?);
+        let steps: Vec<_> = steps
+            .iter()
+            .map(|(step, v)| serde_json::json!({"step": step, "effect": v}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"job": job.id, "state": job.state, "plan": kind, "steps": steps})
+            )?
+        );
         return Ok(());
     }
     match kind {
         "nothing" => println!("job {} is {}: nothing left to run", job.id, job.state),
         _ => {
-            println!("job {} is {}; a cancel or recovery would run this {kind}, in order:", job.id, job.state);
+            println!(
+                "job {} is {}; a cancel or recovery would run this {kind}, in order:",
+                job.id, job.state
+            );
             for (step, v) in &steps {
                 println!("  step {step}: {}", render::call_text(v));
             }
             if steps.is_empty() {
-                println!("  (nothing: no step has anything to {})", if kind == "commit" { "apply" } else { "undo" });
+                println!(
+                    "  (nothing: no step has anything to {})",
+                    if kind == "commit" { "apply" } else { "undo" }
+                );
             }
         }
     }

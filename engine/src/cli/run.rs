@@ -67,7 +67,8 @@ pub struct RunArgs {
 impl RunArgs {
     /// The job this command asks for.
     pub fn request(self) -> anyhow::Result<JobRequest> {
-        let params: Value = serde_json::from_str(&self.params).map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+        let params: Value = serde_json::from_str(&self.params)
+            .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
         Ok(JobRequest::new(self.workflow, self.target, params))
     }
 }
@@ -128,7 +129,11 @@ impl InstallArgs {
 impl UpgradeArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new("upgrade", self.target, self.spec.params(self.image.as_deref()))
+        JobRequest::new(
+            "upgrade",
+            self.target,
+            self.spec.params(self.image.as_deref()),
+        )
     }
 }
 
@@ -142,7 +147,11 @@ impl TeardownArgs {
 impl RollbackArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new("rollback", self.target, json!({ "revision": self.revision }))
+        JobRequest::new(
+            "rollback",
+            self.target,
+            json!({ "revision": self.revision }),
+        )
     }
 }
 
@@ -159,6 +168,8 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
 
     let view = LiveView::new();
     let mut ctrl_c_pressed = false;
+    // One listener for the whole wait: a Ctrl-C between two polls is not lost.
+    let mut interrupts = super::live::interrupts()?;
     loop {
         tokio::select! {
             ev = live.recv() => match ev {
@@ -173,7 +184,7 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
             },
             // The run ended without a terminal state (the journal failed).
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if !executor.is_running(&job.id) => break,
-            _ = tokio::signal::ctrl_c(), if !ctrl_c_pressed => {
+            _ = interrupts.recv(), if !ctrl_c_pressed => {
                 ctrl_c_pressed = true;
                 view.line(format!("Ctrl-C: cancelling job {} and rolling back…", job.id));
                 let outcome = executor.cancel(&job.id, Some("Ctrl-C in the foreground CLI".into())).await?;
@@ -186,7 +197,23 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
     view.finish();
     let done = executor.wait(&job.id).await?;
     let secs = (done.updated_at - done.created_at) as f64 / 1000.0;
-    println!("{}", summary_line(done.state, secs, done.summary.as_deref(), done.error.as_deref()));
-    println!("journal: {}  (deckhand jobs show {})", executor.journal().path().display(), done.id);
-    Ok(if done.state == JobState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{}",
+        summary_line(
+            done.state,
+            secs,
+            done.summary.as_deref(),
+            done.error.as_deref()
+        )
+    );
+    println!(
+        "journal: {}  (deckhand jobs show {})",
+        executor.journal().path().display(),
+        done.id
+    );
+    Ok(if done.state == JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -36,9 +36,14 @@ pub struct ServeArgs {
 
 /// Run the server until Ctrl-C.
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let token = std::env::var("DECKHAND_TOKEN").ok().filter(|t| !t.is_empty());
+    let token = std::env::var("DECKHAND_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
     if token.is_none() && !args.listen.ip().is_loopback() {
-        bail!("refusing to listen on {} without a token: set DECKHAND_TOKEN, or listen on loopback", args.listen);
+        bail!(
+            "refusing to listen on {} without a token: set DECKHAND_TOKEN, or listen on loopback",
+            args.listen
+        );
     }
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
         RuntimeKind::Docker => {
@@ -49,9 +54,15 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
     };
     let executor = super::engine_on(data_dir, runtime).await?;
-    let config = ApiConfig { token, keep_alive: std::time::Duration::from_millis(args.keep_alive_ms), ..ApiConfig::default() };
+    let config = ApiConfig {
+        token,
+        keep_alive: std::time::Duration::from_millis(args.keep_alive_ms),
+        ..ApiConfig::default()
+    };
     let app = api::app(api::state(executor, config));
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line for the port.
     println!("deckhand listening on http://{addr}");

@@ -34,23 +34,47 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&targets)?);
             } else {
-                println!("{:<16}  {:>8}  {:<40}  {}", "TARGET", "REVISION", "IMAGE", "CONTAINER");
+                println!(
+                    "{:<16}  {:>8}  {:<40}  {}",
+                    "TARGET", "REVISION", "IMAGE", "CONTAINER"
+                );
                 for t in targets {
                     match &t.current {
-                        Some(r) => println!("{:<16}  {:>8}  {:<40}  {}", t.name, r.revision, r.image, &r.container_id[..r.container_id.len().min(12)]),
+                        Some(r) => println!(
+                            "{:<16}  {:>8}  {:<40}  {}",
+                            t.name,
+                            r.revision,
+                            r.image,
+                            &r.container_id[..r.container_id.len().min(12)]
+                        ),
                         None => println!("{:<16}  {:>8}  {:<40}", t.name, "-", "(torn down)"),
                     }
                 }
             }
         }
         TargetsCommand::Show { name, format } => {
-            let t = journal.target(&name)?.with_context(|| format!("no target named `{name}`"))?;
+            let t = journal
+                .target(&name)?
+                .with_context(|| format!("no target named `{name}`"))?;
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
-                println!("target {}  current revision: {}", t.name, t.current.as_ref().map(|r| r.revision.to_string()).unwrap_or("-".into()));
+                println!(
+                    "target {}  current revision: {}",
+                    t.name,
+                    t.current
+                        .as_ref()
+                        .map(|r| r.revision.to_string())
+                        .unwrap_or("-".into())
+                );
                 for r in &t.history {
-                    println!("  revision {:>3}  {}  container {}  job {}", r.revision, r.image, &r.container_id[..r.container_id.len().min(12)], r.job_id);
+                    println!(
+                        "  revision {:>3}  {}  container {}  job {}",
+                        r.revision,
+                        r.image,
+                        &r.container_id[..r.container_id.len().min(12)],
+                        r.job_id
+                    );
                 }
             }
         }
@@ -59,7 +83,10 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Run a `targets` subcommand against a server.
-pub async fn run_remote(client: &super::remote::Client, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run_remote(
+    client: &super::remote::Client,
+    cmd: TargetsCommand,
+) -> anyhow::Result<ExitCode> {
     let path = match &cmd {
         TargetsCommand::List { .. } => "/v1/targets".to_owned(),
         TargetsCommand::Show { name, .. } => format!("/v1/targets/{name}"),

@@ -5,7 +5,9 @@
 
 use super::plan::commit_plan;
 use super::{Inner, RollbackReason};
-use crate::journal::{Event, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis};
+use crate::journal::{
+    Event, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis,
+};
 use crate::runtime::{LABEL_MANAGED, LABEL_TARGET, RuntimeError};
 use crate::steps::Deferred;
 
@@ -14,54 +16,144 @@ impl Inner {
     /// be applied). A cancel recorded before the commit point wins: the job
     /// rolls back instead.
     pub(super) async fn commit(&self, job: &JobRecord) -> Result<(), JournalError> {
-        let current = self.journal.job(&job.id)?.ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
+        let current = self
+            .journal
+            .job(&job.id)?
+            .ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
         if current.state != JobState::Committing {
-            match self.journal.append(&job.id, Event::State { state: JobState::Committing, error: None }).await {
+            match self
+                .journal
+                .append(
+                    &job.id,
+                    Event::State {
+                        state: JobState::Committing,
+                        error: None,
+                    },
+                )
+                .await
+            {
                 Ok(_) => {}
-                Err(JournalError::CancelPending(_)) => return self.rollback(job, RollbackReason::Cancelled).await,
+                Err(JournalError::CancelPending(_)) => {
+                    return self.rollback(job, RollbackReason::Cancelled).await;
+                }
                 Err(e) => return Err(e),
             }
-            self.journal.append(&job.id, Event::Phase { phase: "committing".into() }).await?;
+            self.journal
+                .append(
+                    &job.id,
+                    Event::Phase {
+                        phase: "committing".into(),
+                    },
+                )
+                .await?;
         }
         let pending = commit_plan(&self.journal.events(&job.id, 0)?);
         for (step, effect) in pending {
-            self.journal.append(&job.id, Event::CommitIntent { step, effect: effect.clone() }).await?;
+            self.journal
+                .append(
+                    &job.id,
+                    Event::CommitIntent {
+                        step,
+                        effect: effect.clone(),
+                    },
+                )
+                .await?;
             let result = match serde_json::from_value::<Deferred>(effect) {
                 Ok(d) => self.apply_deferred(job, d).await,
-                Err(e) => Err(RuntimeError::Daemon(format!("unreadable deferred effect: {e}"))),
+                Err(e) => Err(RuntimeError::Daemon(format!(
+                    "unreadable deferred effect: {e}"
+                ))),
             };
             let failed = result.as_ref().err().map(ToString::to_string);
             let outcome = match result {
-                Ok(()) => Outcome::Ok { value: serde_json::Value::Null },
-                Err(e) => Outcome::Err { error: e.to_string(), error_kind: None },
+                Ok(()) => Outcome::Ok {
+                    value: serde_json::Value::Null,
+                },
+                Err(e) => Outcome::Err {
+                    error: e.to_string(),
+                    error_kind: None,
+                },
             };
-            self.journal.append(&job.id, Event::CommitResult { step, outcome }).await?;
+            self.journal
+                .append(&job.id, Event::CommitResult { step, outcome })
+                .await?;
             if let Some(e) = failed {
                 let error = format!("commit incomplete at step {step}: {e}");
-                return self.journal.append(&job.id, Event::State { state: JobState::Failed, error: Some(error) }).await.map(|_| ());
+                return self
+                    .journal
+                    .append(
+                        &job.id,
+                        Event::State {
+                            state: JobState::Failed,
+                            error: Some(error),
+                        },
+                    )
+                    .await
+                    .map(|_| ());
             }
         }
-        self.journal.append(&job.id, Event::State { state: JobState::Succeeded, error: None }).await.map(|_| ())
+        self.journal
+            .append(
+                &job.id,
+                Event::State {
+                    state: JobState::Succeeded,
+                    error: None,
+                },
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn apply_deferred(&self, job: &JobRecord, effect: Deferred) -> Result<(), RuntimeError> {
         let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
         match effect {
-            Deferred::CommitRevision { revision, image, container_id, spec } => {
-                let rev = RevisionRecord { revision, image, container_id, spec, job_id: job.id.clone(), created_at: now_millis() };
-                self.journal.commit_revision(&job.target, rev).await.map(|_| ()).map_err(journal_err)
+            Deferred::CommitRevision {
+                revision,
+                image,
+                container_id,
+                spec,
+            } => {
+                let rev = RevisionRecord {
+                    revision,
+                    image,
+                    container_id,
+                    spec,
+                    job_id: job.id.clone(),
+                    created_at: now_millis(),
+                };
+                self.journal
+                    .commit_revision(&job.target, rev)
+                    .await
+                    .map(|_| ())
+                    .map_err(journal_err)
             }
             Deferred::RemoveContainer { id } => match self.runtime.inspect_container(&id).await? {
-                Some(c) if c.label(LABEL_MANAGED) == Some("true") && c.label(LABEL_TARGET) == Some(job.target.as_str()) => {
+                Some(c)
+                    if c.label(LABEL_MANAGED) == Some("true")
+                        && c.label(LABEL_TARGET) == Some(job.target.as_str()) =>
+                {
                     self.runtime.remove_container(&c.id).await
                 }
-                Some(_) => Err(RuntimeError::Daemon(format!("container {id} is not owned by target `{}`", job.target))),
+                Some(_) => Err(RuntimeError::Daemon(format!(
+                    "container {id} is not owned by target `{}`",
+                    job.target
+                ))),
                 None => Ok(()),
             },
             Deferred::RemoveImage { image } => {
-                let in_use = self.journal.images_in_use(&job.target).map_err(journal_err)?;
-                let current = self.journal.target(&job.target).map_err(journal_err)?.and_then(|t| t.current);
-                if in_use.contains(&image) || current.is_some_and(|r| r.image == image) || !self.engine_pulled(&image)? {
+                let in_use = self
+                    .journal
+                    .images_in_use(&job.target)
+                    .map_err(journal_err)?;
+                let current = self
+                    .journal
+                    .target(&job.target)
+                    .map_err(journal_err)?
+                    .and_then(|t| t.current);
+                if in_use.contains(&image)
+                    || current.is_some_and(|r| r.image == image)
+                    || !self.engine_pulled(&image)?
+                {
                     return Ok(());
                 }
                 if self.image_in_flight(&image, &job.id)? {
@@ -72,7 +164,11 @@ impl Inner {
                     other => other,
                 }
             }
-            Deferred::DeleteTarget => self.journal.clear_target(&job.target).await.map_err(journal_err),
+            Deferred::DeleteTarget => self
+                .journal
+                .clear_target(&job.target)
+                .await
+                .map_err(journal_err),
         }
     }
 }

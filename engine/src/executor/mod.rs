@@ -30,7 +30,9 @@ pub use recovery::RecoveryReport;
 #[non_exhaustive]
 pub enum SubmitError {
     /// The target name is not valid.
-    #[error("invalid target name `{0}`: use 1–63 characters from a-z, 0-9, `_`, `.`, `-`, starting with a letter or digit")]
+    #[error(
+        "invalid target name `{0}`: use 1–63 characters from a-z, 0-9, `_`, `.`, `-`, starting with a letter or digit"
+    )]
     InvalidTarget(String),
     /// No workflow is registered under that name.
     #[error("unknown workflow `{0}`")]
@@ -64,7 +66,9 @@ pub enum WaitError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The job's run stopped without reaching a terminal state.
-    #[error("job {job} stopped without reaching a terminal state ({error}); `deckhand recover` finishes it")]
+    #[error(
+        "job {job} stopped without reaching a terminal state ({error}); `deckhand recover` finishes it"
+    )]
     Stopped {
         /// The job.
         job: JobId,
@@ -121,7 +125,12 @@ const NEEDS_INSTALLED_TARGET: &[&str] = &["upgrade", "teardown", "rollback"];
 impl JobRequest {
     /// A request without an idempotency key.
     pub fn new(workflow: impl Into<String>, target: impl Into<String>, params: Value) -> Self {
-        JobRequest { workflow: workflow.into(), target: target.into(), params, idempotency_key: None }
+        JobRequest {
+            workflow: workflow.into(),
+            target: target.into(),
+            params,
+            idempotency_key: None,
+        }
     }
 }
 
@@ -156,7 +165,12 @@ struct Inner {
 
 impl Executor {
     /// An executor over this journal, runtime and plugin host.
-    pub fn new(journal: Journal, runtime: Arc<dyn ContainerRuntime>, host: Arc<PluginHost>, settings: HostSettings) -> Self {
+    pub fn new(
+        journal: Journal,
+        runtime: Arc<dyn ContainerRuntime>,
+        host: Arc<PluginHost>,
+        settings: HostSettings,
+    ) -> Self {
         Executor {
             inner: Arc::new(Inner {
                 journal,
@@ -187,9 +201,15 @@ impl Executor {
         if !valid_target_name(&req.target) {
             return Err(SubmitError::InvalidTarget(req.target));
         }
-        let plugin = self.inner.host.get(&req.workflow).ok_or_else(|| SubmitError::UnknownWorkflow(req.workflow.clone()))?;
+        let plugin = self
+            .inner
+            .host
+            .get(&req.workflow)
+            .ok_or_else(|| SubmitError::UnknownWorkflow(req.workflow.clone()))?;
         if !req.params.is_object() {
-            return Err(SubmitError::InvalidParams("params must be a JSON object".into()));
+            return Err(SubmitError::InvalidParams(
+                "params must be a JSON object".into(),
+            ));
         }
         params::check(&req.workflow, &req.params).map_err(SubmitError::InvalidParams)?;
         if let Some(key) = &req.idempotency_key
@@ -198,7 +218,12 @@ impl Executor {
             return Ok(existing);
         }
         if NEEDS_INSTALLED_TARGET.contains(&req.workflow.as_str())
-            && self.inner.journal.target(&req.target)?.and_then(|t| t.current).is_none()
+            && self
+                .inner
+                .journal
+                .target(&req.target)?
+                .and_then(|t| t.current)
+                .is_none()
         {
             return Err(SubmitError::UnknownTarget(req.target));
         }
@@ -208,21 +233,35 @@ impl Executor {
             if let Some(job) = targets.get(&req.target) {
                 // The holder may have just ended; its task releases the target
                 // a moment after the terminal state is durable.
-                let ended = self.inner.journal.job(job)?.is_some_and(|j| j.state.is_terminal());
+                let ended = self
+                    .inner
+                    .journal
+                    .job(job)?
+                    .is_some_and(|j| j.state.is_terminal());
                 if !ended {
-                    return Err(SubmitError::Busy { target: req.target, job: job.clone() });
+                    return Err(SubmitError::Busy {
+                        target: req.target,
+                        job: job.clone(),
+                    });
                 }
             }
             targets.insert(req.target.clone(), id.clone());
         }
         let release = |inner: &Inner| {
-            inner.targets.lock().expect("target lock").remove(&req.target);
+            inner
+                .targets
+                .lock()
+                .expect("target lock")
+                .remove(&req.target);
         };
         // A job left unfinished by another process still holds its target.
         match self.inner.journal.active_job_on(&req.target) {
             Ok(Some(job)) => {
                 release(&self.inner);
-                return Err(SubmitError::Busy { target: req.target, job });
+                return Err(SubmitError::Busy {
+                    target: req.target,
+                    job,
+                });
             }
             Ok(None) => {}
             Err(e) => {
@@ -246,13 +285,21 @@ impl Executor {
             }
         };
         let cancel = CancellationToken::new();
-        self.inner.running.lock().expect("running lock").insert(id.clone(), cancel.clone());
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(id.clone(), cancel.clone());
         let inner = self.inner.clone();
         let job = record.clone();
         tokio::spawn(async move {
             if let Err(e) = inner.run(&job, cancel).await {
                 tracing::error!(job = %job.id, "job stopped without reaching a terminal state: {e}");
-                inner.stopped.lock().expect("stopped lock").insert(job.id.clone(), e.to_string());
+                inner
+                    .stopped
+                    .lock()
+                    .expect("stopped lock")
+                    .insert(job.id.clone(), e.to_string());
             }
             inner.running.lock().expect("running lock").remove(&job.id);
             let mut targets = inner.targets.lock().expect("target lock");
@@ -267,21 +314,37 @@ impl Executor {
     /// Cancel a job: recorded in the journal before this returns, then the
     /// in-flight host call and the plugin are interrupted and the job rolls
     /// back. A committing or finished job is not cancelled.
-    pub async fn cancel(&self, id: &JobId, reason: Option<String>) -> Result<CancelOutcome, JournalError> {
+    pub async fn cancel(
+        &self,
+        id: &JobId,
+        reason: Option<String>,
+    ) -> Result<CancelOutcome, JournalError> {
         let (state, _recorded_now) = self.inner.journal.request_cancel(id, reason).await?;
-        let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+        let record = self
+            .inner
+            .journal
+            .job(id)?
+            .ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
         if state.is_terminal() || !record.cancel_requested {
             let reason = if state.is_terminal() {
                 format!("job already {state}")
             } else {
                 "job is committing; it can no longer be cancelled".to_owned()
             };
-            return Ok(CancelOutcome { cancelled: false, state, reason: Some(reason) });
+            return Ok(CancelOutcome {
+                cancelled: false,
+                state,
+                reason: Some(reason),
+            });
         }
         if let Some(token) = self.inner.running.lock().expect("running lock").get(id) {
             token.cancel();
         }
-        Ok(CancelOutcome { cancelled: true, state: record.state, reason: None })
+        Ok(CancelOutcome {
+            cancelled: true,
+            state: record.state,
+            reason: None,
+        })
     }
 
     /// Keep uploaded plugins in `dir` and load the ones registered before.
@@ -295,9 +358,25 @@ impl Executor {
     /// Validate a component against the workflow world, store it by digest,
     /// and register it under `name` (built-in names are refused). Jobs that
     /// already ran keep the digest they recorded.
-    pub async fn register_plugin(&self, name: &str, bytes: &[u8]) -> Result<std::sync::Arc<crate::plugin::Plugin>, PluginStoreError> {
-        let store = self.inner.plugin_store.lock().expect("plugin store lock").clone();
-        crate::plugin::store::register(&self.inner.host, &self.inner.journal, store.as_deref(), name, bytes).await
+    pub async fn register_plugin(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<std::sync::Arc<crate::plugin::Plugin>, PluginStoreError> {
+        let store = self
+            .inner
+            .plugin_store
+            .lock()
+            .expect("plugin store lock")
+            .clone();
+        crate::plugin::store::register(
+            &self.inner.host,
+            &self.inner.journal,
+            store.as_deref(),
+            name,
+            bytes,
+        )
+        .await
     }
 
     /// Also honour cancels that other processes write to the journal (e.g.
@@ -309,7 +388,9 @@ impl Executor {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let Ok(jobs) = inner.journal.unfinished_jobs() else { continue };
+                let Ok(jobs) = inner.journal.unfinished_jobs() else {
+                    continue;
+                };
                 let running = inner.running.lock().expect("running lock");
                 for job in jobs.iter().filter(|j| j.cancel_requested) {
                     if let Some(token) = running.get(&job.id) {
@@ -322,7 +403,11 @@ impl Executor {
 
     /// Whether this executor is working on the job now.
     pub fn is_running(&self, id: &JobId) -> bool {
-        self.inner.running.lock().expect("running lock").contains_key(id)
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .contains_key(id)
     }
 
     /// Wait until the job is in a terminal state; returns its final record.
@@ -331,17 +416,27 @@ impl Executor {
     pub async fn wait(&self, id: &JobId) -> Result<JobRecord, WaitError> {
         let mut live = self.inner.journal.subscribe();
         loop {
-            let record = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+            let record = self
+                .inner
+                .journal
+                .job(id)?
+                .ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
             if record.state.is_terminal() {
                 return Ok(record);
             }
             if let Some(error) = self.inner.stopped.lock().expect("stopped lock").get(id) {
-                return Err(WaitError::Stopped { job: id.clone(), error: error.clone() });
+                return Err(WaitError::Stopped {
+                    job: id.clone(),
+                    error: error.clone(),
+                });
             }
             loop {
-                let next = tokio::time::timeout(std::time::Duration::from_millis(500), live.recv()).await;
+                let next =
+                    tokio::time::timeout(std::time::Duration::from_millis(500), live.recv()).await;
                 match next {
-                    Ok(Ok(ev)) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => break,
+                    Ok(Ok(ev)) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => {
+                        break;
+                    }
                     Ok(Ok(_)) => {}
                     // Missed events, or quiet for a while: re-read the record.
                     Ok(Err(_)) | Err(_) => break,
@@ -354,26 +449,37 @@ impl Executor {
     /// committing, its commit), skipping what already completed. Holds the
     /// target meanwhile. Returns the job's new terminal record.
     pub async fn retry(&self, id: &JobId) -> Result<JobRecord, RetryError> {
-        let job = self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
+        let job = self
+            .inner
+            .journal
+            .job(id)?
+            .ok_or_else(|| JournalError::UnknownJob(id.clone()))?;
         if job.state != JobState::Failed {
             return Err(RetryError::NotFailed(job.state));
         }
         {
             let mut targets = self.inner.targets.lock().expect("target lock");
             if let Some(holder) = targets.get(&job.target).filter(|h| *h != id) {
-                let ended = self.inner.journal.job(holder)?.is_some_and(|j| j.state.is_terminal());
+                let ended = self
+                    .inner
+                    .journal
+                    .job(holder)?
+                    .is_some_and(|j| j.state.is_terminal());
                 if !ended {
                     return Err(RetryError::Busy(holder.clone()));
                 }
             }
             targets.insert(job.target.clone(), id.clone());
         }
-        let committed = self
-            .inner
-            .journal
-            .events(id, 0)?
-            .iter()
-            .any(|e| matches!(e.event, Event::State { state: JobState::Committing, .. }));
+        let committed = self.inner.journal.events(id, 0)?.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::State {
+                    state: JobState::Committing,
+                    ..
+                }
+            )
+        });
         let result = if committed {
             async {
                 self.inner.set_state(id, JobState::Committing, None).await?;
@@ -382,8 +488,14 @@ impl Executor {
             .await
         } else {
             async {
-                self.inner.set_state(id, JobState::RollingBack, None).await?;
-                let reason = if job.cancel_requested { RollbackReason::Cancelled } else { RollbackReason::Failed(job.error.clone().unwrap_or_default()) };
+                self.inner
+                    .set_state(id, JobState::RollingBack, None)
+                    .await?;
+                let reason = if job.cancel_requested {
+                    RollbackReason::Cancelled
+                } else {
+                    RollbackReason::Failed(job.error.clone().unwrap_or_default())
+                };
                 self.inner.rollback(&job, reason).await
             }
             .await
@@ -395,7 +507,11 @@ impl Executor {
             }
         }
         result?;
-        Ok(self.inner.journal.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?)
+        Ok(self
+            .inner
+            .journal
+            .job(id)?
+            .ok_or_else(|| JournalError::UnknownJob(id.clone()))?)
     }
 
     /// Finish every job a previous process left unfinished: roll back those
@@ -428,8 +544,16 @@ impl Inner {
         )
     }
 
-    async fn set_state(&self, job: &JobId, state: JobState, error: Option<String>) -> Result<(), JournalError> {
-        self.journal.append(job, Event::State { state, error }).await.map(|_| ())
+    async fn set_state(
+        &self,
+        job: &JobId,
+        state: JobState,
+        error: Option<String>,
+    ) -> Result<(), JournalError> {
+        self.journal
+            .append(job, Event::State { state, error })
+            .await
+            .map(|_| ())
     }
 
     /// Run a freshly submitted job to a terminal state.
@@ -439,21 +563,38 @@ impl Inner {
         }
         self.set_state(&job.id, JobState::Running, None).await?;
         let Some(plugin) = self.host.by_digest(&job.plugin_digest) else {
-            let error = format!("workflow `{}` with digest {} is no longer registered", job.workflow, job.plugin_digest);
+            let error = format!(
+                "workflow `{}` with digest {} is no longer registered",
+                job.workflow, job.plugin_digest
+            );
             return self.rollback(job, RollbackReason::Failed(error)).await;
         };
         let deadline = self.settings.max_job_time;
-        let run = tokio::time::timeout(deadline, self.host.run(&plugin, self.scope(job, cancel.clone())))
-            .await
-            .unwrap_or_else(|_| Err(RunError::Trapped(format!("the job exceeded its deadline of {} s", deadline.as_secs()))));
+        let run = tokio::time::timeout(
+            deadline,
+            self.host.run(&plugin, self.scope(job, cancel.clone())),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(RunError::Trapped(format!(
+                "the job exceeded its deadline of {} s",
+                deadline.as_secs()
+            )))
+        });
         match run {
             Ok(summary) => {
-                self.journal.append(&job.id, Event::Finished { summary }).await?;
+                self.journal
+                    .append(&job.id, Event::Finished { summary })
+                    .await?;
                 self.commit(job).await
             }
             Err(RunError::Cancelled) => self.rollback(job, RollbackReason::Cancelled).await,
             Err(e) => {
-                let reason = if cancel.is_cancelled() { RollbackReason::Cancelled } else { RollbackReason::Failed(e.to_string()) };
+                let reason = if cancel.is_cancelled() {
+                    RollbackReason::Cancelled
+                } else {
+                    RollbackReason::Failed(e.to_string())
+                };
                 self.rollback(job, reason).await
             }
         }
@@ -469,7 +610,17 @@ mod tests {
         for ok in ["web", "a", "0", "my-app_1.2", &"a".repeat(63)] {
             assert!(valid_target_name(ok), "{ok}");
         }
-        for bad in ["", "Web", "-web", ".web", "_web", "web app", "wéb", "web/1", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Web",
+            "-web",
+            ".web",
+            "_web",
+            "web app",
+            "wéb",
+            "web/1",
+            &"a".repeat(64),
+        ] {
             assert!(!valid_target_name(bad), "{bad}");
         }
     }

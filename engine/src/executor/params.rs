@@ -49,9 +49,15 @@ pub fn check(workflow: &str, params: &Value) -> Result<(), String> {
                 _ => Err("`image` is required".into()),
             }
         }
-        "upgrade" => serde_json::from_value::<Spec>(p).map(|_| ()).map_err(|e| e.to_string()),
-        "teardown" => serde_json::from_value::<Empty>(p).map(|_| ()).map_err(|e| e.to_string()),
-        "rollback" => serde_json::from_value::<Rollback>(p).map(|_| ()).map_err(|e| e.to_string()),
+        "upgrade" => serde_json::from_value::<Spec>(p)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "teardown" => serde_json::from_value::<Empty>(p)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "rollback" => serde_json::from_value::<Rollback>(p)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         _ => Ok(()),
     }
 }
@@ -63,11 +69,21 @@ mod tests {
 
     #[test]
     fn install_needs_an_image_and_known_fields_of_the_right_type() {
-        assert!(check("install", &json!({"image": "a:1", "env": {"K": "V"}, "health": {"timeout_s": 5}})).is_ok());
+        assert!(
+            check(
+                "install",
+                &json!({"image": "a:1", "env": {"K": "V"}, "health": {"timeout_s": 5}})
+            )
+            .is_ok()
+        );
         assert!(check("install", &json!({})).unwrap_err().contains("image"));
         assert!(check("install", &json!({"image": 7})).is_err());
         assert!(check("install", &json!({"image": "a", "env": ["K=V"]})).is_err());
-        assert!(check("install", &json!({"image": "a", "colour": "red"})).unwrap_err().contains("colour"));
+        assert!(
+            check("install", &json!({"image": "a", "colour": "red"}))
+                .unwrap_err()
+                .contains("colour")
+        );
     }
 
     #[test]

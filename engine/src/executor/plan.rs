@@ -9,8 +9,16 @@ use serde_json::Value;
 use crate::journal::{Event, EventRecord, Outcome};
 
 /// Steps whose event matches `settled` with an `ok` outcome.
-fn settled_ok(events: &[EventRecord], settled: impl Fn(&Event) -> Option<(u32, &Outcome)>) -> BTreeSet<u32> {
-    events.iter().filter_map(|e| settled(&e.event)).filter(|(_, o)| o.is_ok()).map(|(s, _)| s).collect()
+fn settled_ok(
+    events: &[EventRecord],
+    settled: impl Fn(&Event) -> Option<(u32, &Outcome)>,
+) -> BTreeSet<u32> {
+    events
+        .iter()
+        .filter_map(|e| settled(&e.event))
+        .filter(|(_, o)| o.is_ok())
+        .map(|(s, _)| s)
+        .collect()
 }
 
 /// The highest step number a job's events use.
@@ -37,7 +45,11 @@ pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, Value)> {
     let mut plan: Vec<(u32, Value)> = events
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Intent { step, undo: Some(undo), .. } if !done.contains(step) => Some((*step, undo.clone())),
+            Event::Intent {
+                step,
+                undo: Some(undo),
+                ..
+            } if !done.contains(step) => Some((*step, undo.clone())),
             _ => None,
         })
         .collect();
@@ -55,7 +67,9 @@ pub fn commit_plan(events: &[EventRecord]) -> Vec<(u32, Value)> {
     events
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Deferred { step, effect } if !done.contains(step) => Some((*step, effect.clone())),
+            Event::Deferred { step, effect } if !done.contains(step) => {
+                Some((*step, effect.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -68,16 +82,48 @@ mod tests {
     use serde_json::json;
 
     fn ev(seq: i64, event: Event) -> EventRecord {
-        EventRecord { seq, job_id: JobId::new(), at: 0, event }
+        EventRecord {
+            seq,
+            job_id: JobId::new(),
+            at: 0,
+            event,
+        }
     }
 
     #[test]
     fn plan_undoes_steps_with_an_undo_in_reverse_order_including_unknown_outcomes() {
         let events = vec![
-            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
-            ev(2, Event::Result { step: 1, outcome: Outcome::Ok { value: json!(null) } }),
-            ev(3, Event::Intent { step: 2, call: json!({}), undo: None }),
-            ev(4, Event::Intent { step: 3, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
+            ev(
+                1,
+                Event::Intent {
+                    step: 1,
+                    call: json!({}),
+                    undo: Some(json!({"op": "remove_image", "image": "a"})),
+                },
+            ),
+            ev(
+                2,
+                Event::Result {
+                    step: 1,
+                    outcome: Outcome::Ok { value: json!(null) },
+                },
+            ),
+            ev(
+                3,
+                Event::Intent {
+                    step: 2,
+                    call: json!({}),
+                    undo: None,
+                },
+            ),
+            ev(
+                4,
+                Event::Intent {
+                    step: 3,
+                    call: json!({}),
+                    undo: Some(json!({"op": "stop_container", "id": "c"})),
+                },
+            ),
         ];
         let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, [3, 1]);
@@ -86,10 +132,36 @@ mod tests {
     #[test]
     fn plan_skips_undos_already_completed() {
         let events = vec![
-            ev(1, Event::Intent { step: 1, call: json!({}), undo: Some(json!({"op": "remove_image", "image": "a"})) }),
-            ev(2, Event::Intent { step: 2, call: json!({}), undo: Some(json!({"op": "stop_container", "id": "c"})) }),
-            ev(3, Event::UndoIntent { step: 2, undo: json!({}) }),
-            ev(4, Event::UndoResult { step: 2, outcome: Outcome::Ok { value: json!(null) } }),
+            ev(
+                1,
+                Event::Intent {
+                    step: 1,
+                    call: json!({}),
+                    undo: Some(json!({"op": "remove_image", "image": "a"})),
+                },
+            ),
+            ev(
+                2,
+                Event::Intent {
+                    step: 2,
+                    call: json!({}),
+                    undo: Some(json!({"op": "stop_container", "id": "c"})),
+                },
+            ),
+            ev(
+                3,
+                Event::UndoIntent {
+                    step: 2,
+                    undo: json!({}),
+                },
+            ),
+            ev(
+                4,
+                Event::UndoResult {
+                    step: 2,
+                    outcome: Outcome::Ok { value: json!(null) },
+                },
+            ),
         ];
         let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, [1]);

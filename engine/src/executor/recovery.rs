@@ -17,26 +17,43 @@ impl Inner {
     pub(super) async fn recover(&self) -> Result<RecoveryReport, JournalError> {
         let mut report = RecoveryReport::default();
         for job in self.journal.unfinished_jobs()? {
-            if self.running.lock().expect("running lock").contains_key(&job.id) {
+            if self
+                .running
+                .lock()
+                .expect("running lock")
+                .contains_key(&job.id)
+            {
                 continue;
             }
             match job.state {
                 JobState::Committing => self.commit(&job).await?,
                 JobState::Queued if job.cancel_requested => {
                     self.journal
-                        .append(&job.id, crate::journal::Event::State { state: JobState::Cancelled, error: None })
+                        .append(
+                            &job.id,
+                            crate::journal::Event::State {
+                                state: JobState::Cancelled,
+                                error: None,
+                            },
+                        )
                         .await?;
                 }
                 _ => {
                     let reason = if job.cancel_requested {
                         RollbackReason::Cancelled
                     } else {
-                        RollbackReason::Failed(job.error.clone().unwrap_or_else(|| "interrupted: the engine stopped while the job ran".into()))
+                        RollbackReason::Failed(job.error.clone().unwrap_or_else(|| {
+                            "interrupted: the engine stopped while the job ran".into()
+                        }))
                     };
                     self.rollback(&job, reason).await?
                 }
             }
-            let state = self.journal.job(&job.id)?.map(|j| j.state).unwrap_or(job.state);
+            let state = self
+                .journal
+                .job(&job.id)?
+                .map(|j| j.state)
+                .unwrap_or(job.state);
             report.jobs.push((job.id, state));
         }
         Ok(report)

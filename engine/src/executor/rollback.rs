@@ -15,23 +15,47 @@ impl Inner {
     /// Whether the engine brought `image` onto the machine: some job pulled
     /// it while it was absent. An image that was there first is never ours.
     pub(super) fn engine_pulled(&self, image: &str) -> Result<bool, RuntimeError> {
-        let fields = [("op", json!("pull_image")), ("image", json!(image)), ("present_before", json!(false))];
-        self.journal.jobs_with_intent(&fields, false, None).map(|j| !j.is_empty()).map_err(|e| RuntimeError::Daemon(e.to_string()))
+        let fields = [
+            ("op", json!("pull_image")),
+            ("image", json!(image)),
+            ("present_before", json!(false)),
+        ];
+        self.journal
+            .jobs_with_intent(&fields, false, None)
+            .map(|j| !j.is_empty())
+            .map_err(|e| RuntimeError::Daemon(e.to_string()))
     }
 
     /// Whether an unfinished job other than `except` pulled `image`.
-    pub(super) fn image_in_flight(&self, image: &str, except: &JobId) -> Result<bool, RuntimeError> {
+    pub(super) fn image_in_flight(
+        &self,
+        image: &str,
+        except: &JobId,
+    ) -> Result<bool, RuntimeError> {
         let fields = [("op", json!("pull_image")), ("image", json!(image))];
-        self.journal.jobs_with_intent(&fields, true, Some(except)).map(|j| !j.is_empty()).map_err(|e| RuntimeError::Daemon(e.to_string()))
+        self.journal
+            .jobs_with_intent(&fields, true, Some(except))
+            .map(|j| !j.is_empty())
+            .map_err(|e| RuntimeError::Daemon(e.to_string()))
     }
 
     /// Call the job's plugin to undo what it registered.
-    async fn plugin_compensation(&self, job: &JobRecord, action: &str, data: &str) -> Result<(), RuntimeError> {
-        let plugin = self
-            .host
-            .by_digest(&job.plugin_digest)
-            .ok_or_else(|| RuntimeError::Daemon(format!("plugin {} ({}) is not registered", job.workflow, job.plugin_digest)))?;
-        let events = self.journal.events(&job.id, 0).map_err(|e| RuntimeError::Daemon(e.to_string()))?;
+    async fn plugin_compensation(
+        &self,
+        job: &JobRecord,
+        action: &str,
+        data: &str,
+    ) -> Result<(), RuntimeError> {
+        let plugin = self.host.by_digest(&job.plugin_digest).ok_or_else(|| {
+            RuntimeError::Daemon(format!(
+                "plugin {} ({}) is not registered",
+                job.workflow, job.plugin_digest
+            ))
+        })?;
+        let events = self
+            .journal
+            .events(&job.id, 0)
+            .map_err(|e| RuntimeError::Daemon(e.to_string()))?;
         // The job's own cancel has fired; the compensation must still run.
         let mut scope = self.scope(job, CancellationToken::new());
         scope.last_step = last_step(&events);
@@ -42,32 +66,71 @@ impl Inner {
     }
 
     /// Roll `job` back and record the terminal state.
-    pub(super) async fn rollback(&self, job: &JobRecord, reason: RollbackReason) -> Result<(), JournalError> {
-        let current = self.journal.job(&job.id)?.ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
+    pub(super) async fn rollback(
+        &self,
+        job: &JobRecord,
+        reason: RollbackReason,
+    ) -> Result<(), JournalError> {
+        let current = self
+            .journal
+            .job(&job.id)?
+            .ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
         let error = match &reason {
             RollbackReason::Cancelled => None,
             RollbackReason::Failed(e) => Some(e.clone()),
         };
         if current.state != JobState::RollingBack {
-            self.journal.append(&job.id, Event::State { state: JobState::RollingBack, error: error.clone() }).await?;
-            self.journal.append(&job.id, Event::Phase { phase: "rolling_back".into() }).await?;
+            self.journal
+                .append(
+                    &job.id,
+                    Event::State {
+                        state: JobState::RollingBack,
+                        error: error.clone(),
+                    },
+                )
+                .await?;
+            self.journal
+                .append(
+                    &job.id,
+                    Event::Phase {
+                        phase: "rolling_back".into(),
+                    },
+                )
+                .await?;
         }
         let events = self.journal.events(&job.id, 0)?;
         let mut failures = Vec::new();
         for (step, undo) in rollback_plan(&events) {
-            self.journal.append(&job.id, Event::UndoIntent { step, undo: undo.clone() }).await?;
+            self.journal
+                .append(
+                    &job.id,
+                    Event::UndoIntent {
+                        step,
+                        undo: undo.clone(),
+                    },
+                )
+                .await?;
             let result = match serde_json::from_value::<Compensation>(undo) {
                 Ok(c) => self.compensate(job, &c).await,
-                Err(e) => Err(RuntimeError::Daemon(format!("unreadable compensation: {e}"))),
+                Err(e) => Err(RuntimeError::Daemon(format!(
+                    "unreadable compensation: {e}"
+                ))),
             };
             let outcome = match result {
-                Ok(()) => Outcome::Ok { value: serde_json::Value::Null },
+                Ok(()) => Outcome::Ok {
+                    value: serde_json::Value::Null,
+                },
                 Err(e) => {
                     failures.push(format!("undo of step {step}: {e}"));
-                    Outcome::Err { error: e.to_string(), error_kind: None }
+                    Outcome::Err {
+                        error: e.to_string(),
+                        error_kind: None,
+                    }
                 }
             };
-            self.journal.append(&job.id, Event::UndoResult { step, outcome }).await?;
+            self.journal
+                .append(&job.id, Event::UndoResult { step, outcome })
+                .await?;
             // Earlier steps' undos may depend on this one (an image cannot go
             // while the container made from it is still there): stop here and
             // keep the rest for a retry.
@@ -87,17 +150,31 @@ impl Inner {
         } else {
             (JobState::RolledBack, error)
         };
-        self.journal.append(&job.id, Event::State { state, error }).await.map(|_| ())
+        self.journal
+            .append(&job.id, Event::State { state, error })
+            .await
+            .map(|_| ())
     }
 
     /// Run one compensation; idempotent.
-    async fn compensate(&self, record: &JobRecord, undo: &Compensation) -> Result<(), RuntimeError> {
+    async fn compensate(
+        &self,
+        record: &JobRecord,
+        undo: &Compensation,
+    ) -> Result<(), RuntimeError> {
         let (job, target) = (&record.id, record.target.as_str());
         let rt = &self.runtime;
         match undo {
-            Compensation::Plugin { action, data } => self.plugin_compensation(record, action, data).await,
+            Compensation::Plugin { action, data } => {
+                self.plugin_compensation(record, action, data).await
+            }
             Compensation::RemoveImage { image } => {
-                if self.journal.images_in_use(target).map_err(|e| RuntimeError::Daemon(e.to_string()))?.contains(image) {
+                if self
+                    .journal
+                    .images_in_use(target)
+                    .map_err(|e| RuntimeError::Daemon(e.to_string()))?
+                    .contains(image)
+                {
                     // Another target's revision runs it now: not ours to remove.
                     return Ok(());
                 }
@@ -114,7 +191,9 @@ impl Inner {
             Compensation::RemoveCreatedContainer { name, job: creator } => {
                 debug_assert_eq!(creator, job.as_str());
                 match rt.inspect_container(name).await? {
-                    Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => rt.remove_container(&c.id).await,
+                    Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => {
+                        rt.remove_container(&c.id).await
+                    }
                     // Missing (create never happened) or not ours: nothing to undo.
                     _ => Ok(()),
                 }
@@ -127,7 +206,9 @@ impl Inner {
             Compensation::RenameContainer { id, to } => match rt.inspect_container(id).await? {
                 Some(c) if c.name == *to => Ok(()),
                 Some(_) => rt.rename_container(id, to).await,
-                None => Err(RuntimeError::NotFound(format!("container {id} to rename back to {to}"))),
+                None => Err(RuntimeError::NotFound(format!(
+                    "container {id} to rename back to {to}"
+                ))),
             },
         }
     }

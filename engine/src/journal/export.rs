@@ -8,7 +8,10 @@
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use super::{EventRecord, JobId, JobRecord, Journal, JournalError, Millis, RevisionRecord, SCHEMA_VERSION, Seq};
+use super::{
+    EventRecord, JobId, JobRecord, Journal, JournalError, Millis, RevisionRecord, SCHEMA_VERSION,
+    Seq,
+};
 
 /// Name of the format in the header line.
 pub const FORMAT: &str = "deckhand-journal";
@@ -95,18 +98,37 @@ impl Journal {
     /// its target and the revisions it made).
     pub fn export(&self, job: Option<&JobId>) -> Result<String, JournalError> {
         let jobs: Vec<JobRecord> = match job {
-            Some(id) => vec![self.job(id)?.ok_or_else(|| JournalError::UnknownJob(id.clone()))?],
+            Some(id) => vec![
+                self.job(id)?
+                    .ok_or_else(|| JournalError::UnknownJob(id.clone()))?,
+            ],
             None => {
-                let mut all = self.list_jobs(&super::JobFilter { include_dismissed: true, ..Default::default() })?;
+                let mut all = self.list_jobs(&super::JobFilter {
+                    include_dismissed: true,
+                    ..Default::default()
+                })?;
                 all.reverse();
                 all
             }
         };
-        let mut out = line_of(&Line::Header { format: FORMAT.into(), version: FORMAT_VERSION, schema: SCHEMA_VERSION }) + "\n";
+        let mut out = line_of(&Line::Header {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            schema: SCHEMA_VERSION,
+        }) + "\n";
         let mut events: Vec<EventRecord> = Vec::new();
         for j in &jobs {
-            let key = self.read(|c| Ok(c.query_row("SELECT idempotency_key FROM jobs WHERE id = ?1", [j.id.as_str()], |r| r.get::<_, Option<String>>(0))?))?;
-            out += &(line_of(&Line::Job { job: j.clone(), idempotency_key: key }) + "\n");
+            let key = self.read(|c| {
+                Ok(c.query_row(
+                    "SELECT idempotency_key FROM jobs WHERE id = ?1",
+                    [j.id.as_str()],
+                    |r| r.get::<_, Option<String>>(0),
+                )?)
+            })?;
+            out += &(line_of(&Line::Job {
+                job: j.clone(),
+                idempotency_key: key,
+            }) + "\n");
             events.extend(self.events(&j.id, 0)?);
         }
         events.sort_by_key(|e| e.seq);
@@ -114,22 +136,35 @@ impl Journal {
             out += &(line_of(&Line::Event(e)) + "\n");
         }
         let targets = match job {
-            Some(_) => jobs.iter().filter_map(|j| self.target(&j.target).transpose()).collect::<Result<Vec<_>, _>>()?,
+            Some(_) => jobs
+                .iter()
+                .filter_map(|j| self.target(&j.target).transpose())
+                .collect::<Result<Vec<_>, _>>()?,
             None => self.targets()?,
         };
         for t in &targets {
-            out += &(line_of(&Line::Target { name: t.name.clone(), current_revision: t.current.as_ref().map(|r| r.revision) }) + "\n");
+            out += &(line_of(&Line::Target {
+                name: t.name.clone(),
+                current_revision: t.current.as_ref().map(|r| r.revision),
+            }) + "\n");
         }
         for t in &targets {
             for r in &t.history {
                 if job.is_none_or(|id| r.job_id == *id) {
-                    out += &(line_of(&Line::Revision { target: t.name.clone(), revision: r.clone() }) + "\n");
+                    out += &(line_of(&Line::Revision {
+                        target: t.name.clone(),
+                        revision: r.clone(),
+                    }) + "\n");
                 }
             }
         }
         if job.is_none() {
             for (name, digest, registered_at) in self.plugin_registrations()? {
-                out += &(line_of(&Line::Plugin { name, digest, registered_at }) + "\n");
+                out += &(line_of(&Line::Plugin {
+                    name,
+                    digest,
+                    registered_at,
+                }) + "\n");
             }
         }
         Ok(out)
@@ -139,8 +174,16 @@ impl Journal {
     pub async fn import(&self, text: &str) -> Result<ImportReport, ImportError> {
         let lines = parse(text)?;
         let report = ImportReport {
-            jobs: lines.0.iter().filter(|l| matches!(l, Line::Job { .. })).count(),
-            events: lines.0.iter().filter(|l| matches!(l, Line::Event(_))).count(),
+            jobs: lines
+                .0
+                .iter()
+                .filter(|l| matches!(l, Line::Job { .. }))
+                .count(),
+            events: lines
+                .0
+                .iter()
+                .filter(|l| matches!(l, Line::Event(_)))
+                .count(),
             torn_last_line: lines.1,
         };
         let parsed = lines.0;
@@ -149,8 +192,14 @@ impl Journal {
             .write(move |c, _| insert_all(c, &parsed))
             .await
             .map_err(|e| match e {
-                JournalError::Corrupt { what, detail } => ImportError { line: what.parse().unwrap_or(0), detail },
-                other => ImportError { line: 0, detail: other.to_string() },
+                JournalError::Corrupt { what, detail } => ImportError {
+                    line: what.parse().unwrap_or(0),
+                    detail,
+                },
+                other => ImportError {
+                    line: 0,
+                    detail: other.to_string(),
+                },
             })?;
         Ok(report)
     }
@@ -160,7 +209,11 @@ impl Journal {
 fn parse(text: &str) -> Result<(Vec<Line>, Option<usize>), ImportError> {
     let raw: Vec<&str> = text.split('\n').collect();
     let ends_with_newline = text.ends_with('\n');
-    let count = if ends_with_newline { raw.len() - 1 } else { raw.len() };
+    let count = if ends_with_newline {
+        raw.len() - 1
+    } else {
+        raw.len()
+    };
     let mut lines = Vec::new();
     let mut torn = None;
     let mut last_seq: Seq = 0;
@@ -174,7 +227,12 @@ fn parse(text: &str) -> Result<(Vec<Line>, Option<usize>), ImportError> {
                 torn = Some(n);
                 break;
             }
-            Err(e) => return Err(ImportError { line: n, detail: format!("not a journal record: {e}") }),
+            Err(e) => {
+                return Err(ImportError {
+                    line: n,
+                    detail: format!("not a journal record: {e}"),
+                });
+            }
         };
         // Sections come in a fixed order.
         let this_rank = match &line {
@@ -187,12 +245,33 @@ fn parse(text: &str) -> Result<(Vec<Line>, Option<usize>), ImportError> {
         };
         if n == 1 {
             match &line {
-                Line::Header { format, version, schema } if format == FORMAT && *version == FORMAT_VERSION && *schema <= SCHEMA_VERSION => {}
-                Line::Header { .. } => return Err(ImportError { line: 1, detail: format!("unsupported header (this build reads {FORMAT} version {FORMAT_VERSION}, schema ≤ {SCHEMA_VERSION})") }),
-                _ => return Err(ImportError { line: 1, detail: "the first line must be the header".into() }),
+                Line::Header {
+                    format,
+                    version,
+                    schema,
+                } if format == FORMAT
+                    && *version == FORMAT_VERSION
+                    && *schema <= SCHEMA_VERSION => {}
+                Line::Header { .. } => {
+                    return Err(ImportError {
+                        line: 1,
+                        detail: format!(
+                            "unsupported header (this build reads {FORMAT} version {FORMAT_VERSION}, schema ≤ {SCHEMA_VERSION})"
+                        ),
+                    });
+                }
+                _ => {
+                    return Err(ImportError {
+                        line: 1,
+                        detail: "the first line must be the header".into(),
+                    });
+                }
             }
         } else if this_rank == 0 {
-            return Err(ImportError { line: n, detail: "a second header".into() });
+            return Err(ImportError {
+                line: n,
+                detail: "a second header".into(),
+            });
         }
         if this_rank < rank {
             return Err(ImportError { line: n, detail: "out of order: records come as header, jobs, events, targets, revisions, plugins".into() });
@@ -204,10 +283,19 @@ fn parse(text: &str) -> Result<(Vec<Line>, Option<usize>), ImportError> {
             }
             Line::Event(e) => {
                 if e.seq <= last_seq {
-                    return Err(ImportError { line: n, detail: format!("out of order: event {} after event {last_seq}", e.seq) });
+                    return Err(ImportError {
+                        line: n,
+                        detail: format!("out of order: event {} after event {last_seq}", e.seq),
+                    });
                 }
                 if !jobs.contains(&e.job_id) {
-                    return Err(ImportError { line: n, detail: format!("event {} belongs to job {}, which is not in the file", e.seq, e.job_id) });
+                    return Err(ImportError {
+                        line: n,
+                        detail: format!(
+                            "event {} belongs to job {}, which is not in the file",
+                            e.seq, e.job_id
+                        ),
+                    });
                 }
                 last_seq = e.seq;
             }
@@ -216,13 +304,19 @@ fn parse(text: &str) -> Result<(Vec<Line>, Option<usize>), ImportError> {
         lines.push(line);
     }
     if lines.is_empty() {
-        return Err(ImportError { line: 1, detail: "empty input".into() });
+        return Err(ImportError {
+            line: 1,
+            detail: "empty input".into(),
+        });
     }
     Ok((lines, torn))
 }
 
 fn corrupt_at(line: usize, detail: String) -> JournalError {
-    JournalError::Corrupt { what: line.to_string(), detail }
+    JournalError::Corrupt {
+        what: line.to_string(),
+        detail,
+    }
 }
 
 fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
@@ -231,7 +325,10 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
         let fail = |e: rusqlite::Error| corrupt_at(n, format!("cannot import: {e}"));
         match line {
             Line::Header { .. } => {}
-            Line::Job { job: j, idempotency_key } => {
+            Line::Job {
+                job: j,
+                idempotency_key,
+            } => {
                 c.execute(
                     "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel_requested, dismissed, created_at, updated_at, idempotency_key)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -258,11 +355,20 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
             Line::Event(e) => {
                 c.execute(
                     "INSERT INTO events (seq, job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![e.seq, e.job_id.as_str(), e.at, e.event.kind(), serde_json::to_string(&e.event).expect("events serialize")],
+                    params![
+                        e.seq,
+                        e.job_id.as_str(),
+                        e.at,
+                        e.event.kind(),
+                        serde_json::to_string(&e.event).expect("events serialize")
+                    ],
                 )
                 .map_err(fail)?;
             }
-            Line::Target { name, current_revision } => {
+            Line::Target {
+                name,
+                current_revision,
+            } => {
                 c.execute(
                     "INSERT INTO targets (name, current_revision) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET current_revision = excluded.current_revision",
@@ -270,15 +376,26 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
                 )
                 .map_err(fail)?;
             }
-            Line::Revision { target, revision: r } => {
+            Line::Revision {
+                target,
+                revision: r,
+            } => {
                 c.execute(
                     "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![target, r.revision as i64, r.image, r.container_id, r.spec.to_string(), r.job_id.as_str(), r.created_at],
                 )
                 .map_err(fail)?;
             }
-            Line::Plugin { name, digest, registered_at } => {
-                c.execute("INSERT INTO plugins (name, digest, registered_at) VALUES (?1, ?2, ?3)", params![name, digest, registered_at]).map_err(fail)?;
+            Line::Plugin {
+                name,
+                digest,
+                registered_at,
+            } => {
+                c.execute(
+                    "INSERT INTO plugins (name, digest, registered_at) VALUES (?1, ?2, ?3)",
+                    params![name, digest, registered_at],
+                )
+                .map_err(fail)?;
             }
         }
     }
@@ -289,7 +406,10 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
 pub fn validate(text: &str) -> Result<ImportReport, ImportError> {
     let (lines, torn) = parse(text)?;
     Ok(ImportReport {
-        jobs: lines.iter().filter(|l| matches!(l, Line::Job { .. })).count(),
+        jobs: lines
+            .iter()
+            .filter(|l| matches!(l, Line::Job { .. }))
+            .count(),
         events: lines.iter().filter(|l| matches!(l, Line::Event(_))).count(),
         torn_last_line: torn,
     })

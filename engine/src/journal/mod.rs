@@ -100,7 +100,9 @@ struct Inner {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.inner.path).finish()
+        f.debug_struct("Journal")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -111,7 +113,10 @@ impl Journal {
     /// Open (creating if needed) the journal at `path`, migrating its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Journal> {
         let path = path.as_ref().to_path_buf();
-        let open_err = |detail: String| JournalError::Open { path: path.clone(), detail };
+        let open_err = |detail: String| JournalError::Open {
+            path: path.clone(),
+            detail,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
@@ -123,13 +128,22 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(JournalError::Corrupt { what: path.display().to_string(), detail: check });
+            return Err(JournalError::Corrupt {
+                what: path.display().to_string(),
+                detail: check,
+            });
         }
         schema::migrate(&mut conn)?;
         let (live, _) = broadcast::channel(4096);
         let writer = writer::Writer::start(conn, live.clone());
         Ok(Journal {
-            inner: Arc::new(Inner { append_observer: std::sync::OnceLock::new(), path, writer, readers: Mutex::new(Vec::new()), live }),
+            inner: Arc::new(Inner {
+                append_observer: std::sync::OnceLock::new(),
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                live,
+            }),
         })
     }
 
@@ -176,7 +190,11 @@ impl Journal {
     pub async fn append(&self, job: &JobId, event: Event) -> Result<Seq> {
         let job = job.clone();
         let started = std::time::Instant::now();
-        let seq = self.inner.writer.write(move |c, out| append_event(c, &job, event, out)).await?;
+        let seq = self
+            .inner
+            .writer
+            .write(move |c, out| append_event(c, &job, event, out))
+            .await?;
         if let Some(observe) = self.inner.append_observer.get() {
             observe(started.elapsed().as_secs_f64());
         }
@@ -212,15 +230,21 @@ impl Journal {
     /// Append a cancel request unless the job is terminal or committing.
     /// Returns the job's state and whether the request was recorded now
     /// (`false` also when one was already recorded: cancel is idempotent).
-    pub async fn request_cancel(&self, job: &JobId, reason: Option<String>) -> Result<(JobState, bool)> {
+    pub async fn request_cancel(
+        &self,
+        job: &JobId,
+        reason: Option<String>,
+    ) -> Result<(JobState, bool)> {
         let job = job.clone();
         self.inner
             .writer
             .write(move |c, out| {
                 let (state, already) = c
-                    .query_row("SELECT state, cancel_requested FROM jobs WHERE id = ?1", [job.as_str()], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
-                    })
+                    .query_row(
+                        "SELECT state, cancel_requested FROM jobs WHERE id = ?1",
+                        [job.as_str()],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)),
+                    )
                     .optional()?
                     .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
                 let state = parse_state(&state)?;
@@ -273,7 +297,10 @@ impl Journal {
         self.inner
             .writer
             .write(move |c, _| {
-                c.execute("UPDATE targets SET current_revision = NULL WHERE name = ?1", [&target])?;
+                c.execute(
+                    "UPDATE targets SET current_revision = NULL WHERE name = ?1",
+                    [&target],
+                )?;
                 Ok(())
             })
             .await
@@ -285,7 +312,10 @@ impl Journal {
         self.inner
             .writer
             .write(move |c, _| {
-                c.execute("INSERT INTO plugins (name, digest, registered_at) VALUES (?1, ?2, ?3)", params![name, digest, now_millis()])?;
+                c.execute(
+                    "INSERT INTO plugins (name, digest, registered_at) VALUES (?1, ?2, ?3)",
+                    params![name, digest, now_millis()],
+                )?;
                 Ok(())
             })
             .await
@@ -294,7 +324,8 @@ impl Journal {
     /// Every plugin registration, oldest first: (name, digest, when).
     pub fn plugin_registrations(&self) -> Result<Vec<(String, String, Millis)>> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT name, digest, registered_at FROM plugins ORDER BY seq")?;
+            let mut stmt =
+                c.prepare("SELECT name, digest, registered_at FROM plugins ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -307,12 +338,19 @@ impl Journal {
             .writer
             .write(move |c, _| {
                 let state: String = c
-                    .query_row("SELECT state FROM jobs WHERE id = ?1", [job.as_str()], |r| r.get(0))
+                    .query_row(
+                        "SELECT state FROM jobs WHERE id = ?1",
+                        [job.as_str()],
+                        |r| r.get(0),
+                    )
                     .optional()?
                     .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
                 let state = parse_state(&state)?;
                 if state.is_terminal() {
-                    c.execute("UPDATE jobs SET dismissed = 1 WHERE id = ?1", [job.as_str()])?;
+                    c.execute(
+                        "UPDATE jobs SET dismissed = 1 WHERE id = ?1",
+                        [job.as_str()],
+                    )?;
                 }
                 Ok(state)
             })
@@ -330,23 +368,34 @@ impl Journal {
                     &self.inner.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
-                .map_err(|e| JournalError::Open { path: self.inner.path.clone(), detail: e.to_string() })?;
+                .map_err(|e| JournalError::Open {
+                    path: self.inner.path.clone(),
+                    detail: e.to_string(),
+                })?;
                 c.busy_timeout(std::time::Duration::from_secs(10))?;
                 c
             }
         };
         let out = f(&conn);
-        self.inner.readers.lock().expect("reader pool lock").push(conn);
+        self.inner
+            .readers
+            .lock()
+            .expect("reader pool lock")
+            .push(conn);
         out
     }
 
     /// One job, if it exists.
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id.as_str()], raw_job)
-                .optional()?
-                .map(decode_job)
-                .transpose()
+            c.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id.as_str()],
+                raw_job,
+            )
+            .optional()?
+            .map(decode_job)
+            .transpose()
         })
     }
 
@@ -386,10 +435,14 @@ impl Journal {
     /// The job created with this idempotency key, if any.
     pub fn job_by_idempotency_key(&self, key: &str) -> Result<Option<JobRecord>> {
         self.read(|c| {
-            c.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"), [key], raw_job)
-                .optional()?
-                .map(decode_job)
-                .transpose()
+            c.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
+                [key],
+                raw_job,
+            )
+            .optional()?
+            .map(decode_job)
+            .transpose()
         })
     }
 
@@ -453,14 +506,22 @@ impl Journal {
                 .prepare("SELECT name FROM targets ORDER BY name")?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            names.iter().filter_map(|n| target_record(c, n).transpose()).collect()
+            names
+                .iter()
+                .filter_map(|n| target_record(c, n).transpose())
+                .collect()
         })
     }
 
     /// Jobs with an intent whose call has every `(field, value)` given
     /// (`$.call.<field> = value`), optionally only unfinished ones, other
     /// than `except`. The journal matches the JSON without knowing the calls.
-    pub fn jobs_with_intent(&self, fields: &[(&str, Value)], only_active: bool, except: Option<&JobId>) -> Result<Vec<JobId>> {
+    pub fn jobs_with_intent(
+        &self,
+        fields: &[(&str, Value)],
+        only_active: bool,
+        except: Option<&JobId>,
+    ) -> Result<Vec<JobId>> {
         self.read(|c| {
             let mut sql = String::from("SELECT DISTINCT e.job_id FROM events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = 'intent'");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -506,18 +567,63 @@ impl Journal {
 
 const JOB_COLUMNS: &str = "id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel_requested, dismissed, created_at, updated_at";
 
-type RawJob = (String, String, String, String, String, String, Option<String>, String, Option<String>, Option<String>, bool, bool, i64, i64);
+type RawJob = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    bool,
+    i64,
+    i64,
+);
 
 fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
     Ok((
-        r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?,
-        r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?,
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
     ))
 }
 
 fn decode_job(raw: RawJob) -> Result<JobRecord> {
-    let (id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel, dismissed, created_at, updated_at) = raw;
-    let corrupt = |detail: String| JournalError::Corrupt { what: format!("job {id}"), detail };
+    let (
+        id,
+        workflow,
+        target,
+        params,
+        plugin_digest,
+        state,
+        phase,
+        progress,
+        error,
+        summary,
+        cancel,
+        dismissed,
+        created_at,
+        updated_at,
+    ) = raw;
+    let corrupt = |detail: String| JournalError::Corrupt {
+        what: format!("job {id}"),
+        detail,
+    };
     Ok(JobRecord {
         params: serde_json::from_str(&params).map_err(|e| corrupt(e.to_string()))?,
         progress: serde_json::from_str(&progress).map_err(|e| corrupt(e.to_string()))?,
@@ -541,13 +647,23 @@ fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, Strin
 }
 
 fn decode_event((seq, job, at, data): (i64, String, i64, String)) -> Result<EventRecord> {
-    let event = serde_json::from_str(&data)
-        .map_err(|e| JournalError::Corrupt { what: format!("event {seq}"), detail: e.to_string() })?;
-    Ok(EventRecord { seq, job_id: JobId(job), at, event })
+    let event = serde_json::from_str(&data).map_err(|e| JournalError::Corrupt {
+        what: format!("event {seq}"),
+        detail: e.to_string(),
+    })?;
+    Ok(EventRecord {
+        seq,
+        job_id: JobId(job),
+        at,
+        event,
+    })
 }
 
 fn parse_state(s: &str) -> Result<JobState> {
-    s.parse().map_err(|detail| JournalError::Corrupt { what: "job state".into(), detail })
+    s.parse().map_err(|detail| JournalError::Corrupt {
+        what: "job state".into(),
+        detail,
+    })
 }
 
 fn insert_event(c: &Connection, job: &JobId, at: Millis, event: Event) -> Result<EventRecord> {
@@ -556,25 +672,56 @@ fn insert_event(c: &Connection, job: &JobId, at: Millis, event: Event) -> Result
         "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
         params![job.as_str(), at, event.kind(), data],
     )?;
-    Ok(EventRecord { seq: c.last_insert_rowid(), job_id: job.clone(), at, event })
+    Ok(EventRecord {
+        seq: c.last_insert_rowid(),
+        job_id: job.clone(),
+        at,
+        event,
+    })
 }
 
 /// Insert `event` and update the job's projection to match.
-fn append_event(c: &Connection, job: &JobId, event: Event, out: &mut Vec<EventRecord>) -> Result<Seq> {
+fn append_event(
+    c: &Connection,
+    job: &JobId,
+    event: Event,
+    out: &mut Vec<EventRecord>,
+) -> Result<Seq> {
     let at = now_millis();
     let (state, cancel_requested): (String, bool) = c
-        .query_row("SELECT state, cancel_requested FROM jobs WHERE id = ?1", [job.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT state, cancel_requested FROM jobs WHERE id = ?1",
+            [job.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?
         .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
     let state = parse_state(&state)?;
     // Terminal is final, with one exception: an operator's retry of a
     // `failed` job resumes its rollback or its commit.
     let retry = state == JobState::Failed
-        && matches!(event, Event::State { state: JobState::RollingBack | JobState::Committing, .. });
+        && matches!(
+            event,
+            Event::State {
+                state: JobState::RollingBack | JobState::Committing,
+                ..
+            }
+        );
     if state.is_terminal() && !retry && !matches!(event, Event::Log { .. }) {
-        return Err(JournalError::Terminal { job: job.clone(), state });
+        return Err(JournalError::Terminal {
+            job: job.clone(),
+            state,
+        });
     }
-    if cancel_requested && matches!(event, Event::State { state: JobState::Committing, .. }) {
+    if cancel_requested
+        && matches!(
+            event,
+            Event::State {
+                state: JobState::Committing,
+                ..
+            }
+        )
+    {
         return Err(JournalError::CancelPending(job.clone()));
     }
     match &event {
@@ -592,17 +739,29 @@ fn append_event(c: &Connection, job: &JobId, event: Event, out: &mut Vec<EventRe
         }
         Event::Progress(p) => {
             let p = serde_json::to_string(p).expect("progress serializes");
-            c.execute("UPDATE jobs SET progress = ?2 WHERE id = ?1", params![job.as_str(), p])?;
+            c.execute(
+                "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+                params![job.as_str(), p],
+            )?;
         }
         Event::CancelRequested { .. } => {
-            c.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1", [job.as_str()])?;
+            c.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
+                [job.as_str()],
+            )?;
         }
         Event::Finished { summary } => {
-            c.execute("UPDATE jobs SET summary = ?2 WHERE id = ?1", params![job.as_str(), summary])?;
+            c.execute(
+                "UPDATE jobs SET summary = ?2 WHERE id = ?1",
+                params![job.as_str(), summary],
+            )?;
         }
         _ => {}
     }
-    c.execute("UPDATE jobs SET updated_at = ?2 WHERE id = ?1", params![job.as_str(), at])?;
+    c.execute(
+        "UPDATE jobs SET updated_at = ?2 WHERE id = ?1",
+        params![job.as_str(), at],
+    )?;
     let rec = insert_event(c, job, at, event)?;
     let seq = rec.seq;
     out.push(rec);
@@ -611,25 +770,51 @@ fn append_event(c: &Connection, job: &JobId, event: Event, out: &mut Vec<EventRe
 
 fn target_record(c: &Connection, name: &str) -> Result<Option<TargetRecord>> {
     let current: Option<Option<i64>> = c
-        .query_row("SELECT current_revision FROM targets WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT current_revision FROM targets WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .optional()?;
-    let Some(current) = current else { return Ok(None) };
+    let Some(current) = current else {
+        return Ok(None);
+    };
     let mut stmt = c.prepare(
         "SELECT revision, image, container_id, spec, job_id, created_at FROM revisions WHERE target = ?1 ORDER BY revision",
     )?;
     let history = stmt
         .query_map([name], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, i64>(5)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
         })?
         .map(|row| {
             let (revision, image, container_id, spec, job_id, created_at) = row?;
-            let spec: Value = serde_json::from_str(&spec)
-                .map_err(|e| JournalError::Corrupt { what: format!("revision {revision} of {name}"), detail: e.to_string() })?;
-            Ok(RevisionRecord { revision: revision as u64, image, container_id, spec, job_id: JobId(job_id), created_at })
+            let spec: Value = serde_json::from_str(&spec).map_err(|e| JournalError::Corrupt {
+                what: format!("revision {revision} of {name}"),
+                detail: e.to_string(),
+            })?;
+            Ok(RevisionRecord {
+                revision: revision as u64,
+                image,
+                container_id,
+                spec,
+                job_id: JobId(job_id),
+                created_at,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let current = current.and_then(|n| history.iter().find(|r| r.revision == n as u64).cloned());
-    Ok(Some(TargetRecord { name: name.to_owned(), current, history }))
+    Ok(Some(TargetRecord {
+        name: name.to_owned(),
+        current,
+        history,
+    }))
 }
 
 #[cfg(test)]
@@ -656,7 +841,13 @@ mod tests {
         let events = j.events(&job.id, 0).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event.kind(), "created");
-        assert_eq!(events[1].event, Event::State { state: JobState::Queued, error: None });
+        assert_eq!(
+            events[1].event,
+            Event::State {
+                state: JobState::Queued,
+                error: None
+            }
+        );
         assert!(events[0].seq < events[1].seq);
     }
 
@@ -665,9 +856,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
         let job = j.create_job(new_job("web")).await.unwrap();
-        j.append(&job.id, Event::State { state: JobState::Succeeded, error: None }).await.unwrap();
-        let err = j.append(&job.id, Event::State { state: JobState::Failed, error: Some("late".into()) }).await;
-        assert!(matches!(err, Err(JournalError::Terminal { state: JobState::Succeeded, .. })), "{err:?}");
+        j.append(
+            &job.id,
+            Event::State {
+                state: JobState::Succeeded,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+        let err = j
+            .append(
+                &job.id,
+                Event::State {
+                    state: JobState::Failed,
+                    error: Some("late".into()),
+                },
+            )
+            .await;
+        assert!(
+            matches!(
+                err,
+                Err(JournalError::Terminal {
+                    state: JobState::Succeeded,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
         assert_eq!(j.job(&job.id).unwrap().unwrap().state, JobState::Succeeded);
     }
 
@@ -678,11 +894,25 @@ mod tests {
         let id = {
             let j = Journal::open(&path).unwrap();
             let job = j.create_job(new_job("web")).await.unwrap();
-            j.append(&job.id, Event::Intent { step: 1, call: serde_json::json!({"op": "x"}), undo: None }).await.unwrap();
+            j.append(
+                &job.id,
+                Event::Intent {
+                    step: 1,
+                    call: serde_json::json!({"op": "x"}),
+                    undo: None,
+                },
+            )
+            .await
+            .unwrap();
             job.id
         };
         let j = Journal::open(&path).unwrap();
-        let kinds: Vec<_> = j.events(&id, 0).unwrap().iter().map(|e| e.event.kind()).collect();
+        let kinds: Vec<_> = j
+            .events(&id, 0)
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind())
+            .collect();
         assert_eq!(kinds, ["created", "state", "intent"]);
     }
 
@@ -691,12 +921,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
         let job = j.create_job(new_job("web")).await.unwrap();
-        assert_eq!(j.request_cancel(&job.id, None).await.unwrap(), (JobState::Queued, true));
-        assert_eq!(j.request_cancel(&job.id, None).await.unwrap(), (JobState::Queued, false));
+        assert_eq!(
+            j.request_cancel(&job.id, None).await.unwrap(),
+            (JobState::Queued, true)
+        );
+        assert_eq!(
+            j.request_cancel(&job.id, None).await.unwrap(),
+            (JobState::Queued, false)
+        );
         assert!(j.job(&job.id).unwrap().unwrap().cancel_requested);
         let done = j.create_job(new_job("api")).await.unwrap();
-        j.append(&done.id, Event::State { state: JobState::Succeeded, error: None }).await.unwrap();
-        assert_eq!(j.request_cancel(&done.id, None).await.unwrap(), (JobState::Succeeded, false));
+        j.append(
+            &done.id,
+            Event::State {
+                state: JobState::Succeeded,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            j.request_cancel(&done.id, None).await.unwrap(),
+            (JobState::Succeeded, false)
+        );
     }
 
     #[tokio::test]
@@ -709,7 +956,16 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let job = j.create_job(new_job(&format!("t{t}"))).await.unwrap();
                 for step in 1..=20 {
-                    j.append(&job.id, Event::Intent { step, call: Value::Null, undo: None }).await.unwrap();
+                    j.append(
+                        &job.id,
+                        Event::Intent {
+                            step,
+                            call: Value::Null,
+                            undo: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
                 }
                 job.id
             }));
@@ -756,14 +1012,40 @@ mod tests {
 
     #[test]
     fn every_event_kind_round_trips_through_json() {
-        let outcome_err = Outcome::Err { error: "boom".into(), error_kind: Some("runtime".into()) };
+        let outcome_err = Outcome::Err {
+            error: "boom".into(),
+            error_kind: Some("runtime".into()),
+        };
         let events = vec![
-            Event::Result { step: 1, outcome: outcome_err.clone() },
-            Event::UndoResult { step: 1, outcome: outcome_err.clone() },
-            Event::CommitResult { step: 1, outcome: outcome_err },
-            Event::Result { step: 2, outcome: Outcome::Ok { value: serde_json::json!({"a": 1}) } },
-            Event::State { state: JobState::Failed, error: Some("x".into()) },
-            Event::Progress(Progress { fraction: Some(0.5), layers_done: 1, layers_total: 2, bytes_done: 3, bytes_total: 4 }),
+            Event::Result {
+                step: 1,
+                outcome: outcome_err.clone(),
+            },
+            Event::UndoResult {
+                step: 1,
+                outcome: outcome_err.clone(),
+            },
+            Event::CommitResult {
+                step: 1,
+                outcome: outcome_err,
+            },
+            Event::Result {
+                step: 2,
+                outcome: Outcome::Ok {
+                    value: serde_json::json!({"a": 1}),
+                },
+            },
+            Event::State {
+                state: JobState::Failed,
+                error: Some("x".into()),
+            },
+            Event::Progress(Progress {
+                fraction: Some(0.5),
+                layers_done: 1,
+                layers_total: 2,
+                bytes_done: 3,
+                bytes_total: 4,
+            }),
         ];
         for e in events {
             let text = serde_json::to_string(&e).unwrap();
@@ -778,7 +1060,10 @@ mod tests {
         let c = Connection::open(&path).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
-        assert!(matches!(Journal::open(&path), Err(JournalError::NewerSchema { found: 99, .. })));
+        assert!(matches!(
+            Journal::open(&path),
+            Err(JournalError::NewerSchema { found: 99, .. })
+        ));
     }
 
     #[test]

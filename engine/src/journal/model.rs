@@ -55,7 +55,9 @@ impl fmt::Display for JobId {
 impl FromStr for JobId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        uuid::Uuid::parse_str(s).map(|u| JobId(u.to_string())).map_err(|_| format!("`{s}` is not a job id"))
+        uuid::Uuid::parse_str(s)
+            .map(|u| JobId(u.to_string()))
+            .map_err(|_| format!("`{s}` is not a job id"))
     }
 }
 
@@ -113,7 +115,10 @@ impl JobState {
 
     /// Whether no engine works on a job in this state any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Cancelled | JobState::RolledBack | JobState::Failed)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Cancelled | JobState::RolledBack | JobState::Failed
+        )
     }
 }
 

@@ -78,7 +78,10 @@ pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 pub fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
     let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CURRENT_VERSION {
-        return Err(JournalError::NewerSchema { found: version, supported: CURRENT_VERSION });
+        return Err(JournalError::NewerSchema {
+            found: version,
+            supported: CURRENT_VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;

@@ -18,7 +18,8 @@ use super::{EventRecord, JournalError};
 const MAX_GROUP: usize = 256;
 
 type Output = Box<dyn Any + Send>;
-type Apply = Box<dyn FnOnce(&Connection, &mut Vec<EventRecord>) -> Result<Output, JournalError> + Send>;
+type Apply =
+    Box<dyn FnOnce(&Connection, &mut Vec<EventRecord>) -> Result<Output, JournalError> + Send>;
 
 struct WriteOp {
     apply: Apply,
@@ -50,9 +51,13 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         let apply: Apply = Box::new(move |c, ev| apply(c, ev).map(|t| Box::new(t) as Output));
-        self.queue.send(WriteOp { apply, reply }).map_err(|_| JournalError::WriterGone)?;
+        self.queue
+            .send(WriteOp { apply, reply })
+            .map_err(|_| JournalError::WriterGone)?;
         let out = answer.await.map_err(|_| JournalError::WriterGone)??;
-        Ok(*out.downcast::<T>().expect("write output has the type its closure returned"))
+        Ok(*out
+            .downcast::<T>()
+            .expect("write output has the type its closure returned"))
     }
 }
 
@@ -61,7 +66,9 @@ impl Writer {
 /// N-th event is durable, before answering anyone — a crash at that exact
 /// point of the journal.
 fn kill_after_events() -> Option<u64> {
-    std::env::var("DECKHAND_FAULT_KILL_AFTER_EVENTS").ok().and_then(|v| v.parse().ok())
+    std::env::var("DECKHAND_FAULT_KILL_AFTER_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<EventRecord>) {
@@ -75,7 +82,12 @@ fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<E
                 Err(_) => break,
             }
         }
-        events_written += commit_group(&conn, group, &live, kill_after.map(|n| n.saturating_sub(events_written)));
+        events_written += commit_group(
+            &conn,
+            group,
+            &live,
+            kill_after.map(|n| n.saturating_sub(events_written)),
+        );
     }
 }
 
@@ -83,7 +95,12 @@ fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<E
 /// the others), commit once, then answer every caller. Returns the number
 /// of events written; with `kill_within` events to go before the injected
 /// crash, it crashes once they are durable.
-fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender<EventRecord>, kill_within: Option<u64>) -> u64 {
+fn commit_group(
+    conn: &Connection,
+    group: Vec<WriteOp>,
+    live: &broadcast::Sender<EventRecord>,
+    kill_within: Option<u64>,
+) -> u64 {
     let mut answers = Vec::with_capacity(group.len());
     let mut events = Vec::new();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -100,7 +117,10 @@ fn commit_group(conn: &Connection, group: Vec<WriteOp>, live: &broadcast::Sender
             .map_err(JournalError::from)
             .and_then(|_| (op.apply)(conn, &mut own_events));
         let result = match result {
-            Ok(out) => conn.execute_batch("RELEASE op").map(|_| out).map_err(JournalError::from),
+            Ok(out) => conn
+                .execute_batch("RELEASE op")
+                .map(|_| out)
+                .map_err(JournalError::from),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
                 own_events.clear();

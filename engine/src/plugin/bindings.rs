@@ -12,6 +12,8 @@ mod generated {
     });
 }
 
-pub use generated::deckhand::workflow::types::{ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision};
+pub use generated::deckhand::workflow::types::{
+    ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision,
+};
 pub use generated::deckhand::workflow::{container, job, state, types};
 pub use generated::{Workflow, WorkflowPre};

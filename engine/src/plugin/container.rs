@@ -14,7 +14,10 @@ use super::bindings::{ContainerInfo, ContainerSpec, HostError, container};
 use super::host_state::HostState;
 use super::scope::{HostSettings, JobScope, host_error};
 use crate::journal::{Event, JobId, Journal, Progress};
-use crate::runtime::{ContainerConfig, ContainerRuntime, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET, PullPhase, PullProgress, RuntimeError};
+use crate::runtime::{
+    ContainerConfig, ContainerRuntime, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET,
+    PullPhase, PullProgress, RuntimeError,
+};
 use crate::steps::{Call, Compensation, Deferred};
 
 type HostResult<T> = wasmtime::Result<Result<T, HostError>>;
@@ -30,7 +33,14 @@ macro_rules! check {
 }
 
 fn info_of(s: ContainerState) -> ContainerInfo {
-    ContainerInfo { id: s.id, name: s.name, image: s.image, running: s.running, health: s.health, exit_code: s.exit_code }
+    ContainerInfo {
+        id: s.id,
+        name: s.name,
+        image: s.image,
+        running: s.running,
+        health: s.health,
+        exit_code: s.exit_code,
+    }
 }
 
 fn progress_of(p: &PullProgress) -> Progress {
@@ -49,17 +59,31 @@ impl JobScope {
         check!(self.check_size("container id", id));
         let rt = self.runtime.clone();
         let id = id.to_owned();
-        self.perform(Call::InspectContainer { id: id.clone() }, None, async move { rt.inspect_container(&id).await.map_err(host_error) }).await
+        self.perform(
+            Call::InspectContainer { id: id.clone() },
+            None,
+            async move { rt.inspect_container(&id).await.map_err(host_error) },
+        )
+        .await
     }
 
     /// The container `id`, if it belongs to this job's target; an attempt on
     /// another's is denied and logged in the journal.
     async fn owned_container(&mut self, id: &str) -> HostResult<ContainerState> {
         match check!(self.inspect(id).await?) {
-            Some(s) if s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(self.target.as_str()) => Ok(Ok(s)),
+            Some(s)
+                if s.label(LABEL_MANAGED) == Some("true")
+                    && s.label(LABEL_TARGET) == Some(self.target.as_str()) =>
+            {
+                Ok(Ok(s))
+            }
             Some(_) => {
                 let why = format!("container {id} does not belong to target `{}`", self.target);
-                self.record(Event::Log { level: "warn".into(), message: format!("denied: {why}") }).await?;
+                self.record(Event::Log {
+                    level: "warn".into(),
+                    message: format!("denied: {why}"),
+                })
+                .await?;
                 Ok(Err(HostError::Denied(why)))
             }
             None => Ok(Err(HostError::NotFound(format!("no container {id}")))),
@@ -70,10 +94,18 @@ impl JobScope {
     fn check_name(&self, name: &str) -> Result<(), HostError> {
         let live = format!("deckhand-{}", self.target);
         let ok = name == live
-            || name
-                .strip_prefix(&format!("{live}-"))
-                .is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
-        if ok { Ok(()) } else { Err(HostError::Invalid(format!("container name `{name}` must be `{live}` or `{live}-<suffix>`"))) }
+            || name.strip_prefix(&format!("{live}-")).is_some_and(|s| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(HostError::Invalid(format!(
+                "container name `{name}` must be `{live}` or `{live}-<suffix>`"
+            )))
+        }
     }
 }
 
@@ -89,7 +121,13 @@ async fn pull_with_progress(
 ) -> Result<(), HostError> {
     let record = |p: Progress| {
         let (journal, job) = (journal.clone(), job.clone());
-        async move { journal.append(&job, Event::Progress(p)).await.map(|_| ()).map_err(|e| HostError::Runtime(format!("journal: {e}"))) }
+        async move {
+            journal
+                .append(&job, Event::Progress(p))
+                .await
+                .map(|_| ())
+                .map_err(|e| HostError::Runtime(format!("journal: {e}")))
+        }
     };
     let (tx, mut rx) = watch::channel(PullProgress {
         phase: PullPhase::Resolving,
@@ -104,7 +142,9 @@ async fn pull_with_progress(
     let mut last_written = Instant::now() - settings.progress_interval;
     let mut unwritten: Option<PullProgress> = None;
     let result = loop {
-        let flush_in = settings.progress_interval.saturating_sub(last_written.elapsed());
+        let flush_in = settings
+            .progress_interval
+            .saturating_sub(last_written.elapsed());
         tokio::select! {
             r = &mut pull => break r,
             changed = tokio::time::timeout(settings.stall_timeout, rx.changed()) => match changed {
@@ -124,28 +164,53 @@ async fn pull_with_progress(
     };
     if result.is_ok() {
         let last = rx.borrow().clone();
-        record(Progress { fraction: Some(1.0), ..progress_of(&last) }).await?;
+        record(Progress {
+            fraction: Some(1.0),
+            ..progress_of(&last)
+        })
+        .await?;
     }
     result.map_err(host_error)
 }
 
 /// Wait until the container runs (and is healthy), or fail.
-async fn wait_until_healthy(runtime: Arc<dyn ContainerRuntime>, cancel: CancellationToken, settle: Duration, id: String, timeout_s: u32) -> Result<ContainerState, HostError> {
+async fn wait_until_healthy(
+    runtime: Arc<dyn ContainerRuntime>,
+    cancel: CancellationToken,
+    settle: Duration,
+    id: String,
+    timeout_s: u32,
+) -> Result<ContainerState, HostError> {
     let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
     let mut running_since: Option<Instant> = None;
     let result = loop {
         let state = match runtime.inspect_container(&id).await {
             Ok(Some(s)) => s,
-            Ok(None) => break Err(RuntimeError::NotFound(format!("container {id} disappeared"))),
+            Ok(None) => {
+                break Err(RuntimeError::NotFound(format!(
+                    "container {id} disappeared"
+                )));
+            }
             Err(e) => break Err(e),
         };
         if !state.running {
-            let code = state.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-            break Err(RuntimeError::Daemon(format!("container {} exited{code}", state.name)));
+            let code = state
+                .exit_code
+                .map(|c| format!(" with code {c}"))
+                .unwrap_or_default();
+            break Err(RuntimeError::Daemon(format!(
+                "container {} exited{code}",
+                state.name
+            )));
         }
         match state.health.as_deref() {
             Some("healthy") => break Ok(state),
-            Some("unhealthy") => break Err(RuntimeError::Daemon(format!("container {} is unhealthy", state.name))),
+            Some("unhealthy") => {
+                break Err(RuntimeError::Daemon(format!(
+                    "container {} is unhealthy",
+                    state.name
+                )));
+            }
             Some(_) => {}
             None => {
                 let since = *running_since.get_or_insert_with(Instant::now);
@@ -155,7 +220,9 @@ async fn wait_until_healthy(runtime: Arc<dyn ContainerRuntime>, cancel: Cancella
             }
         }
         if Instant::now() >= deadline {
-            break Err(RuntimeError::Stalled { seconds: timeout_s.into() });
+            break Err(RuntimeError::Stalled {
+                seconds: timeout_s.into(),
+            });
         }
         tokio::select! {
             _ = cancel.cancelled() => break Err(RuntimeError::Cancelled),
@@ -170,8 +237,14 @@ impl container::Host for HostState {
         self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
         let rt = self.scope.runtime.clone();
-        let call = Call::ImagePresent { image: image.clone() };
-        self.scope.perform(call, None, async move { rt.image_present(&image).await.map_err(host_error) }).await
+        let call = Call::ImagePresent {
+            image: image.clone(),
+        };
+        self.scope
+            .perform(call, None, async move {
+                rt.image_present(&image).await.map_err(host_error)
+            })
+            .await
     }
 
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
@@ -182,11 +255,31 @@ impl container::Host for HostState {
         let rt = scope.runtime.clone();
         let probe = image.clone();
         let present_before = check!(
-            scope.perform(Call::ImagePresent { image: image.clone() }, None, async move { rt.image_present(&probe).await.map_err(host_error) }).await?
+            scope
+                .perform(
+                    Call::ImagePresent {
+                        image: image.clone()
+                    },
+                    None,
+                    async move { rt.image_present(&probe).await.map_err(host_error) }
+                )
+                .await?
         );
-        let undo = (!present_before).then(|| Compensation::RemoveImage { image: image.clone() });
-        let call = Call::PullImage { image: image.clone(), present_before };
-        let effect = pull_with_progress(scope.runtime.clone(), scope.journal.clone(), scope.job_id.clone(), scope.cancel.clone(), scope.settings.clone(), image);
+        let undo = (!present_before).then(|| Compensation::RemoveImage {
+            image: image.clone(),
+        });
+        let call = Call::PullImage {
+            image: image.clone(),
+            present_before,
+        };
+        let effect = pull_with_progress(
+            scope.runtime.clone(),
+            scope.journal.clone(),
+            scope.job_id.clone(),
+            scope.cancel.clone(),
+            scope.settings.clone(),
+            image,
+        );
         scope.perform(call, undo, effect).await
     }
 
@@ -195,9 +288,17 @@ impl container::Host for HostState {
         let scope = &mut self.scope;
         check!(scope.check_name(&spec.name));
         check!(scope.check_size("image", &spec.image));
-        let arg_bytes: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
+        let arg_bytes: usize = spec
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
         if arg_bytes > scope.settings.max_arg_bytes {
-            return Ok(Err(HostError::Invalid(format!("env and cmd are {arg_bytes} bytes; the limit is {}", scope.settings.max_arg_bytes))));
+            return Ok(Err(HostError::Invalid(format!(
+                "env and cmd are {arg_bytes} bytes; the limit is {}",
+                scope.settings.max_arg_bytes
+            ))));
         }
         check!(scope.ensure_not_cancelled());
         let config = ContainerConfig {
@@ -213,10 +314,17 @@ impl container::Host for HostState {
             ]
             .into(),
         };
-        let undo = Compensation::RemoveCreatedContainer { name: spec.name, job: scope.job_id.to_string() };
+        let undo = Compensation::RemoveCreatedContainer {
+            name: spec.name,
+            job: scope.job_id.to_string(),
+        };
         let rt = scope.runtime.clone();
         let create = config.clone();
-        scope.perform(Call::CreateContainer { config }, Some(undo), async move { rt.create_container(&create).await.map_err(host_error) }).await
+        scope
+            .perform(Call::CreateContainer { config }, Some(undo), async move {
+                rt.create_container(&create).await.map_err(host_error)
+            })
+            .await
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {
@@ -226,17 +334,33 @@ impl container::Host for HostState {
         let undo = (!c.running).then(|| Compensation::StopContainer { id: c.id.clone() });
         let rt = self.scope.runtime.clone();
         let cid = c.id.clone();
-        self.scope.perform(Call::StartContainer { id: c.id }, undo, async move { rt.start_container(&cid).await.map_err(host_error) }).await
+        self.scope
+            .perform(Call::StartContainer { id: c.id }, undo, async move {
+                rt.start_container(&cid).await.map_err(host_error)
+            })
+            .await
     }
 
     async fn stop_container(&mut self, id: String, timeout_s: u32) -> HostResult<()> {
         self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.ensure_not_cancelled());
-        let undo = c.running.then(|| Compensation::StartContainer { id: c.id.clone() });
-        let call = Call::StopContainer { id: c.id.clone(), timeout_s, was_running: c.running };
+        let undo = c
+            .running
+            .then(|| Compensation::StartContainer { id: c.id.clone() });
+        let call = Call::StopContainer {
+            id: c.id.clone(),
+            timeout_s,
+            was_running: c.running,
+        };
         let rt = self.scope.runtime.clone();
-        self.scope.perform(call, undo, async move { rt.stop_container(&c.id, timeout_s.min(300)).await.map_err(host_error) }).await
+        self.scope
+            .perform(call, undo, async move {
+                rt.stop_container(&c.id, timeout_s.min(300))
+                    .await
+                    .map_err(host_error)
+            })
+            .await
     }
 
     async fn rename_container(&mut self, id: String, new_name: String) -> HostResult<()> {
@@ -244,28 +368,49 @@ impl container::Host for HostState {
         let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.check_name(&new_name));
         check!(self.scope.ensure_not_cancelled());
-        let undo = Compensation::RenameContainer { id: c.id.clone(), to: c.name.clone() };
-        let call = Call::RenameContainer { id: c.id.clone(), from: c.name, to: new_name.clone() };
+        let undo = Compensation::RenameContainer {
+            id: c.id.clone(),
+            to: c.name.clone(),
+        };
+        let call = Call::RenameContainer {
+            id: c.id.clone(),
+            from: c.name,
+            to: new_name.clone(),
+        };
         let rt = self.scope.runtime.clone();
-        self.scope.perform(call, Some(undo), async move { rt.rename_container(&c.id, &new_name).await.map_err(host_error) }).await
+        self.scope
+            .perform(call, Some(undo), async move {
+                rt.rename_container(&c.id, &new_name)
+                    .await
+                    .map_err(host_error)
+            })
+            .await
     }
 
     async fn remove_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await?);
         if c.label(LABEL_JOB) != Some(self.scope.job_id.as_str()) {
-            return Ok(Err(HostError::Denied(format!("container {id} was not created by this job; use remove-container-at-commit"))));
+            return Ok(Err(HostError::Denied(format!(
+                "container {id} was not created by this job; use remove-container-at-commit"
+            ))));
         }
         check!(self.scope.ensure_not_cancelled());
         let rt = self.scope.runtime.clone();
         let cid = c.id.clone();
-        self.scope.perform(Call::RemoveContainer { id: c.id }, None, async move { rt.remove_container(&cid).await.map_err(host_error) }).await
+        self.scope
+            .perform(Call::RemoveContainer { id: c.id }, None, async move {
+                rt.remove_container(&cid).await.map_err(host_error)
+            })
+            .await
     }
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await?);
-        self.scope.defer(Deferred::RemoveContainer { id: c.id }).await
+        self.scope
+            .defer(Deferred::RemoveContainer { id: c.id })
+            .await
     }
 
     async fn remove_image_at_commit(&mut self, image: String) -> HostResult<()> {
@@ -280,7 +425,10 @@ impl container::Host for HostState {
         let found = check!(self.scope.inspect(&id_or_name).await?);
         // Other targets' containers are invisible, not forbidden.
         Ok(Ok(found
-            .filter(|s| s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(target.as_str()))
+            .filter(|s| {
+                s.label(LABEL_MANAGED) == Some("true")
+                    && s.label(LABEL_TARGET) == Some(target.as_str())
+            })
             .map(info_of)))
     }
 
@@ -289,8 +437,23 @@ impl container::Host for HostState {
         let c = check!(self.scope.owned_container(&id).await?);
         check!(self.scope.ensure_not_cancelled());
         let scope = &mut self.scope;
-        let effect = wait_until_healthy(scope.runtime.clone(), scope.cancel.clone(), scope.settings.settle_time, c.id.clone(), timeout_s);
-        let state = scope.perform(Call::WaitHealthy { id: c.id, timeout_s }, None, effect).await?;
+        let effect = wait_until_healthy(
+            scope.runtime.clone(),
+            scope.cancel.clone(),
+            scope.settings.settle_time,
+            c.id.clone(),
+            timeout_s,
+        );
+        let state = scope
+            .perform(
+                Call::WaitHealthy {
+                    id: c.id,
+                    timeout_s,
+                },
+                None,
+                effect,
+            )
+            .await?;
         Ok(state.map(info_of))
     }
 }

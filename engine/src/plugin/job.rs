@@ -2,9 +2,9 @@
 //! cancel flag of the job an instance runs.
 
 use super::bindings::{HostError, LogLevel, job};
-use crate::steps::{Call, Compensation};
 use super::host_state::HostState;
 use crate::journal::Event;
+use crate::steps::{Call, Compensation};
 
 /// Longest log line kept; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -45,7 +45,10 @@ impl job::Host for HostState {
         let mut message = message;
         self.scope.log_bytes += message.len().min(MAX_LOG_LINE);
         if self.scope.log_bytes >= self.scope.settings.max_log_bytes {
-            message = format!("log limit of {} bytes reached; later lines are dropped", self.scope.settings.max_log_bytes);
+            message = format!(
+                "log limit of {} bytes reached; later lines are dropped",
+                self.scope.settings.max_log_bytes
+            );
         }
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
@@ -55,17 +58,33 @@ impl job::Host for HostState {
             message.truncate(cut);
             message.push('…');
         }
-        self.scope.record(Event::Log { level: level.to_owned(), message }).await
+        self.scope
+            .record(Event::Log {
+                level: level.to_owned(),
+                message,
+            })
+            .await
     }
 
     async fn cancel_requested(&mut self) -> wasmtime::Result<bool> {
         self.scope.tick()?;
         let cancelled = self.scope.cancel.is_cancelled();
-        let answer = self.scope.perform(Call::ReadCancelRequested, None, async move { Ok(cancelled) }).await?;
+        let answer = self
+            .scope
+            .perform(
+                Call::ReadCancelRequested,
+                None,
+                async move { Ok(cancelled) },
+            )
+            .await?;
         Ok(answer.unwrap_or(true))
     }
 
-    async fn register_compensation(&mut self, action: String, data: String) -> wasmtime::Result<Result<(), HostError>> {
+    async fn register_compensation(
+        &mut self,
+        action: String,
+        data: String,
+    ) -> wasmtime::Result<Result<(), HostError>> {
         self.scope.tick()?;
         let scope = &mut self.scope;
         for (what, s) in [("action", &action), ("data", &data)] {
@@ -73,11 +92,21 @@ impl job::Host for HostState {
                 return Ok(Err(e));
             }
         }
-        if let Err(e) = scope.ensure_not_compensating("registering a compensation").and(scope.ensure_not_cancelled()) {
+        if let Err(e) = scope
+            .ensure_not_compensating("registering a compensation")
+            .and(scope.ensure_not_cancelled())
+        {
             return Ok(Err(e));
         }
-        let undo = Compensation::Plugin { action: action.clone(), data };
-        scope.perform(Call::RegisterCompensation { action }, Some(undo), async { Ok(()) }).await
+        let undo = Compensation::Plugin {
+            action: action.clone(),
+            data,
+        };
+        scope
+            .perform(Call::RegisterCompensation { action }, Some(undo), async {
+                Ok(())
+            })
+            .await
     }
 
     async fn compensating(&mut self) -> wasmtime::Result<bool> {
@@ -88,12 +117,18 @@ impl job::Host for HostState {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         self.scope.tick()?;
         let now = crate::journal::now_millis().max(0) as u64;
-        self.scope.perform(Call::Now, None, async move { Ok(now) }).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+        self.scope
+            .perform(Call::Now, None, async move { Ok(now) })
+            .await?
+            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
     }
 
     async fn random_u64(&mut self) -> wasmtime::Result<u64> {
         self.scope.tick()?;
         let value = rand::random::<u64>();
-        self.scope.perform(Call::Random, None, async move { Ok(value) }).await?.map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+        self.scope
+            .perform(Call::Random, None, async move { Ok(value) })
+            .await?
+            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
     }
 }

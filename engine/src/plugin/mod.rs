@@ -45,7 +45,9 @@ const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
 /// The fuel a CPU-time budget stands for.
 fn fuel_for(budget: Duration) -> u64 {
-    (budget.as_millis() as u64).saturating_mul(FUEL_PER_MS).max(FUEL_PER_MS)
+    (budget.as_millis() as u64)
+        .saturating_mul(FUEL_PER_MS)
+        .max(FUEL_PER_MS)
 }
 
 /// Why a plugin could not be loaded or run.
@@ -67,7 +69,9 @@ pub enum PluginError {
     #[error("`{0}` is a built-in workflow and cannot be replaced")]
     Builtin(String),
     /// The workflow name is not valid.
-    #[error("invalid workflow name `{0}`: use 1–63 characters from a-z, 0-9 and `-`, starting with a letter")]
+    #[error(
+        "invalid workflow name `{0}`: use 1–63 characters from a-z, 0-9 and `-`, starting with a letter"
+    )]
     InvalidName(String),
     /// The component store failed.
     #[error("cannot store plugin {digest}: {detail}")]
@@ -114,7 +118,10 @@ pub struct Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("digest", &self.digest).finish()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .finish()
     }
 }
 
@@ -197,7 +204,8 @@ impl PluginHost {
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
         bindings::Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
 
@@ -236,15 +244,39 @@ impl PluginHost {
 
     /// Compile (or load from cache), type-check against the workflow world,
     /// and register `bytes` under `name`.
-    pub fn register(&self, name: &str, bytes: &[u8], builtin: bool) -> Result<Arc<Plugin>, PluginError> {
-        let invalid = |detail: String| PluginError::Invalid { name: name.to_owned(), detail };
+    pub fn register(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        builtin: bool,
+    ) -> Result<Arc<Plugin>, PluginError> {
+        let invalid = |detail: String| PluginError::Invalid {
+            name: name.to_owned(),
+            detail,
+        };
         let digest = digest_of(bytes);
-        let component = self.compile(&digest, bytes).map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| invalid(format!("{e:#}")))?;
+        let component = self
+            .compile(&digest, bytes)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
         let pre = bindings::WorkflowPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
-        let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), builtin, pre });
-        self.plugins.write().expect("plugin registry lock").insert(name.to_owned(), plugin.clone());
-        self.by_digest.write().expect("plugin registry lock").insert(digest, plugin.clone());
+        let plugin = Arc::new(Plugin {
+            name: name.to_owned(),
+            digest: digest.clone(),
+            builtin,
+            pre,
+        });
+        self.plugins
+            .write()
+            .expect("plugin registry lock")
+            .insert(name.to_owned(), plugin.clone());
+        self.by_digest
+            .write()
+            .expect("plugin registry lock")
+            .insert(digest, plugin.clone());
         Ok(plugin)
     }
 
@@ -262,24 +294,40 @@ impl PluginHost {
 
     /// Make `plugin` the current one of its name again.
     pub fn reinstate(&self, plugin: Arc<Plugin>) {
-        self.plugins.write().expect("plugin registry lock").insert(plugin.name.clone(), plugin);
+        self.plugins
+            .write()
+            .expect("plugin registry lock")
+            .insert(plugin.name.clone(), plugin);
     }
 
     /// Unregister `name` (its digest stays loadable).
     pub fn forget(&self, name: &str) {
-        self.plugins.write().expect("plugin registry lock").remove(name);
+        self.plugins
+            .write()
+            .expect("plugin registry lock")
+            .remove(name);
     }
 
     /// The plugin with this digest, current or not.
     pub fn by_digest(&self, digest: &str) -> Option<Arc<Plugin>> {
-        self.by_digest.read().expect("plugin registry lock").get(digest).cloned()
+        self.by_digest
+            .read()
+            .expect("plugin registry lock")
+            .get(digest)
+            .cloned()
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.cache_dir else { return Component::new(&self.engine, bytes) };
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        let file = dir.join(format!("{}-{:016x}.cwasm", digest.trim_start_matches("sha256:"), h.finish()));
+        let file = dir.join(format!(
+            "{}-{:016x}.cwasm",
+            digest.trim_start_matches("sha256:"),
+            h.finish()
+        ));
         if file.exists() {
             // SAFETY: files in the cache directory are written only by
             // `precompile_component` below, for this engine configuration.
@@ -298,12 +346,21 @@ impl PluginHost {
 
     /// The plugin registered under `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        self.plugins.read().expect("plugin registry lock").get(name).cloned()
+        self.plugins
+            .read()
+            .expect("plugin registry lock")
+            .get(name)
+            .cloned()
     }
 
     /// Every registered plugin, by name.
     pub fn list(&self) -> Vec<Arc<Plugin>> {
-        self.plugins.read().expect("plugin registry lock").values().cloned().collect()
+        self.plugins
+            .read()
+            .expect("plugin registry lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// A fresh sandboxed store for one instance: WASI with nothing granted,
@@ -321,12 +378,19 @@ impl PluginHost {
             // A memory bomb ends with a clear trap, not an allocator abort.
             .trap_on_grow_failure(true)
             .build();
-        let state = HostState { wasi: sandboxed_wasi(), table: ResourceTable::new(), limits, scope };
+        let state = HostState {
+            wasi: sandboxed_wasi(),
+            table: ResourceTable::new(),
+            limits,
+            scope,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         // Guest instructions only: time spent in host calls is not counted.
         store.set_fuel(fuel).expect("fuel is enabled");
-        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)).expect("fuel is enabled");
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .expect("fuel is enabled");
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if cancel.is_cancelled() {
@@ -345,7 +409,11 @@ impl PluginHost {
     }
 
     /// [`run`](Self::run), handing the scope back (replay reads its state).
-    pub async fn run_keeping_scope(&self, plugin: &Plugin, scope: JobScope) -> (Result<String, RunError>, JobScope) {
+    pub async fn run_keeping_scope(
+        &self,
+        plugin: &Plugin,
+        scope: JobScope,
+    ) -> (Result<String, RunError>, JobScope) {
         let cancel = scope.cancel.clone();
         let mut store = self.new_store(scope);
         let outcome = async {
@@ -364,7 +432,13 @@ impl PluginHost {
 
     /// Run the plugin's `compensate` export for a compensation it
     /// registered, in a fresh instance whose calls are journaled without undo.
-    pub async fn compensate(&self, plugin: &Plugin, mut scope: JobScope, action: &str, data: &str) -> Result<(), RunError> {
+    pub async fn compensate(
+        &self,
+        plugin: &Plugin,
+        mut scope: JobScope,
+        action: &str,
+        data: &str,
+    ) -> Result<(), RunError> {
         scope.compensating = true;
         let mut store = self.new_store(scope);
         let outcome = async {

@@ -98,14 +98,31 @@ impl JobScope {
         cancel: CancellationToken,
         settings: HostSettings,
     ) -> Self {
-        JobScope { job_id, target, params, journal, runtime, cancel, settings, last_step: 0, compensating: false, phase: None, replay: None, calls: 0, log_bytes: 0 }
+        JobScope {
+            job_id,
+            target,
+            params,
+            journal,
+            runtime,
+            cancel,
+            settings,
+            last_step: 0,
+            compensating: false,
+            phase: None,
+            replay: None,
+            calls: 0,
+            log_bytes: 0,
+        }
     }
 
     /// Count a host call; past the limit the plugin traps.
     pub(super) fn tick(&mut self) -> wasmtime::Result<()> {
         self.calls += 1;
         if self.calls > self.settings.max_host_calls {
-            return Err(wasmtime::Error::msg(format!("plugin exceeded its limit of {} host calls", self.settings.max_host_calls)));
+            return Err(wasmtime::Error::msg(format!(
+                "plugin exceeded its limit of {} host calls",
+                self.settings.max_host_calls
+            )));
         }
         Ok(())
     }
@@ -117,14 +134,23 @@ impl JobScope {
             replay.observed.lock().expect("replay log lock").push(event);
             return Ok(());
         }
-        self.journal.append(&self.job_id, event).await.map(|_| ()).map_err(wasmtime::Error::from)
+        self.journal
+            .append(&self.job_id, event)
+            .await
+            .map(|_| ())
+            .map_err(wasmtime::Error::from)
     }
 
     /// Make one host call a step: journal `call` with `undo`, run `effect`
     /// and journal its outcome. Replaying, `effect` is dropped unrun: the
     /// call is compared with the next recorded one (a difference stops the
     /// replay with a divergence) and the recorded outcome is returned.
-    pub(super) async fn perform<T, F>(&mut self, call: Call, undo: Option<Compensation>, effect: F) -> wasmtime::Result<Result<T, HostError>>
+    pub(super) async fn perform<T, F>(
+        &mut self,
+        call: Call,
+        undo: Option<Compensation>,
+        effect: F,
+    ) -> wasmtime::Result<Result<T, HostError>>
     where
         T: Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<T, HostError>>,
@@ -139,30 +165,61 @@ impl JobScope {
             self.last_step += 1;
             let step = self.last_step;
             let events = vec![
-                Event::Intent { step, call: steps::to_value(&call), undo: None },
-                Event::Result { step, outcome: outcome_of(&result) },
+                Event::Intent {
+                    step,
+                    call: steps::to_value(&call),
+                    undo: None,
+                },
+                Event::Result {
+                    step,
+                    outcome: outcome_of(&result),
+                },
             ];
-            self.journal.append_all(&self.job_id, events).await.map_err(wasmtime::Error::from)?;
+            self.journal
+                .append_all(&self.job_id, events)
+                .await
+                .map_err(wasmtime::Error::from)?;
             return Ok(result);
         }
         let step = self.begin(&call, undo.as_ref()).await?;
         let result = effect.await;
-        self.record(Event::Result { step, outcome: outcome_of(&result) }).await?;
+        self.record(Event::Result {
+            step,
+            outcome: outcome_of(&result),
+        })
+        .await?;
         Ok(result)
     }
 
-    fn replay_step<T: serde::de::DeserializeOwned>(&mut self, call: Call, undo: Option<Compensation>) -> wasmtime::Result<Result<T, HostError>> {
+    fn replay_step<T: serde::de::DeserializeOwned>(
+        &mut self,
+        call: Call,
+        undo: Option<Compensation>,
+    ) -> wasmtime::Result<Result<T, HostError>> {
         self.last_step += 1;
         let replay = self.replay.as_mut().expect("replaying");
         replay.check_until(self.last_step)?;
-        let actual = RecordedStep::Call { call: steps::to_value(&call), undo: undo.as_ref().map(steps::to_value) };
+        let actual = RecordedStep::Call {
+            call: steps::to_value(&call),
+            undo: undo.as_ref().map(steps::to_value),
+        };
         let expected = replay.script.get(replay.next).cloned();
         replay.next += 1;
         match expected {
-            Some(RecordedEntry { entry: RecordedStep::Call { call: c, undo: u }, outcome, .. }) if c == steps::to_value(&call) && u == undo.as_ref().map(steps::to_value) => {
+            Some(RecordedEntry {
+                entry: RecordedStep::Call { call: c, undo: u },
+                outcome,
+                ..
+            }) if c == steps::to_value(&call) && u == undo.as_ref().map(steps::to_value) => {
                 match outcome {
-                    Some(Outcome::Ok { value }) => Ok(Ok(serde_json::from_value(value).map_err(|e| wasmtime::Error::msg(format!("recorded result does not decode: {e}")))?)),
-                    Some(Outcome::Err { error, error_kind }) => Ok(Err(host_error_from(error_kind.as_deref(), error))),
+                    Some(Outcome::Ok { value }) => {
+                        Ok(Ok(serde_json::from_value(value).map_err(|e| {
+                            wasmtime::Error::msg(format!("recorded result does not decode: {e}"))
+                        })?))
+                    }
+                    Some(Outcome::Err { error, error_kind }) => {
+                        Ok(Err(host_error_from(error_kind.as_deref(), error)))
+                    }
                     // The record ends here (the engine stopped mid-step).
                     None => Err(replay.end_of_record(self.last_step)),
                 }
@@ -177,7 +234,9 @@ impl JobScope {
         self.last_step += 1;
         let replay = self.replay.as_mut().expect("replaying");
         replay.check_until(self.last_step)?;
-        let actual = RecordedStep::Deferred { effect: steps::to_value(effect) };
+        let actual = RecordedStep::Deferred {
+            effect: steps::to_value(effect),
+        };
         let expected = replay.script.get(replay.next).cloned();
         replay.next += 1;
         match expected {
@@ -191,34 +250,63 @@ impl JobScope {
     pub(super) async fn enter_phase(&mut self, phase: &str) -> wasmtime::Result<()> {
         if self.phase.as_deref() != Some(phase) {
             self.phase = Some(phase.to_owned());
-            self.record(Event::Phase { phase: phase.to_owned() }).await?;
+            self.record(Event::Phase {
+                phase: phase.to_owned(),
+            })
+            .await?;
         }
         Ok(())
     }
 
     /// `Err(cancelled)` once the job is cancelled: no new step starts then.
     pub(super) fn ensure_not_cancelled(&self) -> Result<(), HostError> {
-        if self.cancel.is_cancelled() { Err(HostError::Cancelled) } else { Ok(()) }
+        if self.cancel.is_cancelled() {
+            Err(HostError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Journal a step's intent (call + undo) durably; returns its number.
-    pub(super) async fn begin(&mut self, call: &Call, undo: Option<&Compensation>) -> wasmtime::Result<u32> {
+    pub(super) async fn begin(
+        &mut self,
+        call: &Call,
+        undo: Option<&Compensation>,
+    ) -> wasmtime::Result<u32> {
         self.enter_phase(call.phase()).await?;
         self.last_step += 1;
         let step = self.last_step;
         // What a compensation does is not itself undone.
-        let undo = if self.compensating { None } else { undo.map(steps::to_value) };
-        self.record(Event::Intent { step, call: steps::to_value(call), undo }).await?;
+        let undo = if self.compensating {
+            None
+        } else {
+            undo.map(steps::to_value)
+        };
+        self.record(Event::Intent {
+            step,
+            call: steps::to_value(call),
+            undo,
+        })
+        .await?;
         Ok(step)
     }
 
     /// Refuse registrations and deferrals while compensating.
     pub(super) fn ensure_not_compensating(&self, what: &str) -> Result<(), HostError> {
-        if self.compensating { Err(HostError::Denied(format!("{what} is not available while compensating"))) } else { Ok(()) }
+        if self.compensating {
+            Err(HostError::Denied(format!(
+                "{what} is not available while compensating"
+            )))
+        } else {
+            Ok(())
+        }
     }
 
     /// Journal an effect deferred to commit.
-    pub(super) async fn defer(&mut self, effect: Deferred) -> wasmtime::Result<Result<(), HostError>> {
+    pub(super) async fn defer(
+        &mut self,
+        effect: Deferred,
+    ) -> wasmtime::Result<Result<(), HostError>> {
         if let Err(e) = self.ensure_not_compensating("deferring an effect to commit") {
             return Ok(Err(e));
         }
@@ -226,14 +314,22 @@ impl JobScope {
             return self.replay_deferred(&effect).map(Ok);
         }
         self.last_step += 1;
-        self.record(Event::Deferred { step: self.last_step, effect: steps::to_value(&effect) }).await?;
+        self.record(Event::Deferred {
+            step: self.last_step,
+            effect: steps::to_value(&effect),
+        })
+        .await?;
         Ok(Ok(()))
     }
 
     /// Reject an argument larger than the configured cap.
     pub(super) fn check_size(&self, what: &str, s: &str) -> Result<(), HostError> {
         if s.len() > self.settings.max_arg_bytes {
-            Err(HostError::Invalid(format!("{what} is {} bytes; the limit is {}", s.len(), self.settings.max_arg_bytes)))
+            Err(HostError::Invalid(format!(
+                "{what} is {} bytes; the limit is {}",
+                s.len(),
+                self.settings.max_arg_bytes
+            )))
         } else {
             Ok(())
         }
@@ -306,7 +402,16 @@ pub struct Replay {
 impl Replay {
     /// A replay of `script`.
     pub fn new(script: Vec<RecordedEntry>, complete: bool, until: Option<u32>) -> Self {
-        Replay { script, next: 0, divergence: None, until, complete, record_ended_at: None, stopped_at: None, observed: Default::default() }
+        Replay {
+            script,
+            next: 0,
+            divergence: None,
+            until,
+            complete,
+            record_ended_at: None,
+            stopped_at: None,
+            observed: Default::default(),
+        }
     }
 
     fn check_until(&mut self, step: u32) -> wasmtime::Result<()> {
@@ -319,8 +424,17 @@ impl Replay {
         }
     }
 
-    fn diverge(&mut self, step: u32, expected: Option<RecordedStep>, actual: RecordedStep) -> wasmtime::Error {
-        self.divergence = Some(Divergence { step, expected, actual: Some(actual) });
+    fn diverge(
+        &mut self,
+        step: u32,
+        expected: Option<RecordedStep>,
+        actual: RecordedStep,
+    ) -> wasmtime::Error {
+        self.divergence = Some(Divergence {
+            step,
+            expected,
+            actual: Some(actual),
+        });
         wasmtime::Error::msg(format!("replay diverged at step {step}"))
     }
 
@@ -333,15 +447,24 @@ impl Replay {
 /// How a host call ended, as journaled.
 fn outcome_of<T: Serialize>(result: &Result<T, HostError>) -> Outcome {
     match result {
-        Ok(v) => Outcome::Ok { value: serde_json::to_value(v).unwrap_or_default() },
-        Err(e) => Outcome::Err { error: host_error_text(e), error_kind: Some(host_error_kind(e).to_owned()) },
+        Ok(v) => Outcome::Ok {
+            value: serde_json::to_value(v).unwrap_or_default(),
+        },
+        Err(e) => Outcome::Err {
+            error: host_error_text(e),
+            error_kind: Some(host_error_kind(e).to_owned()),
+        },
     }
 }
 
 /// The message of a plugin-visible error.
 fn host_error_text(e: &HostError) -> String {
     match e {
-        HostError::Runtime(m) | HostError::Denied(m) | HostError::Invalid(m) | HostError::NotFound(m) | HostError::TimedOut(m) => m.clone(),
+        HostError::Runtime(m)
+        | HostError::Denied(m)
+        | HostError::Invalid(m)
+        | HostError::NotFound(m)
+        | HostError::TimedOut(m) => m.clone(),
         HostError::Cancelled => "cancelled".to_owned(),
     }
 }
@@ -375,7 +498,9 @@ pub(super) fn host_error(e: RuntimeError) -> HostError {
     match e {
         RuntimeError::Cancelled => HostError::Cancelled,
         RuntimeError::NotFound(m) => HostError::NotFound(m),
-        RuntimeError::Stalled { seconds } => HostError::TimedOut(format!("no progress for {seconds} s")),
+        RuntimeError::Stalled { seconds } => {
+            HostError::TimedOut(format!("no progress for {seconds} s"))
+        }
         other => HostError::Runtime(other.to_string()),
     }
 }

@@ -35,9 +35,13 @@ pub fn load(host: &PluginHost, journal: &Journal, dir: &Path) -> Result<usize, P
     let registrations = journal.plugin_registrations()?;
     for (name, digest, _) in &registrations {
         let file = file_of(dir, digest);
-        let bytes = std::fs::read(&file).map_err(|e| PluginStoreError::Io(format!("{}: {e}", file.display())))?;
+        let bytes = std::fs::read(&file)
+            .map_err(|e| PluginStoreError::Io(format!("{}: {e}", file.display())))?;
         if digest_of(&bytes) != *digest {
-            return Err(PluginStoreError::Io(format!("{} does not match its digest", file.display())));
+            return Err(PluginStoreError::Io(format!(
+                "{} does not match its digest",
+                file.display()
+            )));
         }
         host.register_upload(name, &bytes)?;
     }
@@ -46,14 +50,21 @@ pub fn load(host: &PluginHost, journal: &Journal, dir: &Path) -> Result<usize, P
 
 /// Validate `bytes`, store them in `dir` (if given) and record the
 /// registration. Nothing changes on error.
-pub async fn register(host: &PluginHost, journal: &Journal, dir: Option<&Path>, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginStoreError> {
+pub async fn register(
+    host: &PluginHost,
+    journal: &Journal,
+    dir: Option<&Path>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Arc<Plugin>, PluginStoreError> {
     let previous = host.get(name);
     let plugin = host.register_upload(name, bytes)?;
     let saved = async {
         if let Some(dir) = dir {
             std::fs::create_dir_all(dir).map_err(|e| PluginStoreError::Io(e.to_string()))?;
             let file = file_of(dir, &plugin.digest);
-            std::fs::write(&file, bytes).map_err(|e| PluginStoreError::Io(format!("{}: {e}", file.display())))?;
+            std::fs::write(&file, bytes)
+                .map_err(|e| PluginStoreError::Io(format!("{}: {e}", file.display())))?;
         }
         journal.record_plugin(name, &plugin.digest).await?;
         Ok::<(), PluginStoreError>(())

@@ -6,7 +6,12 @@ use super::host_state::HostState;
 use crate::steps::{Call, Deferred};
 
 fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
-    Revision { number: r.revision, image: r.image, container_id: r.container_id, spec: r.spec.to_string() }
+    Revision {
+        number: r.revision,
+        image: r.image,
+        container_id: r.container_id,
+        spec: r.spec.to_string(),
+    }
 }
 
 fn journal_error(e: crate::journal::JournalError) -> HostError {
@@ -25,8 +30,13 @@ impl HostState {
                 Some(n) => t.history.into_iter().find(|r| r.revision == n),
             }))
         };
-        let found = self.scope.perform(Call::ReadRevision { number }, None, read).await?;
-        found.map(|r| r.map(revision_of)).map_err(|e| wasmtime::Error::msg(format!("reading the target's revision: {e:?}")))
+        let found = self
+            .scope
+            .perform(Call::ReadRevision { number }, None, read)
+            .await?;
+        found
+            .map(|r| r.map(revision_of))
+            .map_err(|e| wasmtime::Error::msg(format!("reading the target's revision: {e:?}")))
     }
 }
 
@@ -41,9 +51,18 @@ impl state::Host for HostState {
         self.read_revision(Some(number)).await
     }
 
-    async fn record_revision(&mut self, image: String, container_id: String, spec: String) -> wasmtime::Result<Result<u64, HostError>> {
+    async fn record_revision(
+        &mut self,
+        image: String,
+        container_id: String,
+        spec: String,
+    ) -> wasmtime::Result<Result<u64, HostError>> {
         self.scope.tick()?;
-        for (what, s) in [("image", &image), ("container id", &container_id), ("spec", &spec)] {
+        for (what, s) in [
+            ("image", &image),
+            ("container id", &container_id),
+            ("spec", &spec),
+        ] {
             if let Err(e) = self.scope.check_size(what, s) {
                 return Ok(Err(e));
             }
@@ -53,22 +72,44 @@ impl state::Host for HostState {
             _ => return Ok(Err(HostError::Invalid("spec must be a JSON object".into()))),
         };
         let container = match self.scope.inspect(&container_id).await? {
-            Ok(Some(c)) if c.label(crate::runtime::LABEL_TARGET) == Some(self.scope.target.as_str()) => c,
-            Ok(_) => return Ok(Err(HostError::Denied(format!("container {container_id} is not a container of `{}`", self.scope.target)))),
+            Ok(Some(c))
+                if c.label(crate::runtime::LABEL_TARGET) == Some(self.scope.target.as_str()) =>
+            {
+                c
+            }
+            Ok(_) => {
+                return Ok(Err(HostError::Denied(format!(
+                    "container {container_id} is not a container of `{}`",
+                    self.scope.target
+                ))));
+            }
             Err(e) => return Ok(Err(e)),
         };
         let journal = self.scope.journal.clone();
         let target = self.scope.target.clone();
         let last = async move {
             let t = journal.target(&target).map_err(journal_error)?;
-            Ok(t.and_then(|t| t.history.last().map(|r| r.revision)).unwrap_or(0))
+            Ok(t.and_then(|t| t.history.last().map(|r| r.revision))
+                .unwrap_or(0))
         };
-        let last: u64 = match self.scope.perform(Call::ReadLastRevisionNumber, None, last).await? {
+        let last: u64 = match self
+            .scope
+            .perform(Call::ReadLastRevisionNumber, None, last)
+            .await?
+        {
             Ok(n) => n,
             Err(e) => return Ok(Err(e)),
         };
         let revision = last + 1;
-        let deferred = self.scope.defer(Deferred::CommitRevision { revision, image, container_id: container.id, spec }).await?;
+        let deferred = self
+            .scope
+            .defer(Deferred::CommitRevision {
+                revision,
+                image,
+                container_id: container.id,
+                spec,
+            })
+            .await?;
         Ok(deferred.map(|()| revision))
     }
 

@@ -14,7 +14,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Event, EventRecord, JobRecord, JobState, Journal, Outcome};
-use crate::plugin::{Divergence, HostSettings, JobScope, Plugin, PluginHost, RecordedEntry, RecordedStep, Replay, RunError};
+use crate::plugin::{
+    Divergence, HostSettings, JobScope, Plugin, PluginHost, RecordedEntry, RecordedStep, Replay,
+    RunError,
+};
 use crate::runtime::MemoryRuntime;
 
 /// The plugin's run as recorded: its steps in order with their outcomes,
@@ -26,20 +29,31 @@ pub fn script_of(events: &[EventRecord]) -> (Vec<RecordedEntry>, bool) {
         match &e.event {
             Event::Intent { step, call, undo } => script.push(RecordedEntry {
                 step: *step,
-                entry: RecordedStep::Call { call: call.clone(), undo: undo.clone() },
+                entry: RecordedStep::Call {
+                    call: call.clone(),
+                    undo: undo.clone(),
+                },
                 outcome: None,
             }),
             Event::Deferred { step, effect } => script.push(RecordedEntry {
                 step: *step,
-                entry: RecordedStep::Deferred { effect: effect.clone() },
-                outcome: Some(Outcome::Ok { value: serde_json::Value::Null }),
+                entry: RecordedStep::Deferred {
+                    effect: effect.clone(),
+                },
+                outcome: Some(Outcome::Ok {
+                    value: serde_json::Value::Null,
+                }),
             }),
             Event::Result { step, outcome } => {
                 if let Some(s) = script.iter_mut().rev().find(|s| s.step == *step) {
                     s.outcome = Some(outcome.clone());
                 }
             }
-            Event::Finished { .. } | Event::State { state: JobState::RollingBack | JobState::Committing, .. } => {
+            Event::Finished { .. }
+            | Event::State {
+                state: JobState::RollingBack | JobState::Committing,
+                ..
+            } => {
                 // The run is over: what follows are the engine's steps.
                 complete = true;
                 break;
@@ -118,17 +132,28 @@ fn reason(message: &str) -> &str {
 
 /// Replay `job` from `journal` with `plugin` (default: the digest the job
 /// recorded), stopping after step `until` if given.
-pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugin: Option<Arc<Plugin>>, until: Option<u32>) -> Result<ReplayReport, ReplayError> {
+pub async fn replay(
+    host: &PluginHost,
+    journal: &Journal,
+    job: &JobRecord,
+    plugin: Option<Arc<Plugin>>,
+    until: Option<u32>,
+) -> Result<ReplayReport, ReplayError> {
     let plugin = match plugin {
         Some(p) => p,
-        None => host.by_digest(&job.plugin_digest).ok_or_else(|| ReplayError::MissingPlugin(job.plugin_digest.clone()))?,
+        None => host
+            .by_digest(&job.plugin_digest)
+            .ok_or_else(|| ReplayError::MissingPlugin(job.plugin_digest.clone()))?,
     };
     let events = journal.events(&job.id, 0)?;
     let (script, complete) = script_of(&events);
     let recorded_end = events.iter().find_map(|e| match &e.event {
         Event::Finished { summary } => Some(Ok(summary.clone())),
         // A rollback without an error is a cancel's.
-        Event::State { state: JobState::RollingBack, error } => Some(Err(error.clone().unwrap_or_else(|| "cancelled".into()))),
+        Event::State {
+            state: JobState::RollingBack,
+            error,
+        } => Some(Err(error.clone().unwrap_or_else(|| "cancelled".into()))),
         _ => None,
     });
     let mut scope = JobScope::new(
@@ -145,7 +170,13 @@ pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugi
     scope.replay = Some(Replay::new(script, complete, until));
     let (result, scope) = host.run_keeping_scope(&plugin, scope).await;
     let replay = scope.replay.expect("replay state");
-    let observed = replay.observed.lock().expect("replay log lock").iter().map(|e| serde_json::to_value(e).unwrap_or_default()).collect();
+    let observed = replay
+        .observed
+        .lock()
+        .expect("replay log lock")
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or_default())
+        .collect();
     let mut divergence = replay.divergence.clone();
     let end = if divergence.is_some() {
         ReplayEnd::Diverged
@@ -155,15 +186,27 @@ pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugi
         ReplayEnd::RecordEnded { step }
     } else {
         match &result {
-            Ok(summary) => ReplayEnd::Finished { summary: summary.clone() },
-            Err(RunError::Failed(e)) | Err(RunError::Trapped(e)) => ReplayEnd::Failed { error: e.clone() },
-            Err(RunError::Cancelled) => ReplayEnd::Failed { error: "cancelled".into() },
+            Ok(summary) => ReplayEnd::Finished {
+                summary: summary.clone(),
+            },
+            Err(RunError::Failed(e)) | Err(RunError::Trapped(e)) => {
+                ReplayEnd::Failed { error: e.clone() }
+            }
+            Err(RunError::Cancelled) => ReplayEnd::Failed {
+                error: "cancelled".into(),
+            },
         }
     };
     // A plugin that stops before the record does has diverged too.
-    if matches!(end, ReplayEnd::Finished { .. } | ReplayEnd::Failed { .. }) && replay.next < replay.script.len() {
+    if matches!(end, ReplayEnd::Finished { .. } | ReplayEnd::Failed { .. })
+        && replay.next < replay.script.len()
+    {
         let next = &replay.script[replay.next];
-        divergence = Some(Divergence { step: next.step, expected: Some(next.entry.clone()), actual: None });
+        divergence = Some(Divergence {
+            step: next.step,
+            expected: Some(next.entry.clone()),
+            actual: None,
+        });
     }
     let same_outcome = match (&end, &recorded_end) {
         (ReplayEnd::Finished { summary }, Some(Ok(recorded))) => summary == recorded,
@@ -178,8 +221,16 @@ pub async fn replay(host: &PluginHost, journal: &Journal, job: &JobRecord, plugi
         digest: plugin.digest.clone(),
         recorded_steps,
         // The step that diverged or had no recorded result was consumed but not matched.
-        matched_steps: if replay.divergence.is_some() || replay.record_ended_at.is_some() { replay.next.saturating_sub(1) } else { replay.next.min(recorded_steps) },
-        end: if divergence.is_some() { ReplayEnd::Diverged } else { end },
+        matched_steps: if replay.divergence.is_some() || replay.record_ended_at.is_some() {
+            replay.next.saturating_sub(1)
+        } else {
+            replay.next.min(recorded_steps)
+        },
+        end: if divergence.is_some() {
+            ReplayEnd::Diverged
+        } else {
+            end
+        },
         divergence,
         same_outcome,
         observed,

@@ -16,7 +16,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::{PullLine, PullTracker};
-use super::{ContainerConfig, ContainerRuntime, ContainerState, PullProgress, Result, RuntimeError, with_default_tag};
+use super::{
+    ContainerConfig, ContainerRuntime, ContainerState, PullProgress, Result, RuntimeError,
+    with_default_tag,
+};
 
 /// A Docker daemon, found through `DOCKER_HOST` or the default socket.
 #[derive(Debug, Clone)]
@@ -29,9 +32,13 @@ impl DockerRuntime {
     /// Connect to the daemon named by `DOCKER_HOST`, or the default socket.
     /// Connecting does not contact the daemon; call [`ContainerRuntime::ping`].
     pub fn connect() -> Result<Self> {
-        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let endpoint =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let docker = Docker::connect_with_defaults()
-            .map_err(|e| RuntimeError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?
+            .map_err(|e| RuntimeError::Unreachable {
+                endpoint: endpoint.clone(),
+                detail: e.to_string(),
+            })?
             // Pulls of large images stream for long; stalls are detected by the caller.
             .with_timeout(Duration::from_secs(3600));
         Ok(DockerRuntime { docker, endpoint })
@@ -44,25 +51,38 @@ impl DockerRuntime {
 
     fn map_err(&self, what: &str, e: BollardError) -> RuntimeError {
         match e {
-            BollardError::DockerResponseServerError { status_code: 404, message } => RuntimeError::NotFound(message),
-            BollardError::DockerResponseServerError { status_code: 409, message } => RuntimeError::Conflict(message),
-            BollardError::DockerResponseServerError { message, .. } => RuntimeError::Daemon(message),
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => RuntimeError::NotFound(message),
+            BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => RuntimeError::Conflict(message),
+            BollardError::DockerResponseServerError { message, .. } => {
+                RuntimeError::Daemon(message)
+            }
             BollardError::DockerStreamError { error } => RuntimeError::Daemon(error),
             e @ (BollardError::IOError { .. }
             | BollardError::HyperResponseError { .. }
             | BollardError::SocketNotFoundError(_)
-            | BollardError::RequestTimeoutError) => {
-                RuntimeError::Unreachable { endpoint: self.endpoint.clone(), detail: format!("{what}: {e}") }
-            }
+            | BollardError::RequestTimeoutError) => RuntimeError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: format!("{what}: {e}"),
+            },
             e => RuntimeError::Daemon(format!("{what}: {e}")),
         }
     }
 }
 
 /// Treat "not modified" (already started / already stopped) as success.
-fn not_modified_is_ok(r: std::result::Result<(), BollardError>) -> std::result::Result<(), BollardError> {
+fn not_modified_is_ok(
+    r: std::result::Result<(), BollardError>,
+) -> std::result::Result<(), BollardError> {
     match r {
-        Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+        Err(BollardError::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
         other => other,
     }
 }
@@ -72,7 +92,11 @@ fn state_of(r: bollard::models::ContainerInspectResponse) -> ContainerState {
     let state = r.state.unwrap_or_default();
     ContainerState {
         id: r.id.unwrap_or_default(),
-        name: r.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
         image: config.image.unwrap_or_default(),
         running: state.running.unwrap_or(false),
         health: state
@@ -80,7 +104,11 @@ fn state_of(r: bollard::models::ContainerInspectResponse) -> ContainerState {
             .and_then(|h| h.status)
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty() && s != "none"),
-        exit_code: if state.running.unwrap_or(false) { None } else { state.exit_code },
+        exit_code: if state.running.unwrap_or(false) {
+            None
+        } else {
+            state.exit_code
+        },
         labels: config.labels.unwrap_or_default().into_iter().collect(),
     }
 }
@@ -88,26 +116,42 @@ fn state_of(r: bollard::models::ContainerInspectResponse) -> ContainerState {
 #[async_trait::async_trait]
 impl ContainerRuntime for DockerRuntime {
     async fn ping(&self) -> Result<()> {
-        self.docker.ping().await.map(|_| ()).map_err(|e| RuntimeError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            detail: e.to_string(),
-        })
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: e.to_string(),
+            })
     }
 
     async fn image_present(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(&with_default_tag(image)).await {
             Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
             Err(e) => Err(self.map_err("inspect image", e)),
         }
     }
 
-    async fn pull_image(&self, image: &str, progress: &watch::Sender<PullProgress>, cancel: &CancellationToken) -> Result<()> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: &watch::Sender<PullProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let reference = with_default_tag(image);
-        let options = CreateImageOptionsBuilder::default().from_image(&reference).build();
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(&reference)
+            .build();
         let mut stream = self.docker.create_image(Some(options), None, None);
         let mut tracker = PullTracker::new();
-        let fail = |detail: String| RuntimeError::Pull { image: image.to_owned(), detail };
+        let fail = |detail: String| RuntimeError::Pull {
+            image: image.to_owned(),
+            detail,
+        };
         loop {
             let item = tokio::select! {
                 // Dropping the stream closes the request, which aborts the pull in the daemon.
@@ -128,12 +172,16 @@ impl ContainerRuntime for DockerRuntime {
             let line = PullLine {
                 id: info.id,
                 status: info.status,
-                progress_detail: info.progress_detail.map(|d| super::progress::ProgressDetail {
-                    current: d.current.and_then(|c| u64::try_from(c).ok()),
-                    total: d.total.and_then(|t| u64::try_from(t).ok()),
-                }),
+                progress_detail: info
+                    .progress_detail
+                    .map(|d| super::progress::ProgressDetail {
+                        current: d.current.and_then(|c| u64::try_from(c).ok()),
+                        total: d.total.and_then(|t| u64::try_from(t).ok()),
+                    }),
                 error: None,
-                error_detail: info.error_detail.map(|d| super::progress::ErrorDetail { message: d.message }),
+                error_detail: info
+                    .error_detail
+                    .map(|d| super::progress::ErrorDetail { message: d.message }),
             };
             tracker.observe(&line).map_err(|e| fail(e.to_string()))?;
             progress.send_replace(tracker.progress());
@@ -147,10 +195,15 @@ impl ContainerRuntime for DockerRuntime {
             env: Some(config.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             cmd: config.cmd.clone(),
             labels: Some(config.labels.clone().into_iter().collect::<HashMap<_, _>>()),
-            host_config: Some(HostConfig { network_mode: config.network.clone(), ..Default::default() }),
+            host_config: Some(HostConfig {
+                network_mode: config.network.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&config.name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&config.name)
+            .build();
         let created = self
             .docker
             .create_container(Some(options), body)
@@ -160,32 +213,50 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        not_modified_is_ok(self.docker.start_container(id, None).await).map_err(|e| self.map_err("start container", e))
+        not_modified_is_ok(self.docker.start_container(id, None).await)
+            .map_err(|e| self.map_err("start container", e))
     }
 
     async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()> {
-        let options = StopContainerOptionsBuilder::default().t(timeout_s as i32).build();
+        let options = StopContainerOptionsBuilder::default()
+            .t(timeout_s as i32)
+            .build();
         not_modified_is_ok(self.docker.stop_container(id, Some(options)).await)
             .map_err(|e| self.map_err("stop container", e))
     }
 
     async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
-        let options = RenameContainerOptionsBuilder::default().name(new_name).build();
-        self.docker.rename_container(id, options).await.map_err(|e| self.map_err("rename container", e))
+        let options = RenameContainerOptionsBuilder::default()
+            .name(new_name)
+            .build();
+        self.docker
+            .rename_container(id, options)
+            .await
+            .map_err(|e| self.map_err("rename container", e))
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             Err(e) => Err(self.map_err("remove container", e)),
         }
     }
 
     async fn remove_image(&self, image: &str) -> Result<()> {
         let options = RemoveImageOptionsBuilder::default().force(false).build();
-        match self.docker.remove_image(&with_default_tag(image), Some(options), None).await {
-            Ok(_) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+        match self
+            .docker
+            .remove_image(&with_default_tag(image), Some(options), None)
+            .await
+        {
+            Ok(_)
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             Err(e) => Err(self.map_err("remove image", e)),
         }
     }
@@ -193,15 +264,24 @@ impl ContainerRuntime for DockerRuntime {
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>> {
         match self.docker.inspect_container(id_or_name, None).await {
             Ok(r) => Ok(Some(state_of(r))),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(self.map_err("inspect container", e)),
         }
     }
 
     async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
         let filters = HashMap::from([("label", vec![format!("{label}={value}")])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let list = self.docker.list_containers(Some(options)).await.map_err(|e| self.map_err("list containers", e))?;
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.map_err("list containers", e))?;
         let mut out = Vec::new();
         for summary in list {
             if let Some(id) = summary.id

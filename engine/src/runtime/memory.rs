@@ -10,7 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{ContainerConfig, ContainerRuntime, ContainerState, PullPhase, PullProgress, Result, RuntimeError, with_default_tag};
+use super::{
+    ContainerConfig, ContainerRuntime, ContainerState, PullPhase, PullProgress, Result,
+    RuntimeError, with_default_tag,
+};
 
 /// The operations of [`ContainerRuntime`], to aim faults at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +76,12 @@ impl Default for MemoryRuntime {
 impl MemoryRuntime {
     /// A runtime where every image can be pulled, instantly.
     pub fn new() -> Self {
-        MemoryRuntime { state: Mutex::default(), pull_time: Duration::ZERO, crashing: BTreeSet::new(), missing: BTreeSet::new() }
+        MemoryRuntime {
+            state: Mutex::default(),
+            pull_time: Duration::ZERO,
+            crashing: BTreeSet::new(),
+            missing: BTreeSet::new(),
+        }
     }
 
     /// Pulls take this long, reporting progress along the way.
@@ -153,7 +161,9 @@ impl MemoryRuntime {
         if s.containers.contains_key(id) {
             return s.containers.get_mut(id);
         }
-        s.containers.values_mut().find(|c| c.name == id || (id.len() >= 12 && c.id.starts_with(id)))
+        s.containers
+            .values_mut()
+            .find(|c| c.name == id || (id.len() >= 12 && c.id.starts_with(id)))
     }
 }
 
@@ -168,11 +178,19 @@ impl ContainerRuntime for MemoryRuntime {
         Ok(self.lock().images.contains(&with_default_tag(image)))
     }
 
-    async fn pull_image(&self, image: &str, progress: &watch::Sender<PullProgress>, cancel: &CancellationToken) -> Result<()> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: &watch::Sender<PullProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         self.enter(Op::Pull, Some(cancel)).await?;
         let reference = with_default_tag(image);
         if self.missing.contains(&reference) {
-            return Err(RuntimeError::Pull { image: image.to_owned(), detail: format!("manifest for {reference} not found: manifest unknown") });
+            return Err(RuntimeError::Pull {
+                image: image.to_owned(),
+                detail: format!("manifest for {reference} not found: manifest unknown"),
+            });
         }
         const LAYERS: u32 = 3;
         const LAYER_BYTES: u64 = 1 << 20;
@@ -206,7 +224,10 @@ impl ContainerRuntime for MemoryRuntime {
             return Err(RuntimeError::NotFound(format!("No such image: {image}")));
         }
         if s.containers.values().any(|c| c.name == config.name) {
-            return Err(RuntimeError::Conflict(format!("the container name \"/{}\" is already in use", config.name)));
+            return Err(RuntimeError::Conflict(format!(
+                "the container name \"/{}\" is already in use",
+                config.name
+            )));
         }
         s.next_id += 1;
         let id = format!("{:064x}", s.next_id);
@@ -226,7 +247,8 @@ impl ContainerRuntime for MemoryRuntime {
     async fn start_container(&self, id: &str) -> Result<()> {
         self.enter(Op::Start, None).await?;
         let mut s = self.lock();
-        let c = Self::container_mut(&mut s, id).ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
+        let c = Self::container_mut(&mut s, id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
         if self.crashing.contains(&c.image) {
             c.running = false;
             c.exit_code = Some(1);
@@ -240,7 +262,8 @@ impl ContainerRuntime for MemoryRuntime {
     async fn stop_container(&self, id: &str, _timeout_s: u32) -> Result<()> {
         self.enter(Op::Stop, None).await?;
         let mut s = self.lock();
-        let c = Self::container_mut(&mut s, id).ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
+        let c = Self::container_mut(&mut s, id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
         if c.running {
             c.running = false;
             c.exit_code = Some(0);
@@ -251,10 +274,16 @@ impl ContainerRuntime for MemoryRuntime {
     async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
         self.enter(Op::Rename, None).await?;
         let mut s = self.lock();
-        if s.containers.values().any(|c| c.name == new_name && c.id != id) {
-            return Err(RuntimeError::Conflict(format!("the container name \"/{new_name}\" is already in use")));
+        if s.containers
+            .values()
+            .any(|c| c.name == new_name && c.id != id)
+        {
+            return Err(RuntimeError::Conflict(format!(
+                "the container name \"/{new_name}\" is already in use"
+            )));
         }
-        let c = Self::container_mut(&mut s, id).ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
+        let c = Self::container_mut(&mut s, id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
         c.name = new_name.to_owned();
         Ok(())
     }
@@ -273,7 +302,9 @@ impl ContainerRuntime for MemoryRuntime {
         let reference = with_default_tag(image);
         let mut s = self.lock();
         if s.containers.values().any(|c| c.image == reference) {
-            return Err(RuntimeError::Conflict(format!("image {reference} is being used by a container")));
+            return Err(RuntimeError::Conflict(format!(
+                "image {reference} is being used by a container"
+            )));
         }
         s.images.remove(&reference);
         Ok(())
@@ -286,6 +317,12 @@ impl ContainerRuntime for MemoryRuntime {
     }
 
     async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
-        Ok(self.lock().containers.values().filter(|c| c.label(label) == Some(value)).cloned().collect())
+        Ok(self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| c.label(label) == Some(value))
+            .cloned()
+            .collect())
     }
 }

@@ -31,7 +31,9 @@ pub const LABEL_JOB: &str = "io.deckhand.job";
 #[non_exhaustive]
 pub enum RuntimeError {
     /// The daemon cannot be reached.
-    #[error("cannot reach the Docker daemon at {endpoint} (set DOCKER_HOST to its socket): {detail}")]
+    #[error(
+        "cannot reach the Docker daemon at {endpoint} (set DOCKER_HOST to its socket): {detail}"
+    )]
     Unreachable {
         /// Where it was looked for.
         endpoint: String,
@@ -128,7 +130,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn image_present(&self, image: &str) -> Result<bool>;
     /// Pull an image, publishing progress to `progress`, aborting when
     /// `cancel` fires. Succeeds only on the daemon's final status line.
-    async fn pull_image(&self, image: &str, progress: &watch::Sender<PullProgress>, cancel: &CancellationToken) -> Result<()>;
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: &watch::Sender<PullProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<()>;
     /// Create a container; returns its id.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
     /// Start a container (no-op if running).
@@ -150,7 +157,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 /// `image` with `:latest` added when it names neither a tag nor a digest.
 pub fn with_default_tag(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') || last.contains('@') { image.to_owned() } else { format!("{image}:latest") }
+    if last.contains(':') || last.contains('@') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
 }
 
 #[cfg(test)]
@@ -160,8 +171,14 @@ mod tests {
     #[test]
     fn default_tag_is_added_only_when_missing() {
         assert_eq!(with_default_tag("busybox"), "busybox:latest");
-        assert_eq!(with_default_tag("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
-        assert_eq!(with_default_tag("127.0.0.1:5000/app:2"), "127.0.0.1:5000/app:2");
+        assert_eq!(
+            with_default_tag("127.0.0.1:5000/app"),
+            "127.0.0.1:5000/app:latest"
+        );
+        assert_eq!(
+            with_default_tag("127.0.0.1:5000/app:2"),
+            "127.0.0.1:5000/app:2"
+        );
         assert_eq!(with_default_tag("app@sha256:ab"), "app@sha256:ab");
     }
 }

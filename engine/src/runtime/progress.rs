@@ -144,7 +144,12 @@ impl PullTracker {
 
     /// Take one line into account. An error line fails the pull.
     pub fn observe(&mut self, line: &PullLine) -> Result<(), PullFailure> {
-        if let Some(msg) = line.error_detail.as_ref().and_then(|d| d.message.clone()).or_else(|| line.error.clone()) {
+        if let Some(msg) = line
+            .error_detail
+            .as_ref()
+            .and_then(|d| d.message.clone())
+            .or_else(|| line.error.clone())
+        {
             self.error = Some(msg.clone());
             return Err(PullFailure::Daemon(msg));
         }
@@ -155,7 +160,9 @@ impl PullTracker {
             }
             return Ok(());
         };
-        if status.starts_with("Pulling from") || self.tag.as_deref() == Some(id) && self.layers.is_empty() {
+        if status.starts_with("Pulling from")
+            || self.tag.as_deref() == Some(id) && self.layers.is_empty()
+        {
             self.tag = Some(id.to_owned());
             return Ok(());
         }
@@ -231,7 +238,14 @@ impl PullTracker {
         } else {
             PullPhase::Downloading
         };
-        PullProgress { phase, layers_done, layers_total, bytes_done, bytes_total, fraction }
+        PullProgress {
+            phase,
+            layers_done,
+            layers_total,
+            bytes_done,
+            bytes_total,
+            fraction,
+        }
     }
 
     /// The pull's outcome once the stream has ended.
@@ -277,7 +291,8 @@ mod tests {
 
     const SINGLE: &str = include_str!("../../testdata/docker-pull/single-layer-fresh.jsonl");
     const PRESENT: &str = include_str!("../../testdata/docker-pull/already-present.jsonl");
-    const MULTI: &str = include_str!("../../testdata/docker-pull/multi-layer-with-existing-base.jsonl");
+    const MULTI: &str =
+        include_str!("../../testdata/docker-pull/multi-layer-with-existing-base.jsonl");
     const BIG: &str = include_str!("../../testdata/docker-pull/big-image-from-test-registry.jsonl");
     const DIES: &str = include_str!("../../testdata/docker-pull/registry-dies-mid-pull.jsonl");
 
@@ -310,11 +325,19 @@ mod tests {
         let last = seen.last().unwrap();
         assert_eq!((last.layers_done, last.layers_total), (5, 5));
         // Four layers of about 30 MB were downloaded; the base was not.
-        assert!(last.bytes_total > 4 * 29_000_000 && last.bytes_total < 4 * 33_000_000, "{}", last.bytes_total);
+        assert!(
+            last.bytes_total > 4 * 29_000_000 && last.bytes_total < 4 * 33_000_000,
+            "{}",
+            last.bytes_total
+        );
         assert_eq!(last.bytes_done, last.bytes_total);
         assert_monotonic(&seen);
         // Progress reaches 1.0 only at the end.
-        assert!(seen[..seen.len() - 1].iter().all(|p| p.fraction.is_none_or(|f| f < 1.0)));
+        assert!(
+            seen[..seen.len() - 1]
+                .iter()
+                .all(|p| p.fraction.is_none_or(|f| f < 1.0))
+        );
         // The download and the extraction are reported as phases.
         assert!(seen.iter().any(|p| p.phase == PullPhase::Downloading));
         assert!(seen.iter().any(|p| p.phase == PullPhase::Extracting));
@@ -327,7 +350,11 @@ mod tests {
         let (_, seen, _) = replay(MULTI);
         // Lines 2–7 announce the layers (the first already exists) and
         // one waits; the first download comes on line 8.
-        assert!(seen[..7].iter().all(|p| p.fraction.is_none()), "{:?}", &seen[..7]);
+        assert!(
+            seen[..7].iter().all(|p| p.fraction.is_none()),
+            "{:?}",
+            &seen[..7]
+        );
         assert_eq!(seen[6].layers_total, 5);
         assert!(seen[7..].iter().all(|p| p.fraction.is_some()));
     }
@@ -337,7 +364,10 @@ mod tests {
         let (_, seen, _) = replay(MULTI);
         // When the first downloaded layer completes, three 30 MB layers are
         // still to extract: well short of done.
-        let first_complete = MULTI.lines().position(|l| l.contains("Pull complete")).unwrap();
+        let first_complete = MULTI
+            .lines()
+            .position(|l| l.contains("Pull complete"))
+            .unwrap();
         let f = seen[first_complete].fraction.unwrap();
         assert!(f > 0.3 && f < 0.9, "{f}");
     }
@@ -350,12 +380,23 @@ mod tests {
         assert_eq!((last.layers_done, last.layers_total), (6, 6));
         assert_monotonic(&seen);
         let first_download = BIG.lines().position(|l| l.contains("Downloading")).unwrap();
-        assert!(seen[first_download].fraction.unwrap() < 0.3, "{:?}", seen[first_download]);
+        assert!(
+            seen[first_download].fraction.unwrap() < 0.3,
+            "{:?}",
+            seen[first_download]
+        );
     }
 
     #[test]
     fn bytes_come_from_downloading_progress_detail() {
-        let (mut t, _, _) = replay(MULTI.lines().take(12).collect::<Vec<_>>().join("\n").as_str());
+        let (mut t, _, _) = replay(
+            MULTI
+                .lines()
+                .take(12)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_str(),
+        );
         let p = t.progress();
         assert!(p.bytes_done > 0);
         assert!(p.bytes_done <= p.bytes_total);
@@ -367,7 +408,9 @@ mod tests {
         let (_, seen, outcome) = replay(DIES);
         assert_eq!(
             outcome,
-            Err(PullFailure::Daemon("dial tcp 127.0.0.1:5001: connect: connection refused".into()))
+            Err(PullFailure::Daemon(
+                "dial tcp 127.0.0.1:5001: connect: connection refused".into()
+            ))
         );
         assert_monotonic(&seen);
         assert!(seen.iter().all(|p| p.fraction.is_none_or(|f| f < 1.0)));
