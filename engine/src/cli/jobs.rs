@@ -141,11 +141,11 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             } else {
                 // The process running the job notices the journaled cancel.
                 let journal = super::open_journal(data_dir)?;
-                let executor_less = journal.request_cancel(&id, reason).await?;
+                let (state_then, _) = journal.request_cancel(&id, reason).await?;
                 let job = journal
                     .job(&id)?
                     .with_context(|| format!("no job with id {id}"))?;
-                let cancelled = job.cancel_requested && !executor_less.0.is_terminal();
+                let cancelled = job.cancel_requested && !state_then.is_terminal();
                 println!(
                     "{}",
                     serde_json::json!({"cancelled": cancelled, "state": job.state})
