@@ -76,6 +76,12 @@ pub enum Call {
     ReadLastRevisionNumber,
     /// Read: whether a cancel was requested.
     ReadCancelRequested,
+    /// Read: whether an image is the target's to remove (one of its
+    /// revisions runs it, or this job pulled it when it was absent).
+    ReadImageOwned {
+        /// Image reference.
+        image: String,
+    },
     /// Register a compensation of the plugin's own (no effect now).
     RegisterCompensation {
         /// The plugin's name for it.
@@ -105,6 +111,7 @@ impl Call {
                 | Call::ReadRevision { .. }
                 | Call::ReadLastRevisionNumber
                 | Call::ReadCancelRequested
+                | Call::ReadImageOwned { .. }
                 | Call::Now
                 | Call::Random
         )
@@ -127,7 +134,8 @@ impl Call {
             | Call::InspectContainer { .. }
             | Call::ReadRevision { .. }
             | Call::ReadLastRevisionNumber
-            | Call::ReadCancelRequested => "running",
+            | Call::ReadCancelRequested
+            | Call::ReadImageOwned { .. } => "running",
         }
     }
 }

@@ -112,3 +112,28 @@ async fn an_unknown_image_on_the_memory_runtime_fails_with_the_registry_message(
     assert_eq!(job.state, JobState::RolledBack);
     assert!(job.error.unwrap().contains("manifest unknown"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_daemon_call_fails_after_the_no_progress_timeout_and_rolls_back() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let dir = tempfile::tempdir().unwrap();
+    let journal = deckhand::journal::Journal::open(dir.path().join("j.sqlite")).unwrap();
+    let host = Arc::new(deckhand::plugin::PluginHost::with_builtins(None).unwrap());
+    let settings = deckhand::plugin::HostSettings {
+        stall_timeout: std::time::Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let executor = deckhand::executor::Executor::new(journal, rt.clone(), host, settings);
+    rt.inject(Op::Start, Fault::Hang, 1);
+    let job = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(job.state, JobState::RolledBack);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap()
+            .contains("no progress for 1 s"),
+        "{:?}",
+        job.error
+    );
+    assert!(rt.containers().is_empty() && rt.images().is_empty());
+}

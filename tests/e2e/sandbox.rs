@@ -203,3 +203,35 @@ fn a_component_importing_an_interface_the_host_does_not_provide_is_rejected_at_r
     );
     assert!(host.get("bad").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_have_an_image_it_does_not_own_removed() {
+    let (_dir, executor, rt) = hostile_engine();
+    rt.add_image("users-own:1");
+    assert_eq!(
+        run(&executor, "install", "web", json!({"image": "app:1"}))
+            .await
+            .state,
+        JobState::Succeeded
+    );
+    let job = run(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "foreign-image", "image": "users-own:1"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack);
+    assert!(
+        job.error
+            .as_deref()
+            .unwrap()
+            .contains("denied: image users-own:1 is not `web`'s"),
+        "{:?}",
+        job.error
+    );
+    assert!(
+        rt.images().contains("users-own:1"),
+        "the user's image stays"
+    );
+}

@@ -416,6 +416,53 @@ impl container::Host for HostState {
     async fn remove_image_at_commit(&mut self, image: String) -> HostResult<()> {
         self.scope.tick()?;
         check!(self.scope.check_size("image", &image));
+        let (journal, target, job) = (
+            self.scope.journal.clone(),
+            self.scope.target.clone(),
+            self.scope.job_id.clone(),
+        );
+        let probe = image.clone();
+        let owned = async move {
+            let journal_error =
+                |e: crate::journal::JournalError| HostError::Runtime(format!("journal: {e}"));
+            let runs_it = journal
+                .target(&target)
+                .map_err(journal_error)?
+                .is_some_and(|t| t.history.iter().any(|r| r.image == probe));
+            let pulled = [
+                ("op", serde_json::json!("pull_image")),
+                ("image", serde_json::json!(probe)),
+                ("present_before", serde_json::json!(false)),
+            ];
+            let pulled_here = journal
+                .jobs_with_intent(&pulled, false, None)
+                .map_err(journal_error)?
+                .contains(&job);
+            Ok(runs_it || pulled_here)
+        };
+        if !check!(
+            self.scope
+                .perform(
+                    Call::ReadImageOwned {
+                        image: image.clone()
+                    },
+                    None,
+                    owned
+                )
+                .await?
+        ) {
+            let why = format!(
+                "image {image} is not `{}`'s: no revision of it runs it and this job did not pull it",
+                self.scope.target
+            );
+            self.scope
+                .record(Event::Log {
+                    level: "warn".into(),
+                    message: format!("denied: {why}"),
+                })
+                .await?;
+            return Ok(Err(HostError::Denied(why)));
+        }
         self.scope.defer(Deferred::RemoveImage { image }).await
     }
 

@@ -182,7 +182,21 @@ impl JobScope {
             return Ok(result);
         }
         let step = self.begin(&call, undo.as_ref()).await?;
-        let result = effect.await;
+        // A pull fails on its own when its progress stalls, and a health wait
+        // has the plugin's timeout; any other call that hangs fails here.
+        let result = if matches!(call, Call::PullImage { .. } | Call::WaitHealthy { .. }) {
+            effect.await
+        } else {
+            let limit = self.settings.stall_timeout;
+            tokio::time::timeout(limit, effect)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HostError::TimedOut(format!(
+                        "no progress for {} s",
+                        limit.as_secs()
+                    )))
+                })
+        };
         self.record(Event::Result {
             step,
             outcome: outcome_of(&result),

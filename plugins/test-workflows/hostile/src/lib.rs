@@ -3,7 +3,9 @@
 //! (overflows the stack), `huge-string` (passes a 32 MiB string to the
 //! host), `many-calls` (makes 20,000 host calls), `trap-mid-upgrade`
 //! (starts an upgrade and panics half-way), `foreign` (tries to stop and
-//! remove the container named `container`, which is not its target's).
+//! remove the container named `container`, which is not its target's),
+//! `foreign-image` (asks for the image `image`, not its target's, to be
+//! removed at commit).
 
 use deckhand_sdk::{Spec, Workflow, container, export, job, state};
 use serde::Deserialize;
@@ -82,6 +84,11 @@ impl Workflow for Hostile {
                     stop.err().map(|e| deckhand_sdk::describe(&e)).unwrap_or("allowed".into()),
                     remove.err().map(|e| deckhand_sdk::describe(&e)).unwrap_or("allowed".into())
                 ))
+            }
+            "foreign-image" => {
+                let image = p.image.ok_or("image needed")?;
+                container::remove_image_at_commit(&image).map_err(|e| deckhand_sdk::describe(&e))?;
+                Ok("asked for it".into())
             }
             other => Err(format!("unknown mode {other}")),
         }
