@@ -13,49 +13,65 @@ pub struct RecoveryReport {
     pub jobs: Vec<(JobId, JobState)>,
 }
 
+/// Jobs recovered at the same time: they are on different targets, and
+/// their journal writes share group commits.
+const RECOVERY_CONCURRENCY: usize = 64;
+
 impl Inner {
     pub(super) async fn recover(&self) -> Result<RecoveryReport, JournalError> {
-        let mut report = RecoveryReport::default();
-        for job in self.journal.unfinished_jobs()? {
-            if self
-                .running
-                .lock()
-                .expect("running lock")
-                .contains_key(&job.id)
-            {
-                continue;
-            }
-            match job.state {
-                JobState::Committing => self.commit(&job).await?,
-                JobState::Queued if job.cancel_requested => {
-                    self.journal
-                        .append(
-                            &job.id,
-                            crate::journal::Event::State {
-                                state: JobState::Cancelled,
-                                error: None,
-                            },
-                        )
-                        .await?;
-                }
-                _ => {
-                    let reason = if job.cancel_requested {
-                        RollbackReason::Cancelled
-                    } else {
-                        RollbackReason::Failed(job.error.clone().unwrap_or_else(|| {
-                            "interrupted: the engine stopped while the job ran".into()
-                        }))
-                    };
-                    self.rollback(&job, reason).await?
-                }
-            }
-            let state = self
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let jobs: Vec<_> = self
+            .journal
+            .unfinished_jobs()?
+            .into_iter()
+            .filter(|job| {
+                !self
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .contains_key(&job.id)
+            })
+            .collect();
+        let jobs = stream::iter(jobs)
+            .map(|job| async move {
+                self.recover_job(&job).await?;
+                let state = self
+                    .journal
+                    .job(&job.id)?
+                    .map(|j| j.state)
+                    .unwrap_or(job.state);
+                Ok::<_, JournalError>((job.id, state))
+            })
+            .buffered(RECOVERY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(RecoveryReport { jobs })
+    }
+
+    async fn recover_job(&self, job: &crate::journal::JobRecord) -> Result<(), JournalError> {
+        match job.state {
+            JobState::Committing => self.commit(job).await,
+            JobState::Queued if job.cancel_requested => self
                 .journal
-                .job(&job.id)?
-                .map(|j| j.state)
-                .unwrap_or(job.state);
-            report.jobs.push((job.id, state));
+                .append(
+                    &job.id,
+                    crate::journal::Event::State {
+                        state: JobState::Cancelled,
+                        error: None,
+                    },
+                )
+                .await
+                .map(|_| ()),
+            _ => {
+                let reason = if job.cancel_requested {
+                    RollbackReason::Cancelled
+                } else {
+                    RollbackReason::Failed(job.error.clone().unwrap_or_else(|| {
+                        "interrupted: the engine stopped while the job ran".into()
+                    }))
+                };
+                self.rollback(job, reason).await
+            }
         }
-        Ok(report)
     }
 }

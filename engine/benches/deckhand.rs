@@ -1,0 +1,533 @@
+//! Deckhand's benchmarks: each figure beside a baseline measured in the same
+//! run, and their ratio. Run with `bash scripts/bench.sh` (which starts the
+//! Docker test environment for the real-install figure) or
+//! `cargo bench -p deckhand --bench deckhand`.
+//!
+//! These print; they never fail on speed.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deckhand::executor::{Executor, JobRequest};
+use deckhand::journal::{Event, JobId, JobState, Journal, NewJob};
+use deckhand::plugin::{HostSettings, JobScope, PluginHost};
+use deckhand::runtime::{ContainerRuntime, MemoryRuntime};
+use tokio_util::sync::CancellationToken;
+
+fn row(name: &str, value: String, baseline: Option<(String, f64)>) {
+    match baseline {
+        Some((b, ratio)) => {
+            println!("{name:<44} {value:>16}   baseline {b:>16}   ratio {ratio:>7.2}×")
+        }
+        None => println!("{name:<44} {value:>16}"),
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn per_s(n: f64) -> String {
+    format!("{n:.0}/s")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn new_job(target: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        workflow: "install".into(),
+        target: target.into(),
+        params: serde_json::json!({"image": "app:1"}),
+        plugin_digest: "sha256:bench".into(),
+        idempotency_key: None,
+    }
+}
+
+fn intent(step: u32) -> Event {
+    Event::Intent {
+        step,
+        call: serde_json::json!({"op": "start_container", "id": "0123456789abcdef"}),
+        undo: None,
+    }
+}
+
+/// 1. A durable step vs a bare fdatasync of an append of the same size.
+async fn durable_step(dir: &std::path::Path) {
+    const N: usize = 400;
+    let journal = Journal::open(dir.join("step.sqlite")).unwrap();
+    let job = journal.create_job(new_job("web")).await.unwrap();
+    let mut steps = Vec::with_capacity(N);
+    for i in 0..N {
+        let t = Instant::now();
+        journal.append(&job.id, intent(i as u32)).await.unwrap();
+        steps.push(t.elapsed());
+    }
+    let record = serde_json::to_string(&intent(1)).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bare.log"))
+        .unwrap();
+    let mut bare = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        file.write_all(record.as_bytes()).unwrap();
+        file.sync_data().unwrap();
+        bare.push(t.elapsed());
+    }
+    let (s, b) = (median(steps), median(bare));
+    row(
+        "1. durable step (median)",
+        us(s),
+        Some((us(b) + " fdatasync", s.as_secs_f64() / b.as_secs_f64())),
+    );
+}
+
+/// 2. Journal throughput with 1, 8, 64 concurrent appenders vs SQLite's
+/// batched insert rate (same schema, FULL sync, 256 rows a transaction).
+async fn throughput(dir: &std::path::Path) {
+    let baseline = {
+        let journal = Journal::open(dir.join("batched.sqlite")).unwrap();
+        let job = journal.create_job(new_job("web")).await.unwrap();
+        drop(journal);
+        let c = rusqlite::Connection::open(dir.join("batched.sqlite")).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.pragma_update(None, "synchronous", "FULL").unwrap();
+        let data = serde_json::to_string(&intent(1)).unwrap();
+        let n = 20_000;
+        let t = Instant::now();
+        for batch in 0..(n / 256) {
+            let tx = c.unchecked_transaction().unwrap();
+            for i in 0..256 {
+                tx.execute(
+                    "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, 'intent', ?3)",
+                    rusqlite::params![job.id.as_str(), (batch * 256 + i) as i64, data],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        (n / 256 * 256) as f64 / t.elapsed().as_secs_f64()
+    };
+    for writers in [1usize, 8, 64] {
+        let journal = Journal::open(dir.join(format!("tp{writers}.sqlite"))).unwrap();
+        let per_writer = (6_000 / writers).max(200);
+        let mut jobs = Vec::new();
+        for w in 0..writers {
+            jobs.push(
+                journal
+                    .create_job(new_job(&format!("t{w}")))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let t = Instant::now();
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|id| {
+                let j = journal.clone();
+                tokio::spawn(async move {
+                    for i in 0..per_writer {
+                        j.append(&id, intent(i as u32)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let rate = (writers * per_writer) as f64 / t.elapsed().as_secs_f64();
+        row(
+            &format!("2. journal appends, {writers} concurrent jobs"),
+            per_s(rate),
+            Some((per_s(baseline) + " batched", rate / baseline)),
+        );
+    }
+}
+
+fn scope(
+    journal: &Journal,
+    job: &JobId,
+    runtime: Arc<dyn ContainerRuntime>,
+    settings: HostSettings,
+    params: &str,
+) -> JobScope {
+    JobScope::new(
+        job.clone(),
+        "web".into(),
+        params.into(),
+        journal.clone(),
+        runtime,
+        CancellationToken::new(),
+        settings,
+    )
+}
+
+/// 3. Plugin instantiation per job, and the cost of host calls through the
+/// sandbox vs the same journaled calls made by native code.
+async fn plugin_costs(dir: &std::path::Path) {
+    let journal = Journal::open(dir.join("plugin.sqlite")).unwrap();
+    let job = journal.create_job(new_job("web")).await.unwrap();
+    let host = PluginHost::with_builtins(Some(dir.join("cache"))).unwrap();
+    let install = host.get("install").unwrap();
+    let rt: Arc<dyn ContainerRuntime> = Arc::new(MemoryRuntime::new());
+    // Bad params: the plugin returns at its first line, so this is an instantiation and one call.
+    let mut inst = Vec::new();
+    for _ in 0..300 {
+        let s = scope(&journal, &job.id, rt.clone(), HostSettings::default(), "{}");
+        let t = Instant::now();
+        let _ = host.run(&install, s).await;
+        inst.push(t.elapsed());
+    }
+    row(
+        "3a. instantiate + run an empty job (median)",
+        us(median(inst)),
+        None,
+    );
+
+    let hostile = host
+        .register(
+            "hostile",
+            include_bytes!(concat!(
+                env!("DECKHAND_PLUGIN_WASM_DIR"),
+                "/deckhand_test_hostile.wasm"
+            )),
+            false,
+        )
+        .unwrap();
+    // The plugin calls `cancel-requested` until the host-call cap stops it.
+    let calls = 10_000u32;
+    let settings = HostSettings {
+        max_host_calls: calls,
+        ..HostSettings::default()
+    };
+    let s = scope(
+        &journal,
+        &job.id,
+        rt.clone(),
+        settings,
+        r#"{"mode": "many-calls"}"#,
+    );
+    let t = Instant::now();
+    let _ = host.run(&hostile, s).await;
+    let through_plugin = t.elapsed();
+    // Native: the same journal writes (question and answer of a read, one write each).
+    let t = Instant::now();
+    for i in 0..calls {
+        let events = vec![
+            Event::Intent {
+                step: i,
+                call: serde_json::json!({"op": "read_cancel_requested"}),
+                undo: None,
+            },
+            Event::Result {
+                step: i,
+                outcome: deckhand::journal::Outcome::Ok {
+                    value: serde_json::json!(false),
+                },
+            },
+        ];
+        journal.append_all(&job.id, events).await.unwrap();
+    }
+    let native = t.elapsed();
+    let per = |d: Duration| us(d / calls);
+    row(
+        "3b. journaled host call from a plugin",
+        per(through_plugin),
+        Some((
+            per(native) + " native",
+            through_plugin.as_secs_f64() / native.as_secs_f64(),
+        )),
+    );
+}
+
+/// 4. A real install through Deckhand vs the same Docker calls made directly.
+async fn real_install(dir: &std::path::Path) {
+    let Ok(docker) = deckhand::runtime::DockerRuntime::connect() else {
+        row("4. real install", "no Docker".into(), None);
+        return;
+    };
+    if docker.ping().await.is_err() {
+        row(
+            "4. real install",
+            "no Docker (run scripts/bench.sh)".into(),
+            None,
+        );
+        return;
+    }
+    let registry =
+        std::env::var("DECKHAND_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let image = format!("{registry}/deckhand-test/app:1");
+    let docker: Arc<dyn ContainerRuntime> = Arc::new(docker);
+    let settings = HostSettings {
+        settle_time: Duration::from_millis(0),
+        ..HostSettings::default()
+    };
+    let journal = Journal::open(dir.join("real.sqlite")).unwrap();
+    let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
+    let executor = Executor::new(journal.clone(), docker.clone(), host, settings);
+    let (mut through, mut direct) = (Vec::new(), Vec::new());
+    for i in 0..7 {
+        // Deckhand: pull (present), create, start, wait, commit.
+        let target = format!("bench-{i}-{}", std::process::id());
+        let t = Instant::now();
+        let job = executor
+            .submit(JobRequest::new(
+                "install",
+                target.clone(),
+                serde_json::json!({"image": image, "network": "none"}),
+            ))
+            .await
+            .unwrap();
+        let done = executor.wait(&job.id).await.unwrap();
+        through.push(t.elapsed());
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+        let id = journal
+            .target(&target)
+            .unwrap()
+            .unwrap()
+            .current
+            .unwrap()
+            .container_id;
+        docker.remove_container(&id).await.unwrap();
+        // Directly: the same runtime calls, no journal, no sandbox.
+        let t = Instant::now();
+        let _ = docker.image_present(&image).await.unwrap();
+        let (tx, _rx) =
+            tokio::sync::watch::channel(deckhand::runtime::PullTracker::new().progress());
+        docker
+            .pull_image(&image, &tx, &CancellationToken::new())
+            .await
+            .unwrap();
+        let config = deckhand::runtime::ContainerConfig {
+            name: format!("direct-{i}-{}", std::process::id()),
+            image: image.clone(),
+            network: Some("none".into()),
+            ..Default::default()
+        };
+        let id = docker.create_container(&config).await.unwrap();
+        docker.start_container(&id).await.unwrap();
+        let _ = docker.inspect_container(&id).await.unwrap();
+        direct.push(t.elapsed());
+        docker.remove_container(&id).await.unwrap();
+    }
+    let spread = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        format!(
+            "{:.0}–{:.0} ms",
+            v[0].as_secs_f64() * 1e3,
+            v[v.len() - 1].as_secs_f64() * 1e3
+        )
+    };
+    let (t, d) = (median(through.clone()), median(direct.clone()));
+    row(
+        "4. real install, in-process (median of 7)",
+        format!("{:.1} ms", t.as_secs_f64() * 1e3),
+        Some((
+            format!("{:.1} ms direct", d.as_secs_f64() * 1e3),
+            t.as_secs_f64() / d.as_secs_f64(),
+        )),
+    );
+    row(
+        "   spread through Deckhand / direct",
+        format!("{} / {}", spread(&through), spread(&direct)),
+        None,
+    );
+}
+
+/// 5. Recovery of 10,000 interrupted jobs on the memory runtime.
+async fn recovery(dir: &std::path::Path) {
+    const N: usize = 10_000;
+    let journal = Journal::open(dir.join("recovery.sqlite")).unwrap();
+    let mut text = String::from(
+        "{\"type\":\"header\",\"format\":\"deckhand-journal\",\"version\":1,\"schema\":3}\n",
+    );
+    let mut events = String::new();
+    let mut seq = 0;
+    for i in 0..N {
+        let id = JobId::new();
+        text += &format!(
+            "{{\"type\":\"job\",\"id\":\"{id}\",\"workflow\":\"install\",\"target\":\"t{i}\",\"params\":{{}},\"plugin_digest\":\"x\",\"state\":\"running\",\"phase\":null,\"progress\":{{}},\"error\":null,\"summary\":null,\"cancel_requested\":false,\"dismissed\":false,\"created_at\":0,\"updated_at\":0}}\n"
+        );
+        for e in [
+            serde_json::json!({"kind": "intent", "step": 1, "call": {"op": "create_container"}, "undo": {"op": "remove_created_container", "name": format!("deckhand-t{i}"), "job": id.to_string()}}),
+            serde_json::json!({"kind": "result", "step": 1, "outcome": "ok", "value": "c"}),
+        ] {
+            seq += 1;
+            events += &format!(
+                "{{\"type\":\"event\",\"seq\":{seq},\"job_id\":\"{id}\",\"at\":0,\"event\":{e}}}\n"
+            );
+        }
+    }
+    text += &events;
+    journal.import(&text).await.unwrap();
+    let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
+    let executor = Executor::new(
+        journal.clone(),
+        Arc::new(MemoryRuntime::new()),
+        host,
+        HostSettings::default(),
+    );
+    let t = Instant::now();
+    let report = executor.recover().await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(report.jobs.len(), N);
+    row(
+        "5. recover 10,000 interrupted jobs",
+        format!("{:.2} s", took.as_secs_f64()),
+        None,
+    );
+    row("   per job", us(took / N as u32), None);
+}
+
+/// 6. Replay speed on the largest fixture.
+async fn replay_speed(dir: &std::path::Path) {
+    let text = include_str!("../../journal-fixtures/upgrade.jsonl");
+    let journal = Journal::open(dir.join("replay.sqlite")).unwrap();
+    journal.import(text).await.unwrap();
+    let host = PluginHost::with_builtins(Some(dir.join("cache"))).unwrap();
+    let upgrade = journal
+        .list_jobs(&Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|j| j.workflow == "upgrade")
+        .unwrap();
+    let events = journal.events(&upgrade.id, 0).unwrap().len();
+    let plugin = host.get("upgrade");
+    let rounds = 200;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let r = deckhand::replay::replay(&host, &journal, &upgrade, plugin.clone(), None)
+            .await
+            .unwrap();
+        assert!(r.divergence.is_none());
+    }
+    let rate = (events * rounds) as f64 / t.elapsed().as_secs_f64();
+    row(
+        "6. replay of upgrade.jsonl",
+        format!("{rate:.0} events/s"),
+        None,
+    );
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// 7 and 8. Memory with 1,000 concurrent jobs, and jobs/s as concurrency grows.
+async fn memory_and_scaling(dir: &std::path::Path) {
+    let journal = Journal::open(dir.join("scale.sqlite")).unwrap();
+    let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
+    let idle = rss_mib();
+    let slow = Arc::new(MemoryRuntime::new().with_pull_time(Duration::from_secs(3)));
+    let executor = Executor::new(
+        journal.clone(),
+        slow,
+        host.clone(),
+        HostSettings {
+            settle_time: Duration::ZERO,
+            ..HostSettings::default()
+        },
+    );
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        ids.push(
+            executor
+                .submit(JobRequest::new(
+                    "install",
+                    format!("m{i}"),
+                    serde_json::json!({"image": "app:1"}),
+                ))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let busy = rss_mib();
+    for id in &ids {
+        executor.wait(id).await.unwrap();
+    }
+    row(
+        "7. RSS idle (engine, journal, 4 plugins)",
+        format!("{idle:.1} MiB"),
+        None,
+    );
+    row(
+        "   RSS with 1,000 jobs in flight",
+        format!("{busy:.1} MiB"),
+        Some((format!("{idle:.1} MiB idle"), busy / idle)),
+    );
+
+    let mut first = None;
+    for concurrency in [1usize, 10, 100, 1000] {
+        let journal = Journal::open(dir.join(format!("scale{concurrency}.sqlite"))).unwrap();
+        let executor = Executor::new(
+            journal,
+            Arc::new(MemoryRuntime::new()),
+            host.clone(),
+            HostSettings {
+                settle_time: Duration::ZERO,
+                ..HostSettings::default()
+            },
+        );
+        let total = (concurrency * 3).max(60);
+        let t = Instant::now();
+        let mut next = 0;
+        let mut inflight = Vec::new();
+        while next < total || !inflight.is_empty() {
+            while inflight.len() < concurrency && next < total {
+                let req = JobRequest::new(
+                    "install",
+                    format!("s{next}"),
+                    serde_json::json!({"image": "app:1"}),
+                );
+                inflight.push(executor.submit(req).await.unwrap().id);
+                next += 1;
+            }
+            let id = inflight.remove(0);
+            executor.wait(&id).await.unwrap();
+        }
+        let rate = total as f64 / t.elapsed().as_secs_f64();
+        let base = *first.get_or_insert(rate);
+        row(
+            &format!("8. jobs/s at {concurrency} concurrent"),
+            per_s(rate),
+            Some((per_s(base) + " at 1", rate / base)),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let dir =
+        tempfile::tempdir_in(std::env::var("DECKHAND_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .unwrap();
+    println!(
+        "Deckhand benchmarks — {} cores; journal in {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        dir.path().display()
+    );
+    durable_step(dir.path()).await;
+    throughput(dir.path()).await;
+    plugin_costs(dir.path()).await;
+    real_install(dir.path()).await;
+    recovery(dir.path()).await;
+    replay_speed(dir.path()).await;
+    memory_and_scaling(dir.path()).await;
+}
