@@ -212,6 +212,20 @@ pub enum Deferred {
     DeleteTarget,
 }
 
+/// The intent fields that find the journaled pulls of `image` with
+/// `Journal::jobs_with_intent`; with `brought_here`, only the pulls that
+/// found it absent (the engine brought it onto the machine).
+pub fn pull_intent_fields(image: &str, brought_here: bool) -> Vec<(&'static str, Value)> {
+    let mut fields = vec![
+        ("op", Value::from("pull_image")),
+        ("image", Value::from(image)),
+    ];
+    if brought_here {
+        fields.push(("present_before", Value::from(false)));
+    }
+    fields
+}
+
 /// Encode a step type for the journal.
 pub fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("step types serialize")

@@ -1,25 +1,19 @@
 //! Rollback: undo a job's journaled steps in reverse order (the plan is
 //! [`rollback_plan`]), each undo journaled, stopping at the first that fails.
 
-use serde_json::json;
-
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{last_step, rollback_plan};
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
-use crate::steps::Compensation;
+use crate::steps::{Compensation, pull_intent_fields};
 
 impl Inner {
     /// Whether the engine brought `image` onto the machine: some job pulled
     /// it while it was absent. An image that was there first is never ours.
     pub(super) fn engine_pulled(&self, image: &str) -> Result<bool, RuntimeError> {
-        let fields = [
-            ("op", json!("pull_image")),
-            ("image", json!(image)),
-            ("present_before", json!(false)),
-        ];
+        let fields = pull_intent_fields(image, true);
         self.journal
             .jobs_with_intent(&fields, false, None)
             .map(|j| !j.is_empty())
@@ -32,7 +26,7 @@ impl Inner {
         image: &str,
         except: &JobId,
     ) -> Result<bool, RuntimeError> {
-        let fields = [("op", json!("pull_image")), ("image", json!(image))];
+        let fields = pull_intent_fields(image, false);
         self.journal
             .jobs_with_intent(&fields, true, Some(except))
             .map(|j| !j.is_empty())

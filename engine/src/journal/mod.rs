@@ -188,17 +188,7 @@ impl Journal {
     /// Append an event for `job` durably, updating the job's projection.
     /// Returns its sequence number.
     pub async fn append(&self, job: &JobId, event: Event) -> Result<Seq> {
-        let job = job.clone();
-        let started = std::time::Instant::now();
-        let seq = self
-            .inner
-            .writer
-            .write(move |c, out| append_event(c, &job, event, out))
-            .await?;
-        if let Some(observe) = self.inner.append_observer.get() {
-            observe(started.elapsed().as_secs_f64());
-        }
-        Ok(seq)
+        self.append_all(job, vec![event]).await
     }
 
     /// Append several events for `job` in one durable write, in order.

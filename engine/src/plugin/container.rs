@@ -429,11 +429,7 @@ impl container::Host for HostState {
                 .target(&target)
                 .map_err(journal_error)?
                 .is_some_and(|t| t.history.iter().any(|r| r.image == probe));
-            let pulled = [
-                ("op", serde_json::json!("pull_image")),
-                ("image", serde_json::json!(probe)),
-                ("present_before", serde_json::json!(false)),
-            ];
+            let pulled = crate::steps::pull_intent_fields(&probe, true);
             let pulled_here = journal
                 .jobs_with_intent(&pulled, false, None)
                 .map_err(journal_error)?
