@@ -366,13 +366,12 @@ async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
         .unwrap()[0]
         .clone();
     assert!(!job.state.is_terminal());
-    assert_eq!(
+    assert!(
         journal
             .request_cancel(&job.id, Some("test".into()))
             .await
             .unwrap()
-            .1,
-        true
+            .1
     );
     drop(journal);
     let recover = run_cli(dir.path(), &["recover"], None);

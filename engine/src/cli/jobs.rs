@@ -78,8 +78,8 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 println!(
-                    "{:<36}  {:<9}  {:<16}  {:<12}  {}",
-                    "ID", "WORKFLOW", "TARGET", "STATE", "ERROR"
+                    "{:<36}  {:<9}  {:<16}  {:<12}  ERROR",
+                    "ID", "WORKFLOW", "TARGET", "STATE"
                 );
                 for j in jobs {
                     println!(
@@ -249,8 +249,8 @@ pub async fn run_remote(
                 println!("{}", serde_json::to_string_pretty(&page["jobs"])?);
             } else {
                 println!(
-                    "{:<36}  {:<9}  {:<16}  {:<12}  {}",
-                    "ID", "WORKFLOW", "TARGET", "STATE", "ERROR"
+                    "{:<36}  {:<9}  {:<16}  {:<12}  ERROR",
+                    "ID", "WORKFLOW", "TARGET", "STATE"
                 );
                 for j in page["jobs"].as_array().into_iter().flatten() {
                     let s = |k: &str| j[k].as_str().unwrap_or("").to_owned();

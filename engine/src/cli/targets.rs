@@ -35,8 +35,8 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&targets)?);
             } else {
                 println!(
-                    "{:<16}  {:>8}  {:<40}  {}",
-                    "TARGET", "REVISION", "IMAGE", "CONTAINER"
+                    "{:<16}  {:>8}  {:<40}  CONTAINER",
+                    "TARGET", "REVISION", "IMAGE"
                 );
                 for t in targets {
                     match &t.current {

@@ -53,7 +53,7 @@ pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, Value)> {
             _ => None,
         })
         .collect();
-    plan.sort_by(|a, b| b.0.cmp(&a.0));
+    plan.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     plan
 }
 
