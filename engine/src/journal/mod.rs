@@ -658,10 +658,8 @@ fn parse_state(s: &str) -> Result<JobState> {
 
 fn insert_event(c: &Connection, job: &JobId, at: Millis, event: Event) -> Result<EventRecord> {
     let data = serde_json::to_string(&event).expect("events serialize");
-    c.execute(
-        "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
-        params![job.as_str(), at, event.kind(), data],
-    )?;
+    c.prepare_cached("INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![job.as_str(), at, event.kind(), data])?;
     Ok(EventRecord {
         seq: c.last_insert_rowid(),
         job_id: job.clone(),
@@ -678,18 +676,15 @@ fn append_event(
     out: &mut Vec<EventRecord>,
 ) -> Result<Seq> {
     let at = now_millis();
-    let (state, cancel_requested): (String, bool) = c
-        .query_row(
-            "SELECT state, cancel_requested FROM jobs WHERE id = ?1",
-            [job.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let (current, cancel_requested): (String, bool) = c
+        .prepare_cached("SELECT state, cancel_requested FROM jobs WHERE id = ?1")?
+        .query_row([job.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
-    let state = parse_state(&state)?;
+    let current = parse_state(&current)?;
     // Terminal is final, with one exception: an operator's retry of a
     // `failed` job resumes its rollback or its commit.
-    let retry = state == JobState::Failed
+    let retry = current == JobState::Failed
         && matches!(
             event,
             Event::State {
@@ -697,10 +692,10 @@ fn append_event(
                 ..
             }
         );
-    if state.is_terminal() && !retry && !matches!(event, Event::Log { .. }) {
+    if current.is_terminal() && !retry && !matches!(event, Event::Log { .. }) {
         return Err(JournalError::Terminal {
             job: job.clone(),
-            state,
+            state: current,
         });
     }
     if cancel_requested
@@ -714,44 +709,37 @@ fn append_event(
     {
         return Err(JournalError::CancelPending(job.clone()));
     }
+    // The job's projection follows its events: one cached statement for
+    // every kind (a NULL leaves a column as it was).
+    let (mut state, mut error, mut phase, mut progress, mut summary) =
+        (None, None, None, None, None);
     match &event {
-        Event::State { state, error } => {
-            c.execute(
-                "UPDATE jobs SET state = ?2, error = COALESCE(?3, error) WHERE id = ?1",
-                params![job.as_str(), state.as_str(), error],
-            )?;
-        }
-        Event::Phase { phase } => {
-            c.execute(
-                "UPDATE jobs SET phase = ?2, progress = '{}' WHERE id = ?1",
-                params![job.as_str(), phase],
-            )?;
-        }
+        Event::State { state: s, error: e } => (state, error) = (Some(s.as_str()), e.clone()),
+        Event::Phase { phase: p } => (phase, progress) = (Some(p.clone()), Some("{}".to_owned())),
         Event::Progress(p) => {
-            let p = serde_json::to_string(p).expect("progress serializes");
-            c.execute(
-                "UPDATE jobs SET progress = ?2 WHERE id = ?1",
-                params![job.as_str(), p],
-            )?;
+            progress = Some(serde_json::to_string(p).expect("progress serializes"))
         }
-        Event::CancelRequested { .. } => {
-            c.execute(
-                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
-                [job.as_str()],
-            )?;
-        }
-        Event::Finished { summary } => {
-            c.execute(
-                "UPDATE jobs SET summary = ?2 WHERE id = ?1",
-                params![job.as_str(), summary],
-            )?;
-        }
+        Event::Finished { summary: s } => summary = Some(s.clone()),
         _ => {}
     }
-    c.execute(
-        "UPDATE jobs SET updated_at = ?2 WHERE id = ?1",
-        params![job.as_str(), at],
-    )?;
+    let cancel = matches!(event, Event::CancelRequested { .. });
+    c.prepare_cached(
+        "UPDATE jobs SET state = COALESCE(?2, state), error = COALESCE(?3, error),
+                phase = COALESCE(?4, phase), progress = COALESCE(?5, progress),
+                summary = COALESCE(?6, summary), cancel_requested = (cancel_requested OR ?7),
+                updated_at = ?8
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        job.as_str(),
+        state,
+        error,
+        phase,
+        progress,
+        summary,
+        cancel,
+        at
+    ])?;
     let rec = insert_event(c, job, at, event)?;
     let seq = rec.seq;
     out.push(rec);
@@ -973,6 +961,121 @@ mod tests {
                 .collect();
             assert_eq!(steps, (1..=20).collect::<Vec<_>>());
         }
+    }
+
+    #[tokio::test]
+    async fn the_job_row_follows_every_kind_of_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let job = j.create_job(new_job("web")).await.unwrap();
+        let state = |state, error: Option<&str>| Event::State {
+            state,
+            error: error.map(str::to_owned),
+        };
+        j.append(&job.id, state(JobState::Running, None))
+            .await
+            .unwrap();
+        j.append(
+            &job.id,
+            Event::Phase {
+                phase: "pull".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let progress = Progress {
+            fraction: Some(0.5),
+            layers_done: 1,
+            layers_total: 2,
+            bytes_done: 10,
+            bytes_total: 20,
+        };
+        j.append(&job.id, Event::Progress(progress.clone()))
+            .await
+            .unwrap();
+        let row = j.job(&job.id).unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.phase.as_deref(), &row.progress),
+            (JobState::Running, Some("pull"), &progress)
+        );
+        // A new phase starts its progress afresh.
+        j.append(
+            &job.id,
+            Event::Phase {
+                phase: "start".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            j.job(&job.id).unwrap().unwrap().progress,
+            Progress::default()
+        );
+        j.request_cancel(&job.id, None).await.unwrap();
+        j.append(&job.id, state(JobState::RollingBack, Some("cancelled")))
+            .await
+            .unwrap();
+        j.append(
+            &job.id,
+            Event::Finished {
+                summary: "rolled back".into(),
+            },
+        )
+        .await
+        .unwrap();
+        // A state without an error keeps the one already recorded.
+        j.append(&job.id, state(JobState::Cancelled, None))
+            .await
+            .unwrap();
+        let row = j.job(&job.id).unwrap().unwrap();
+        assert_eq!(row.state, JobState::Cancelled);
+        assert_eq!(row.error.as_deref(), Some("cancelled"));
+        assert_eq!(row.summary.as_deref(), Some("rolled back"));
+        assert!(row.cancel_requested);
+        let last = j.events(&job.id, 0).unwrap().last().unwrap().at;
+        assert_eq!(row.updated_at, last);
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_leaves_the_writes_committed_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let live = j.create_job(new_job("web")).await.unwrap();
+        let intent = |step| Event::Intent {
+            step,
+            call: Value::Null,
+            undo: None,
+        };
+        // Sent together, so they share groups: every other one is refused.
+        let writes: Vec<_> = (0..64u32)
+            .map(|step| {
+                let (j, id) = (j.clone(), live.id.clone());
+                tokio::spawn(async move {
+                    if step % 2 == 0 {
+                        j.append(&id, intent(step)).await.map(|_| ())
+                    } else {
+                        let missing = JobId(format!("missing-{step}"));
+                        j.append_all(&missing, vec![intent(step)]).await.map(|_| ())
+                    }
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for (step, w) in writes.into_iter().enumerate() {
+            match w.await.unwrap() {
+                Ok(()) => assert_eq!(step % 2, 0),
+                Err(JournalError::UnknownJob(_)) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(refused, 32);
+        let intents = j
+            .events(&live.id, 0)
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.kind() == "intent")
+            .count();
+        assert_eq!(intents, 32);
     }
 
     #[tokio::test]

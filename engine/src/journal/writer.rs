@@ -4,10 +4,15 @@
 //! Every caller waits until the transaction holding its write is durable
 //! (`synchronous=FULL`), so a write that returned survives a crash. Writes
 //! that arrive while a commit is in flight share the next commit: concurrent
-//! jobs pay one `fsync` per group, not one each.
+//! jobs pay one `fsync` per group, not one each. When fewer writes are queued
+//! than the last group held, the writer waits a fraction of a commit for the
+//! callers that last group answered, so the groups stay as large as the
+//! concurrency allows. The statements it runs for every write are prepared
+//! once and cached.
 
 use std::any::Any;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
@@ -16,6 +21,9 @@ use super::{EventRecord, JournalError};
 
 /// The largest number of writes committed together.
 const MAX_GROUP: usize = 256;
+
+/// The longest a group waits for more writes before it commits.
+const MAX_LINGER: Duration = Duration::from_micros(200);
 
 type Output = Box<dyn Any + Send>;
 type Apply =
@@ -38,7 +46,10 @@ impl Writer {
         let (queue, ops) = mpsc::channel::<WriteOp>();
         std::thread::Builder::new()
             .name("deckhand-journal-writer".into())
-            .spawn(move || run(conn, ops, live))
+            .spawn(move || {
+                conn.set_prepared_statement_cache_capacity(64);
+                run(conn, ops, live)
+            })
             .expect("spawn journal writer thread");
         Writer { queue }
     }
@@ -74,20 +85,39 @@ fn kill_after_events() -> Option<u64> {
 fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<EventRecord>) {
     let kill_after = kill_after_events();
     let mut events_written = 0u64;
+    let mut last_group = 1;
+    let mut last_commit = Duration::ZERO;
     while let Ok(first) = ops.recv() {
         let mut group = vec![first];
+        // Writers answered by the last commit are coming back: wait a
+        // little for them (a fraction of a commit) rather than commit a
+        // group half their size and make the rest wait a whole commit.
+        let linger_until = Instant::now() + (last_commit / 2).min(MAX_LINGER);
         while group.len() < MAX_GROUP {
             match ops.try_recv() {
                 Ok(op) => group.push(op),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if group.len() >= last_group || now >= linger_until {
+                        break;
+                    }
+                    match ops.recv_timeout(linger_until - now) {
+                        Ok(op) => group.push(op),
+                        Err(_) => break,
+                    }
+                }
             }
         }
+        last_group = group.len();
+        let started = Instant::now();
         events_written += commit_group(
             &conn,
             group,
             &live,
             kill_after.map(|n| n.saturating_sub(events_written)),
         );
+        last_commit = started.elapsed();
     }
 }
 
@@ -103,7 +133,7 @@ fn commit_group(
 ) -> u64 {
     let mut answers = Vec::with_capacity(group.len());
     let mut events = Vec::new();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         let msg = e.to_string();
         for op in group {
             let _ = op.reply.send(Err(JournalError::Commit(msg.clone())));
@@ -112,15 +142,10 @@ fn commit_group(
     }
     for op in group {
         let mut own_events = Vec::new();
-        let result = conn
-            .execute_batch("SAVEPOINT op")
-            .map_err(JournalError::from)
-            .and_then(|_| (op.apply)(conn, &mut own_events));
+        let result =
+            run_cached(conn, "SAVEPOINT op").and_then(|_| (op.apply)(conn, &mut own_events));
         let result = match result {
-            Ok(out) => conn
-                .execute_batch("RELEASE op")
-                .map(|_| out)
-                .map_err(JournalError::from),
+            Ok(out) => run_cached(conn, "RELEASE op").map(|_| out),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
                 own_events.clear();
@@ -132,7 +157,7 @@ fn commit_group(
         }
         answers.push((op.reply, result));
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = run_cached(conn, "COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         let msg = e.to_string();
         for (reply, _) in answers {
@@ -153,4 +178,11 @@ fn commit_group(
         let _ = live.send(ev);
     }
     written
+}
+
+/// Run a parameterless statement through the connection's statement cache:
+/// the writer runs the same few for every write.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), JournalError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
