@@ -13,6 +13,8 @@ use deckhand::executor::{Executor, JobRequest};
 use deckhand::journal::{Event, JobId, JobState, Journal, NewJob};
 use deckhand::plugin::{HostSettings, JobScope, PluginHost};
 use deckhand::runtime::{ContainerRuntime, MemoryRuntime};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 fn row(name: &str, value: String, baseline: Option<(String, f64)>) {
@@ -56,7 +58,7 @@ fn intent(step: u32) -> Event {
     }
 }
 
-/// 1. A durable step vs a bare fdatasync of an append of the same size.
+/// Figure 1: A durable step vs a bare fdatasync of an append of the same size.
 async fn durable_step(dir: &std::path::Path) {
     const N: usize = 400;
     let journal = Journal::open(dir.join("step.sqlite")).unwrap();
@@ -88,33 +90,51 @@ async fn durable_step(dir: &std::path::Path) {
     );
 }
 
-/// 2. Journal throughput with 1, 8, 64 concurrent appenders vs SQLite's
-/// batched insert rate (same schema, FULL sync, 256 rows a transaction).
-async fn throughput(dir: &std::path::Path) {
-    let baseline = {
-        let journal = Journal::open(dir.join("batched.sqlite")).unwrap();
-        let job = journal.create_job(new_job("web")).await.unwrap();
-        drop(journal);
-        let c = rusqlite::Connection::open(dir.join("batched.sqlite")).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.pragma_update(None, "synchronous", "FULL").unwrap();
-        let data = serde_json::to_string(&intent(1)).unwrap();
-        let n = 20_000;
-        let t = Instant::now();
-        for batch in 0..(n / 256) {
-            let tx = c.unchecked_transaction().unwrap();
-            for i in 0..256 {
-                tx.execute(
-                    "INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, 'intent', ?3)",
-                    rusqlite::params![job.id.as_str(), (batch * 256 + i) as i64, data],
-                )
+/// SQLite's own insert rate into the journal's `events` table: `batch` rows
+/// per transaction, FULL sync, prepared statement, one thread.
+async fn sqlite_batched_rate(path: &std::path::Path, batch: usize, rows: usize) -> f64 {
+    let journal = Journal::open(path).unwrap();
+    let job = journal.create_job(new_job("web")).await.unwrap();
+    drop(journal);
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "FULL").unwrap();
+    let data = serde_json::to_string(&intent(1)).unwrap();
+    let batches = rows.div_ceil(batch);
+    let t = Instant::now();
+    for b in 0..batches {
+        let tx = c.unchecked_transaction().unwrap();
+        let mut insert = tx
+            .prepare("INSERT INTO events (job_id, at, kind, data) VALUES (?1, ?2, 'intent', ?3)")
+            .unwrap();
+        for i in 0..batch {
+            insert
+                .execute(rusqlite::params![
+                    job.id.as_str(),
+                    (b * batch + i) as i64,
+                    data
+                ])
                 .unwrap();
-            }
-            tx.commit().unwrap();
         }
-        (n / 256 * 256) as f64 / t.elapsed().as_secs_f64()
-    };
+        drop(insert);
+        tx.commit().unwrap();
+    }
+    (batches * batch) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Figure 2: Journal throughput with 1, 8, 64 concurrent appenders vs SQLite's
+/// batched insert rate (same schema, FULL sync): 256 rows a transaction, and
+/// as many rows a transaction as there are appenders — the most a group
+/// commit can reach when each appender waits for its own write to be durable.
+async fn throughput(dir: &std::path::Path) {
+    let batched = sqlite_batched_rate(&dir.join("batched.sqlite"), 256, 20_000).await;
     for writers in [1usize, 8, 64] {
+        let same_size = sqlite_batched_rate(
+            &dir.join(format!("batched{writers}.sqlite")),
+            writers,
+            (writers * 300).min(20_000),
+        )
+        .await;
         let journal = Journal::open(dir.join(format!("tp{writers}.sqlite"))).unwrap();
         let per_writer = (6_000 / writers).max(200);
         let mut jobs = Vec::new();
@@ -146,7 +166,15 @@ async fn throughput(dir: &std::path::Path) {
         row(
             &format!("2. journal appends, {writers} concurrent jobs"),
             per_s(rate),
-            Some((per_s(baseline) + " batched", rate / baseline)),
+            Some((per_s(batched) + " batched", rate / batched)),
+        );
+        row(
+            "",
+            String::new(),
+            Some((
+                format!("{} batched {writers}", per_s(same_size)),
+                rate / same_size,
+            )),
         );
     }
 }
@@ -169,7 +197,7 @@ fn scope(
     )
 }
 
-/// 3. Plugin instantiation per job, and the cost of host calls through the
+/// Figure 3: Plugin instantiation per job, and the cost of host calls through the
 /// sandbox vs the same journaled calls made by native code.
 async fn plugin_costs(dir: &std::path::Path) {
     let journal = Journal::open(dir.join("plugin.sqlite")).unwrap();
@@ -247,7 +275,7 @@ async fn plugin_costs(dir: &std::path::Path) {
     );
 }
 
-/// 4. A real install through Deckhand vs the same Docker calls made directly.
+/// Figure 4: A real install through Deckhand vs the same Docker calls made directly.
 async fn real_install(dir: &std::path::Path) {
     let Ok(docker) = deckhand::runtime::DockerRuntime::connect() else {
         row("4. real install", "no Docker".into(), None);
@@ -272,9 +300,26 @@ async fn real_install(dir: &std::path::Path) {
     let journal = Journal::open(dir.join("real.sqlite")).unwrap();
     let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
     let executor = Executor::new(journal.clone(), docker.clone(), host, settings);
-    let (mut through, mut direct) = (Vec::new(), Vec::new());
+    // The same engine behind the HTTP API on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = deckhand::api::app(deckhand::api::state(
+        executor.clone(),
+        deckhand::api::ApiConfig::default(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let remove_installed = |target: String| {
+        let (journal, docker) = (journal.clone(), docker.clone());
+        async move {
+            let record = journal.target(&target).unwrap().unwrap();
+            let id = record.current.unwrap().container_id;
+            docker.remove_container(&id).await.unwrap();
+        }
+    };
+    let (mut through, mut api, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..7 {
-        // Deckhand: pull (present), create, start, wait, commit.
+        // Deckhand in-process: pull (present), create, start, wait, commit.
         let target = format!("bench-{i}-{}", std::process::id());
         let t = Instant::now();
         let job = executor
@@ -288,14 +333,44 @@ async fn real_install(dir: &std::path::Path) {
         let done = executor.wait(&job.id).await.unwrap();
         through.push(t.elapsed());
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
-        let id = journal
-            .target(&target)
+        remove_installed(target).await;
+        // Deckhand over HTTP: POST the job, follow its event stream to `end`.
+        let target = format!("bench-api-{i}-{}", std::process::id());
+        let t = Instant::now();
+        let accepted: serde_json::Value = http
+            .post(format!("{base}/v1/jobs"))
+            .json(&serde_json::json!({
+                "workflow": "install",
+                "target": target,
+                "params": {"image": image, "network": "none"},
+            }))
+            .send()
+            .await
             .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = accepted["id"].as_str().unwrap();
+        let mut events = http
+            .get(format!("{base}/v1/jobs/{id}/events"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
             .unwrap()
-            .current
-            .unwrap()
-            .container_id;
-        docker.remove_container(&id).await.unwrap();
+            .bytes_stream()
+            .eventsource();
+        let mut end = None;
+        while let Some(ev) = events.next().await {
+            let ev = ev.unwrap();
+            if ev.event == "end" {
+                end = Some(serde_json::from_str::<serde_json::Value>(&ev.data).unwrap());
+                break;
+            }
+        }
+        api.push(t.elapsed());
+        let end = end.expect("the event stream ends with `end`");
+        assert_eq!(end["state"], "succeeded", "{end}");
+        remove_installed(target).await;
         // Directly: the same runtime calls, no journal, no sandbox.
         let t = Instant::now();
         let _ = docker.image_present(&image).await.unwrap();
@@ -326,23 +401,35 @@ async fn real_install(dir: &std::path::Path) {
             v[v.len() - 1].as_secs_f64() * 1e3
         )
     };
-    let (t, d) = (median(through.clone()), median(direct.clone()));
+    let (t, a, d) = (
+        median(through.clone()),
+        median(api.clone()),
+        median(direct.clone()),
+    );
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     row(
         "4. real install, in-process (median of 7)",
-        format!("{:.1} ms", t.as_secs_f64() * 1e3),
-        Some((
-            format!("{:.1} ms direct", d.as_secs_f64() * 1e3),
-            t.as_secs_f64() / d.as_secs_f64(),
-        )),
+        ms(t),
+        Some((ms(d) + " direct", t.as_secs_f64() / d.as_secs_f64())),
     );
     row(
-        "   spread through Deckhand / direct",
-        format!("{} / {}", spread(&through), spread(&direct)),
+        "4. real install, HTTP API (median of 7)",
+        ms(a),
+        Some((ms(d) + " direct", a.as_secs_f64() / d.as_secs_f64())),
+    );
+    row(
+        "   spread in-process / HTTP API / direct",
+        format!(
+            "{} / {} / {}",
+            spread(&through),
+            spread(&api),
+            spread(&direct)
+        ),
         None,
     );
 }
 
-/// 5. Recovery of 10,000 interrupted jobs on the memory runtime.
+/// Figure 5: Recovery of 10,000 interrupted jobs on the memory runtime.
 async fn recovery(dir: &std::path::Path) {
     const N: usize = 10_000;
     let journal = Journal::open(dir.join("recovery.sqlite")).unwrap();
@@ -387,7 +474,7 @@ async fn recovery(dir: &std::path::Path) {
     row("   per job", us(took / N as u32), None);
 }
 
-/// 6. Replay speed on the largest fixture.
+/// Figure 6: Replay speed on the largest fixture.
 async fn replay_speed(dir: &std::path::Path) {
     let text = include_str!("../../journal-fixtures/upgrade.jsonl");
     let journal = Journal::open(dir.join("replay.sqlite")).unwrap();
@@ -427,7 +514,7 @@ fn rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// 7 and 8. Memory with 1,000 concurrent jobs, and jobs/s as concurrency grows.
+/// Figures 7 and 8: Memory with 1,000 concurrent jobs, and jobs/s as concurrency grows.
 async fn memory_and_scaling(dir: &std::path::Path) {
     let journal = Journal::open(dir.join("scale.sqlite")).unwrap();
     let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
@@ -523,11 +610,32 @@ async fn main() {
             .unwrap_or(1),
         dir.path().display()
     );
-    durable_step(dir.path()).await;
-    throughput(dir.path()).await;
-    plugin_costs(dir.path()).await;
-    real_install(dir.path()).await;
-    recovery(dir.path()).await;
-    replay_speed(dir.path()).await;
-    memory_and_scaling(dir.path()).await;
+    // `cargo bench -p deckhand --bench deckhand -- 2 4` runs figures 2 and 4
+    // only; no figure numbers runs them all. (cargo adds `--bench`.)
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |figure: &str| chosen.is_empty() || chosen.iter().any(|c| c == figure);
+    if wanted("1") {
+        durable_step(dir.path()).await;
+    }
+    if wanted("2") {
+        throughput(dir.path()).await;
+    }
+    if wanted("3") {
+        plugin_costs(dir.path()).await;
+    }
+    if wanted("4") {
+        real_install(dir.path()).await;
+    }
+    if wanted("5") {
+        recovery(dir.path()).await;
+    }
+    if wanted("6") {
+        replay_speed(dir.path()).await;
+    }
+    if wanted("7") || wanted("8") {
+        memory_and_scaling(dir.path()).await;
+    }
 }
