@@ -5,9 +5,9 @@
 //! subscriber gets a `snapshot` (the job now), then every event of the job
 //! in order, then live ones; with `Last-Event-ID` it resumes after that id,
 //! nothing lost or repeated. After the job's terminal state comes `end`, and
-//! the stream closes. The journal is the source: the live broadcast only
-//! wakes the stream up, so a slow client never loses events, and a client
-//! that goes away only ends its own task.
+//! the stream closes. The journal is the source: a watch on the job only
+//! wakes the stream up (other jobs' events never do), so a slow client never
+//! loses events, and a client that goes away only ends its own task.
 
 use std::convert::Infallible;
 
@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
@@ -93,8 +93,8 @@ pub async fn job_events(
         ),
         None => None,
     };
-    // Subscribe before reading, so nothing falls between the read and the wake-ups.
-    let live = journal.subscribe();
+    // Watch before reading, so nothing falls between the read and the wake-ups.
+    let live = journal.watch_job(&id);
     let (tx, rx) = mpsc::channel(64);
     state.metrics.sse_streams.inc();
     let guard = StreamGuard(state.clone());
@@ -120,7 +120,7 @@ async fn stream_job(
     journal: &crate::journal::Journal,
     id: &JobId,
     mut last: Seq,
-    mut live: broadcast::Receiver<EventRecord>,
+    mut live: watch::Receiver<Seq>,
     tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     loop {
@@ -157,16 +157,9 @@ async fn stream_job(
             return;
         }
         // Sleep until the journal has something new for this job, or the client leaves.
-        loop {
-            tokio::select! {
-                _ = tx.closed() => return,
-                r = live.recv() => match r {
-                    Ok(ev) if ev.job_id == *id => break,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
+        tokio::select! {
+            _ = tx.closed() => return,
+            r = live.changed() => if r.is_err() { return },
         }
     }
 }

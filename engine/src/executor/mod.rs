@@ -414,7 +414,7 @@ impl Executor {
     /// Fails if the job's run stopped short of one (the journal failed; the
     /// job is left for recovery).
     pub async fn wait(&self, id: &JobId) -> Result<JobRecord, WaitError> {
-        let mut live = self.inner.journal.subscribe();
+        let mut changes = self.inner.journal.watch_job(id);
         loop {
             let record = self
                 .inner
@@ -430,17 +430,11 @@ impl Executor {
                     error: error.clone(),
                 });
             }
-            loop {
-                let next =
-                    tokio::time::timeout(std::time::Duration::from_millis(500), live.recv()).await;
-                match next {
-                    Ok(Ok(ev)) if ev.job_id == *id && matches!(ev.event, Event::State { .. }) => {
-                        break;
-                    }
-                    Ok(Ok(_)) => {}
-                    // Missed events, or quiet for a while: re-read the record.
-                    Ok(Err(_)) | Err(_) => break,
-                }
+            // Re-read the record after the job's next event, or after a
+            // quiet while (a run that stopped writes nothing more).
+            let quiet = std::time::Duration::from_millis(500);
+            if let Ok(Err(_)) = tokio::time::timeout(quiet, changes.changed()).await {
+                tokio::time::sleep(quiet).await;
             }
         }
     }

@@ -11,6 +11,7 @@
 //! beside the writer. The journal knows nothing of Docker or WebAssembly.
 
 pub mod export;
+mod live;
 mod model;
 mod schema;
 mod writer;
@@ -95,7 +96,7 @@ struct Inner {
     path: PathBuf,
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
-    live: broadcast::Sender<EventRecord>,
+    live: Arc<live::Publisher>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -134,7 +135,7 @@ impl Journal {
             });
         }
         schema::migrate(&mut conn)?;
-        let (live, _) = broadcast::channel(4096);
+        let live = Arc::new(live::Publisher::new());
         let writer = writer::Writer::start(conn, live.clone());
         Ok(Journal {
             inner: Arc::new(Inner {
@@ -155,6 +156,15 @@ impl Journal {
     /// Every event appended from now on, after it is durable.
     pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
         self.inner.live.subscribe()
+    }
+
+    /// Wake-ups for one job: the receiver changes (to the sequence number
+    /// of the job's latest event) whenever the job gets a durable event.
+    /// Watch before reading, and nothing falls between the read and the
+    /// wake-up. Cheaper than [`Journal::subscribe`] for one job: it is not
+    /// woken by, nor handed, the other jobs' events.
+    pub fn watch_job(&self, job: &JobId) -> tokio::sync::watch::Receiver<Seq> {
+        self.inner.live.watch(job)
     }
 
     // ---- writes ----------------------------------------------------------

@@ -14,9 +14,12 @@ use std::any::Any;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-use tokio::sync::{broadcast, oneshot};
+use std::sync::Arc;
 
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::live::Publisher;
 use super::{EventRecord, JournalError};
 
 /// The largest number of writes committed together.
@@ -42,7 +45,7 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Start the writer thread on `conn`; committed events go to `live`.
-    pub(super) fn start(conn: Connection, live: broadcast::Sender<EventRecord>) -> Writer {
+    pub(super) fn start(conn: Connection, live: Arc<Publisher>) -> Writer {
         let (queue, ops) = mpsc::channel::<WriteOp>();
         std::thread::Builder::new()
             .name("deckhand-journal-writer".into())
@@ -82,7 +85,7 @@ fn kill_after_events() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<EventRecord>) {
+fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: Arc<Publisher>) {
     let kill_after = kill_after_events();
     let mut events_written = 0u64;
     let mut last_group = 1;
@@ -128,7 +131,7 @@ fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: broadcast::Sender<E
 fn commit_group(
     conn: &Connection,
     group: Vec<WriteOp>,
-    live: &broadcast::Sender<EventRecord>,
+    live: &Publisher,
     kill_within: Option<u64>,
 ) -> u64 {
     let mut answers = Vec::with_capacity(group.len());
@@ -173,10 +176,7 @@ fn commit_group(
     for (reply, result) in answers {
         let _ = reply.send(result);
     }
-    for ev in events {
-        // Nobody listening is fine.
-        let _ = live.send(ev);
-    }
+    live.publish(events);
     written
 }
 
