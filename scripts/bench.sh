@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# All benchmark figures, each beside a baseline measured in the same run.
-# Starts the Docker test environment for the real-install figure.
+# All benchmark figures, each beside a baseline measured in the same run
+# (`bash scripts/bench.sh 2 4`: figures 2 and 4 only). Starts the Docker test
+# environment for the real-install figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_exports=$(bash tests/env/up.sh)
 eval "$env_exports"
 export DOCKER_HOST DECKHAND_TEST_REGISTRY
-cargo bench --locked -p deckhand --bench deckhand
+cargo bench --locked -p deckhand --bench deckhand -- "$@"

@@ -1,7 +1,10 @@
 //! Deckhand's benchmarks: each figure beside a baseline measured in the same
 //! run, and their ratio. Run with `bash scripts/bench.sh` (which starts the
 //! Docker test environment for the real-install figure) or
-//! `cargo bench -p deckhand --bench deckhand`.
+//! `cargo bench -p deckhand --bench deckhand`; figure numbers after the
+//! command (`bash scripts/bench.sh 2 4`) run only those. The journals live in
+//! a temporary directory under `DECKHAND_BENCH_DIR` (default: the current
+//! directory, so the figures measure the disk the engine would use).
 //!
 //! These print; they never fail on speed.
 
