@@ -7,9 +7,8 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -269,27 +268,5 @@ impl ContainerRuntime for DockerRuntime {
             }) => Ok(None),
             Err(e) => Err(self.map_err("inspect container", e)),
         }
-    }
-
-    async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
-        let filters = HashMap::from([("label", vec![format!("{label}={value}")])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.map_err("list containers", e))?;
-        let mut out = Vec::new();
-        for summary in list {
-            if let Some(id) = summary.id
-                && let Some(state) = self.inspect_container(&id).await?
-            {
-                out.push(state);
-            }
-        }
-        Ok(out)
     }
 }

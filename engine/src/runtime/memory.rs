@@ -315,14 +315,4 @@ impl ContainerRuntime for MemoryRuntime {
         let mut s = self.lock();
         Ok(Self::container_mut(&mut s, id_or_name).map(|c| c.clone()))
     }
-
-    async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
-        Ok(self
-            .lock()
-            .containers
-            .values()
-            .filter(|c| c.label(label) == Some(value))
-            .cloned()
-            .collect())
-    }
 }

@@ -150,8 +150,6 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Inspect a container by id or name; `None` if missing.
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>>;
-    /// Every container (running or not) carrying `label=value`.
-    async fn containers_with_label(&self, label: &str, value: &str) -> Result<Vec<ContainerState>>;
 }
 
 /// `image` with `:latest` added when it names neither a tag nor a digest.
