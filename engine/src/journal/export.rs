@@ -5,6 +5,8 @@
 //! out-of-order input, naming the line; a torn *last* line (cut short by a
 //! crash while writing the file) is detected and left out.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -116,22 +118,29 @@ impl Journal {
             version: FORMAT_VERSION,
             schema: SCHEMA_VERSION,
         }) + "\n";
-        let mut events: Vec<EventRecord> = Vec::new();
+        // One query each for the keys and the events, whatever the size.
+        let mut keys: HashMap<String, String> = self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, idempotency_key FROM jobs WHERE idempotency_key IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
         for j in &jobs {
-            let key = self.read(|c| {
-                Ok(c.query_row(
-                    "SELECT idempotency_key FROM jobs WHERE id = ?1",
-                    [j.id.as_str()],
-                    |r| r.get::<_, Option<String>>(0),
-                )?)
-            })?;
             out += &(line_of(&Line::Job {
                 job: j.clone(),
-                idempotency_key: key,
+                idempotency_key: keys.remove(j.id.as_str()),
             }) + "\n");
-            events.extend(self.events(&j.id, 0)?);
         }
-        events.sort_by_key(|e| e.seq);
+        let events = match job {
+            Some(id) => self.events(id, 0)?,
+            None => self.read(|c| {
+                let mut stmt =
+                    c.prepare("SELECT seq, job_id, at, data FROM events ORDER BY seq")?;
+                let rows = stmt.query_map([], super::raw_event)?;
+                rows.map(|r| super::decode_event(r?)).collect()
+            })?,
+        };
         for e in events {
             out += &(line_of(&Line::Event(e)) + "\n");
         }

@@ -388,14 +388,11 @@ impl Journal {
     /// One job, if it exists.
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
         self.read(|c| {
-            c.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [id.as_str()],
-                raw_job,
-            )
-            .optional()?
-            .map(decode_job)
-            .transpose()
+            c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+                .query_row([id.as_str()], raw_job)
+                .optional()?
+                .map(decode_job)
+                .transpose()
         })
     }
 
@@ -488,7 +485,7 @@ impl Journal {
     pub fn events(&self, job: &JobId, after: Seq) -> Result<Vec<EventRecord>> {
         self.read(|c| {
             let mut stmt =
-                c.prepare("SELECT seq, job_id, at, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
+                c.prepare_cached("SELECT seq, job_id, at, data FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
             let rows = stmt.query_map(params![job.as_str(), after], raw_event)?;
             rows.map(|r| decode_event(r?)).collect()
         })
