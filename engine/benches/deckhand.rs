@@ -593,6 +593,19 @@ fn rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An engine on the in-memory runtime with a fresh journal at `path`.
+fn memory_executor(path: &std::path::Path, host: &Arc<PluginHost>) -> Executor {
+    Executor::new(
+        Journal::open(path).unwrap(),
+        Arc::new(MemoryRuntime::new()),
+        host.clone(),
+        HostSettings {
+            settle_time: Duration::ZERO,
+            ..HostSettings::default()
+        },
+    )
+}
+
 /// Figures 7 and 8: Memory with 1,000 concurrent jobs, and jobs/s as concurrency grows.
 async fn memory_and_scaling(dir: &std::path::Path) {
     let journal = Journal::open(dir.join("scale.sqlite")).unwrap();
@@ -645,16 +658,7 @@ async fn memory_and_scaling(dir: &std::path::Path) {
 
     let (mut first, mut last) = (None, 0.0);
     for concurrency in [1usize, 10, 100, 1000] {
-        let journal = Journal::open(dir.join(format!("scale{concurrency}.sqlite"))).unwrap();
-        let executor = Executor::new(
-            journal,
-            Arc::new(MemoryRuntime::new()),
-            host.clone(),
-            HostSettings {
-                settle_time: Duration::ZERO,
-                ..HostSettings::default()
-            },
-        );
+        let executor = memory_executor(&dir.join(format!("scale{concurrency}.sqlite")), &host);
         let total = (concurrency * 3).max(60);
         let t = Instant::now();
         let mut next = 0;
@@ -684,16 +688,7 @@ async fn memory_and_scaling(dir: &std::path::Path) {
 
     // As behind the API, where each client follows its own job: 1,000 jobs
     // at a time, each awaited by its own task.
-    let journal = Journal::open(dir.join("scale-watched.sqlite")).unwrap();
-    let executor = Executor::new(
-        journal,
-        Arc::new(MemoryRuntime::new()),
-        host.clone(),
-        HostSettings {
-            settle_time: Duration::ZERO,
-            ..HostSettings::default()
-        },
-    );
+    let executor = memory_executor(&dir.join("scale-watched.sqlite"), &host);
     let total = 3000;
     let slots = Arc::new(tokio::sync::Semaphore::new(1000));
     let t = Instant::now();

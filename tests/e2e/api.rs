@@ -13,6 +13,18 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// POST a job that must be accepted; its JSON.
+async fn accepted(s: &Server, body: Value) -> Value {
+    let resp = post_job(s, body).await;
+    assert_eq!(resp.status(), 202);
+    resp.json().await.unwrap()
+}
+
+/// Read job `id`'s event stream from the start to `end`.
+async fn events_to_end(s: &Server, id: &str) -> Vec<(String, String, Value)> {
+    read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await
+}
+
 async fn post_job(s: &Server, body: Value) -> reqwest::Response {
     http()
         .post(s.at("/v1/jobs"))
@@ -136,14 +148,11 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
     let hole = BlackHole::start().await;
     let (a, b) = (unique_target("busy-a"), unique_target("busy-b"));
     // A's install hangs in its pull.
-    let first: Value = post_job(
+    let first: Value = accepted(
         &s,
         json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let busy = post_job(
         &s,
         json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
@@ -167,11 +176,11 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
         .await
         .unwrap();
     assert_eq!(cancel["cancelled"], true);
-    let ended = read_events(&http(), &s.at(&format!("/v1/jobs/{first_id}/events")), None).await;
+    let ended = events_to_end(&s, &first_id).await;
     assert_eq!(ended.last().unwrap().2["state"], "cancelled");
 
     let other_id = other["id"].as_str().unwrap();
-    let done = read_events(&http(), &s.at(&format!("/v1/jobs/{other_id}/events")), None).await;
+    let done = events_to_end(&s, &other_id).await;
     assert_eq!(done.last().unwrap().2["state"], "succeeded");
     let late: Value = http()
         .post(s.at(&format!("/v1/jobs/{other_id}/cancel")))
@@ -473,16 +482,13 @@ async fn the_openapi_document_lists_every_route() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dismissing_hides_a_finished_job_from_default_listings_only() {
     let s = Server::start("memory", None);
-    let job: Value = post_job(
+    let job: Value = accepted(
         &s,
         json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let id = job["id"].as_str().unwrap();
-    read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
+    events_to_end(&s, &id).await;
     assert_eq!(
         http()
             .delete(s.at(&format!("/v1/jobs/{id}")))
@@ -527,18 +533,15 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
     let s = Server::start("memory", None);
     let mut ids = Vec::new();
     for t in ["a", "b", "c", "d", "e"] {
-        let j: Value = post_job(
+        let j: Value = accepted(
             &s,
             json!({"workflow": "install", "target": t, "params": {"image": "app:1"}}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
         ids.push(j["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await;
+        events_to_end(&s, &id).await;
     }
     let p1: Value = http()
         .get(s.at("/v1/jobs?limit=2"))
@@ -613,20 +616,12 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
     let s = Server::start("memory", None);
-    let job: Value = post_job(
+    let job: Value = accepted(
         &s,
         json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
-    read_events(
-        &http(),
-        &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())),
-        None,
-    )
     .await;
+    events_to_end(&s, job["id"].as_str().unwrap()).await;
     let text = http()
         .get(s.at("/metrics"))
         .send()
@@ -649,7 +644,7 @@ async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
 async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() {
     let s = Server::start("docker", None);
     let hole = BlackHole::start().await;
-    let job: Value = post_job(&s, json!({"workflow": "install", "target": unique_target("drop"), "params": {"image": hole.image()}})).await.json().await.unwrap();
+    let job: Value = accepted(&s, json!({"workflow": "install", "target": unique_target("drop"), "params": {"image": hole.image()}})).await;
     let id = job["id"].as_str().unwrap().to_owned();
     for _round in 0..5 {
         let mut open = Vec::new();
@@ -893,7 +888,7 @@ async fn an_idle_event_stream_gets_keep_alive_comments() {
     use futures_util::StreamExt;
     let s = Server::start_with("docker", None, &["--keep-alive-ms", "200"]);
     let hole = BlackHole::start().await;
-    let job: Value = post_job(&s, json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await.json().await.unwrap();
+    let job: Value = accepted(&s, json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await;
     let id = job["id"].as_str().unwrap();
     let resp = http()
         .get(s.at(&format!("/v1/jobs/{id}/events")))
@@ -1049,14 +1044,11 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
             .join(format!("{digest}.wasm"))
             .exists()
     );
-    let job: Value = post_job(
+    let job: Value = accepted(
         &s,
         json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(job["plugin_digest"], first["digest"]);
     let second: Value = upload("custom", plugin_wasm("deckhand-test-custom-undo"))
         .await
@@ -1065,12 +1057,7 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
         .await
         .unwrap();
     assert_ne!(second["digest"], first["digest"]);
-    let ended = read_events(
-        &http(),
-        &s.at(&format!("/v1/jobs/{}/events", job["id"].as_str().unwrap())),
-        None,
-    )
-    .await;
+    let ended = events_to_end(&s, job["id"].as_str().unwrap()).await;
     assert_eq!(
         ended.last().unwrap().2["state"],
         "rolled_back",

@@ -103,12 +103,7 @@ async fn crash_matrix(workflow: Workflow) -> usize {
             ensure_image_absent(&docker, i).await;
         }
         if !matches!(workflow, Workflow::Install) {
-            let o = run_cli(
-                dir.path(),
-                &["install", &target, &v1, "--network", "none"],
-                None,
-            );
-            assert!(o.status.success(), "set-up install: {}", cli_text(&o));
+            cli_ok(dir.path(), &["install", &target, &v1, "--network", "none"]);
         }
         let before = snapshot_of(&docker, dir.path(), &target, &images).await;
         let args = workflow.args(&target, &v1, &v2);
@@ -288,12 +283,7 @@ async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
     let images = vec![v1.clone(), v2.clone()];
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("rmx");
-    let o = run_cli(
-        dir.path(),
-        &["install", &target, &v1, "--network", "none"],
-        None,
-    );
-    assert!(o.status.success(), "{}", cli_text(&o));
+    cli_ok(dir.path(), &["install", &target, &v1, "--network", "none"]);
     let before = snapshot_of(&docker, dir.path(), &target, &images).await;
     // Kill the upgrade once the new container has been swapped in and started.
     let run = run_cli(dir.path(), &["upgrade", &target, &v2], Some(22));
@@ -347,12 +337,7 @@ async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
     let (v1, v2) = (image("ccrash:1"), image("ccrash:2"));
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("ccrash");
-    let o = run_cli(
-        dir.path(),
-        &["install", &target, &v1, "--network", "none"],
-        None,
-    );
-    assert!(o.status.success(), "{}", cli_text(&o));
+    cli_ok(dir.path(), &["install", &target, &v1, "--network", "none"]);
     // An upgrade killed mid-way, then a cancel recorded for it in the journal
     // (as `POST /cancel` would before answering), then recovery.
     let run = run_cli(dir.path(), &["upgrade", &target, &v2], Some(12));
@@ -374,8 +359,7 @@ async fn a_cancel_recorded_before_a_crash_ends_cancelled_after_recovery() {
             .1
     );
     drop(journal);
-    let recover = run_cli(dir.path(), &["recover"], None);
-    assert!(recover.status.success(), "{}", cli_text(&recover));
+    cli_ok(dir.path(), &["recover"]);
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
     let after = journal.job(&job.id).unwrap().unwrap();
     assert_eq!(

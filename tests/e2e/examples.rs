@@ -18,14 +18,8 @@ fn blue_green_wasm() -> String {
 
 /// A data dir with blue-green registered and `target` installed from `v1`.
 fn set_up(dir: &Path, target: &str, v1: &str) {
-    let add = run_cli(
-        dir,
-        &["plugin", "add", "blue-green", &blue_green_wasm()],
-        None,
-    );
-    assert!(add.status.success(), "{}", cli_text(&add));
-    let install = run_cli(dir, &["install", target, v1, "--network", "none"], None);
-    assert!(install.status.success(), "{}", cli_text(&install));
+    cli_ok(dir, &["plugin", "add", "blue-green", &blue_green_wasm()]);
+    cli_ok(dir, &["install", target, v1, "--network", "none"]);
 }
 
 fn last_job(dir: &Path, target: &str) -> deckhand::journal::JobRecord {
@@ -47,13 +41,10 @@ async fn blue_green_switches_only_after_green_is_healthy_and_removes_blue_at_com
     let (v1, v2) = (image("bg:1"), image("bg:2"));
     set_up(dir.path(), &target, &v1);
     let params = format!(r#"{{"image": "{v2}"}}"#);
-    let run = run_cli(
+    let out = cli_ok(
         dir.path(),
         &["run", "blue-green", &target, "--params", &params],
-        None,
     );
-    assert!(run.status.success(), "{}", cli_text(&run));
-    let out = cli_text(&run);
     // Green was started and healthy before blue was stopped.
     let start_green = out.find("start_container").unwrap();
     let wait_green = out.find("wait_healthy").unwrap();
@@ -158,8 +149,7 @@ async fn blue_green_killed_anywhere_recovers_to_blue_or_to_complete_green() {
         }
         assert_eq!(run.status.signal(), Some(9), "{}", cli_text(&run));
         kills += 1;
-        let recover = run_cli(dir.path(), &["recover"], None);
-        assert!(recover.status.success(), "{}", cli_text(&recover));
+        cli_ok(dir.path(), &["recover"]);
         let job = last_job(dir.path(), &target);
         let after = snapshot(
             &docker,

@@ -422,6 +422,14 @@ pub fn run_cli(
     c.output().unwrap()
 }
 
+/// Run the CLI to its end and require success; its stdout and stderr.
+pub fn cli_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = run_cli(dir, args, None);
+    let text = cli_text(&out);
+    assert!(out.status.success(), "deckhand {}: {text}", args.join(" "));
+    text
+}
+
 /// A command's stdout and stderr, for assertion messages.
 pub fn cli_text(o: &std::process::Output) -> String {
     format!(
