@@ -312,10 +312,18 @@ impl BlackHole {
 pub fn memory_engine(
     runtime: Arc<deckhand::runtime::MemoryRuntime>,
 ) -> (tempfile::TempDir, Executor) {
+    memory_engine_with(runtime, quick_settings())
+}
+
+/// [`memory_engine`] with other host settings.
+pub fn memory_engine_with(
+    runtime: Arc<deckhand::runtime::MemoryRuntime>,
+    settings: HostSettings,
+) -> (tempfile::TempDir, Executor) {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
     let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
-    (dir, Executor::new(journal, runtime, host, quick_settings()))
+    (dir, Executor::new(journal, runtime, host, settings))
 }
 
 /// A `deckhand serve` child process on a free loopback port.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use deckhand::executor::JobRequest;
-use deckhand::journal::JobState;
+use deckhand::journal::{Event, JobState};
 use deckhand::runtime::MemoryRuntime;
 use deckhand::runtime::memory::{Fault, Op};
 use serde_json::json;
@@ -44,6 +44,34 @@ async fn a_daemon_error_during_rollback_ends_failed_and_retry_finishes_the_rollb
     // A new job on the target is possible (failed is terminal), retry finishes the undo.
     let retried = executor.retry(&job.id).await.unwrap();
     assert_eq!(retried.state, JobState::RolledBack, "{:?}", retried.error);
+    assert!(rt.containers().is_empty());
+    assert!(rt.images().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_past_its_deadline_is_stopped_recorded_and_rolled_back() {
+    let rt = Arc::new(MemoryRuntime::new().with_pull_time(std::time::Duration::from_secs(30)));
+    let settings = deckhand::plugin::HostSettings {
+        max_job_time: std::time::Duration::from_millis(500),
+        ..quick_settings()
+    };
+    let (_dir, executor) = memory_engine_with(rt.clone(), settings);
+    let started = std::time::Instant::now();
+    let job = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(job.state, JobState::RolledBack);
+    assert!(
+        job.error.as_deref().unwrap().contains("deadline"),
+        "{:?}",
+        job.error
+    );
+    // The reads made before the pull were recorded, not lost with the run.
+    let events = executor.journal().events(&job.id, 0).unwrap();
+    let reads = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Intent { call, .. } if call["op"] == "image_present"))
+        .count();
+    assert_eq!(reads, 1);
     assert!(rt.containers().is_empty());
     assert!(rt.images().is_empty());
 }

@@ -563,18 +563,10 @@ impl Inner {
             );
             return self.rollback(job, RollbackReason::Failed(error)).await;
         };
-        let deadline = self.settings.max_job_time;
-        let run = tokio::time::timeout(
-            deadline,
-            self.host.run(&plugin, self.scope(job, cancel.clone())),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(RunError::Trapped(format!(
-                "the job exceeded its deadline of {} s",
-                deadline.as_secs()
-            )))
-        });
+        let run = self
+            .host
+            .run(&plugin, self.scope(job, cancel.clone()))
+            .await;
         match run {
             Ok(summary) => {
                 self.journal

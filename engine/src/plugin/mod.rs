@@ -415,19 +415,31 @@ impl PluginHost {
         scope: JobScope,
     ) -> (Result<String, RunError>, JobScope) {
         let cancel = scope.cancel.clone();
+        let deadline = scope.settings.max_job_time;
         let mut store = self.new_store(scope);
-        let outcome = async {
+        // The deadline stops the run here, so the scope survives to record
+        // what the run did.
+        let outcome = tokio::time::timeout(deadline, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store).await
-        }
+        })
         .await;
         let result = match outcome {
-            Ok(Ok(summary)) => Ok(summary),
-            Ok(Err(_)) | Err(_) if cancel.is_cancelled() => Err(RunError::Cancelled),
-            Ok(Err(message)) => Err(RunError::Failed(message)),
-            Err(trap) => Err(RunError::Trapped(describe_trap(&trap))),
+            Ok(Ok(Ok(summary))) => Ok(summary),
+            Ok(Ok(Err(_)) | Err(_)) if cancel.is_cancelled() => Err(RunError::Cancelled),
+            Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
+            Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
+            Err(_) => Err(RunError::Trapped(format!(
+                "the job exceeded its deadline of {} s",
+                deadline.as_secs_f64()
+            ))),
         };
-        (result, store.into_data().scope)
+        let mut scope = store.into_data().scope;
+        let result = match scope.flush().await {
+            Ok(()) => result,
+            Err(e) => Err(RunError::Trapped(format!("journal: {e:#}"))),
+        };
+        (result, scope)
     }
 
     /// Run the plugin's `compensate` export for a compensation it
@@ -446,6 +458,9 @@ impl PluginHost {
             instance.call_compensate(&mut store, action, data).await
         }
         .await;
+        if let Err(e) = store.into_data().scope.flush().await {
+            return Err(RunError::Trapped(format!("journal: {e:#}")));
+        }
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RunError::Failed(message)),

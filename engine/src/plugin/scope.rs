@@ -4,6 +4,15 @@
 //! journals the call's intent (and undo) before the effect and its result
 //! after — or, when replaying, checks the call against the record and
 //! answers with the recorded result instead of touching anything.
+//!
+//! Only an intent has to be durable before anything else happens: it is
+//! what recovery undoes from. A step's result and a read's record are
+//! appended with the next durable write instead of waiting for an fsync of
+//! their own — at the latest when the run ends ([`JobScope::flush`]). A
+//! crash before then leaves an intent without its result, which recovery
+//! already resolves by asking the runtime (the effect happened or it did
+//! not), and a job that crashed is rolled back, so a lost read changes
+//! nothing. The order of the record is kept.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +94,9 @@ pub struct JobScope {
     pub(super) calls: u32,
     /// Log bytes written so far.
     pub(super) log_bytes: usize,
+    /// Results and read records not written yet: they go with the next
+    /// durable write.
+    unwritten: Vec<Event>,
 }
 
 impl JobScope {
@@ -112,6 +124,7 @@ impl JobScope {
             replay: None,
             calls: 0,
             log_bytes: 0,
+            unwritten: Vec::new(),
         }
     }
 
@@ -129,13 +142,31 @@ impl JobScope {
 
     /// Append an event; a journal failure ends the plugin (it traps), since
     /// no step may happen unrecorded. Replaying, nothing is written.
-    pub(super) async fn record(&self, event: Event) -> wasmtime::Result<()> {
-        if let Some(replay) = &self.replay {
-            replay.observed.lock().expect("replay log lock").push(event);
+    /// Whatever waits in [`Self::record_later`] is written first, in the
+    /// same transaction.
+    pub(super) async fn record(&mut self, event: Event) -> wasmtime::Result<()> {
+        self.record_later(event);
+        self.flush().await
+    }
+
+    /// Queue an event that need not be durable before the plugin goes on; it
+    /// is written with the next [`Self::record`] or [`Self::flush`].
+    pub(super) fn record_later(&mut self, event: Event) {
+        match &self.replay {
+            Some(replay) => replay.observed.lock().expect("replay log lock").push(event),
+            None => self.unwritten.push(event),
+        }
+    }
+
+    /// Write every queued event durably. The host calls this when a run
+    /// ends, however it ends.
+    pub async fn flush(&mut self) -> wasmtime::Result<()> {
+        if self.unwritten.is_empty() {
             return Ok(());
         }
+        let events = std::mem::take(&mut self.unwritten);
         self.journal
-            .append(&self.job_id, event)
+            .append_all(&self.job_id, events)
             .await
             .map(|_| ())
             .map_err(wasmtime::Error::from)
@@ -160,25 +191,19 @@ impl JobScope {
         }
         if call.is_read() && undo.is_none() {
             // Nothing to undo and nothing changed: record question and
-            // answer together, after the fact, in one write.
+            // answer together, after the fact, with the next write.
             let result = effect.await;
             self.last_step += 1;
             let step = self.last_step;
-            let events = vec![
-                Event::Intent {
-                    step,
-                    call: steps::to_value(&call),
-                    undo: None,
-                },
-                Event::Result {
-                    step,
-                    outcome: outcome_of(&result),
-                },
-            ];
-            self.journal
-                .append_all(&self.job_id, events)
-                .await
-                .map_err(wasmtime::Error::from)?;
+            self.record_later(Event::Intent {
+                step,
+                call: steps::to_value(&call),
+                undo: None,
+            });
+            self.record_later(Event::Result {
+                step,
+                outcome: outcome_of(&result),
+            });
             return Ok(result);
         }
         let step = self.begin(&call, undo.as_ref()).await?;
@@ -197,11 +222,10 @@ impl JobScope {
                     )))
                 })
         };
-        self.record(Event::Result {
+        self.record_later(Event::Result {
             step,
             outcome: outcome_of(&result),
-        })
-        .await?;
+        });
         Ok(result)
     }
 
@@ -264,10 +288,10 @@ impl JobScope {
     pub(super) async fn enter_phase(&mut self, phase: &str) -> wasmtime::Result<()> {
         if self.phase.as_deref() != Some(phase) {
             self.phase = Some(phase.to_owned());
-            self.record(Event::Phase {
+            // Written with the intent that follows it.
+            self.record_later(Event::Phase {
                 phase: phase.to_owned(),
-            })
-            .await?;
+            });
         }
         Ok(())
     }
