@@ -176,11 +176,11 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
         .await
         .unwrap();
     assert_eq!(cancel["cancelled"], true);
-    let ended = events_to_end(&s, &first_id).await;
+    let ended = events_to_end(&s, first_id).await;
     assert_eq!(ended.last().unwrap().2["state"], "cancelled");
 
     let other_id = other["id"].as_str().unwrap();
-    let done = events_to_end(&s, &other_id).await;
+    let done = events_to_end(&s, other_id).await;
     assert_eq!(done.last().unwrap().2["state"], "succeeded");
     let late: Value = http()
         .post(s.at(&format!("/v1/jobs/{other_id}/cancel")))
@@ -488,7 +488,7 @@ async fn dismissing_hides_a_finished_job_from_default_listings_only() {
     )
     .await;
     let id = job["id"].as_str().unwrap();
-    events_to_end(&s, &id).await;
+    events_to_end(&s, id).await;
     assert_eq!(
         http()
             .delete(s.at(&format!("/v1/jobs/{id}")))
@@ -541,7 +541,7 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
         ids.push(j["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        events_to_end(&s, &id).await;
+        events_to_end(&s, id).await;
     }
     let p1: Value = http()
         .get(s.at("/v1/jobs?limit=2"))

@@ -6,7 +6,7 @@
 use super::plan::commit_plan;
 use super::{Inner, RollbackReason};
 use crate::journal::{
-    Event, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis,
+    Event, JobLog, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis,
 };
 use crate::runtime::{LABEL_MANAGED, LABEL_TARGET, RuntimeError};
 use crate::steps::Deferred;
@@ -20,44 +20,36 @@ impl Inner {
             .journal
             .job(&job.id)?
             .ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
+        // Commit outcomes go with the next write (an effect whose outcome a
+        // crash lost is applied again: commit effects are idempotent).
+        let mut log = JobLog::new(self.journal.clone(), job.id.clone());
         if current.state != JobState::Committing {
-            match self
-                .journal
-                .append(
-                    &job.id,
+            let entered = log
+                .write_all(vec![
                     Event::State {
                         state: JobState::Committing,
                         error: None,
                     },
-                )
-                .await
-            {
+                    Event::Phase {
+                        phase: "committing".into(),
+                    },
+                ])
+                .await;
+            match entered {
                 Ok(_) => {}
                 Err(JournalError::CancelPending(_)) => {
                     return self.rollback(job, RollbackReason::Cancelled).await;
                 }
                 Err(e) => return Err(e),
             }
-            self.journal
-                .append(
-                    &job.id,
-                    Event::Phase {
-                        phase: "committing".into(),
-                    },
-                )
-                .await?;
         }
         let pending = commit_plan(&self.journal.events(&job.id, 0)?);
         for (step, effect) in pending {
-            self.journal
-                .append(
-                    &job.id,
-                    Event::CommitIntent {
-                        step,
-                        effect: effect.clone(),
-                    },
-                )
-                .await?;
+            log.write(Event::CommitIntent {
+                step,
+                effect: effect.clone(),
+            })
+            .await?;
             let result = match serde_json::from_value::<Deferred>(effect) {
                 Ok(d) => self.apply_deferred(job, d).await,
                 Err(e) => Err(RuntimeError::Daemon(format!(
@@ -74,34 +66,24 @@ impl Inner {
                     error_kind: None,
                 },
             };
-            self.journal
-                .append(&job.id, Event::CommitResult { step, outcome })
-                .await?;
+            log.later(Event::CommitResult { step, outcome });
             if let Some(e) = failed {
                 let error = format!("commit incomplete at step {step}: {e}");
-                return self
-                    .journal
-                    .append(
-                        &job.id,
-                        Event::State {
-                            state: JobState::Failed,
-                            error: Some(error),
-                        },
-                    )
+                return log
+                    .write(Event::State {
+                        state: JobState::Failed,
+                        error: Some(error),
+                    })
                     .await
                     .map(|_| ());
             }
         }
-        self.journal
-            .append(
-                &job.id,
-                Event::State {
-                    state: JobState::Succeeded,
-                    error: None,
-                },
-            )
-            .await
-            .map(|_| ())
+        log.write(Event::State {
+            state: JobState::Succeeded,
+            error: None,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn apply_deferred(&self, job: &JobRecord, effect: Deferred) -> Result<(), RuntimeError> {

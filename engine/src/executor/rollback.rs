@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{last_step, rollback_plan};
 use super::{Inner, RollbackReason};
-use crate::journal::{Event, JobId, JobRecord, JobState, JournalError, Outcome};
+use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
 use crate::steps::{Compensation, pull_intent_fields};
 
@@ -73,37 +73,29 @@ impl Inner {
             RollbackReason::Cancelled => None,
             RollbackReason::Failed(e) => Some(e.clone()),
         };
+        // Undo outcomes go with the next write (an undo whose outcome a
+        // crash lost runs again: undos are idempotent).
+        let mut log = JobLog::new(self.journal.clone(), job.id.clone());
         if current.state != JobState::RollingBack {
-            self.journal
-                .append(
-                    &job.id,
-                    Event::State {
-                        state: JobState::RollingBack,
-                        error: error.clone(),
-                    },
-                )
-                .await?;
-            self.journal
-                .append(
-                    &job.id,
-                    Event::Phase {
-                        phase: "rolling_back".into(),
-                    },
-                )
-                .await?;
+            log.write_all(vec![
+                Event::State {
+                    state: JobState::RollingBack,
+                    error: error.clone(),
+                },
+                Event::Phase {
+                    phase: "rolling_back".into(),
+                },
+            ])
+            .await?;
         }
         let events = self.journal.events(&job.id, 0)?;
         let mut failures = Vec::new();
         for (step, undo) in rollback_plan(&events) {
-            self.journal
-                .append(
-                    &job.id,
-                    Event::UndoIntent {
-                        step,
-                        undo: undo.clone(),
-                    },
-                )
-                .await?;
+            log.write(Event::UndoIntent {
+                step,
+                undo: undo.clone(),
+            })
+            .await?;
             let result = match serde_json::from_value::<Compensation>(undo) {
                 Ok(c) => self.compensate(job, &c).await,
                 Err(e) => Err(RuntimeError::Daemon(format!(
@@ -122,9 +114,7 @@ impl Inner {
                     }
                 }
             };
-            self.journal
-                .append(&job.id, Event::UndoResult { step, outcome })
-                .await?;
+            log.later(Event::UndoResult { step, outcome });
             // Earlier steps' undos may depend on this one (an image cannot go
             // while the container made from it is still there): stop here and
             // keep the rest for a retry.
@@ -144,10 +134,7 @@ impl Inner {
         } else {
             (JobState::RolledBack, error)
         };
-        self.journal
-            .append(&job.id, Event::State { state, error })
-            .await
-            .map(|_| ())
+        log.write(Event::State { state, error }).await.map(|_| ())
     }
 
     /// Run one compensation; idempotent.

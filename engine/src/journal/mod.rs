@@ -11,6 +11,7 @@
 //! beside the writer. The journal knows nothing of Docker or WebAssembly.
 
 pub mod export;
+mod job_log;
 mod live;
 mod model;
 mod schema;
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use job_log::JobLog;
 pub use model::*;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 

@@ -5,14 +5,11 @@
 //! after — or, when replaying, checks the call against the record and
 //! answers with the recorded result instead of touching anything.
 //!
-//! Only an intent has to be durable before anything else happens: it is
-//! what recovery undoes from. A step's result and a read's record are
-//! appended with the next durable write instead of waiting for an fsync of
-//! their own — at the latest when the run ends ([`JobScope::flush`]). A
-//! crash before then leaves an intent without its result, which recovery
-//! already resolves by asking the runtime (the effect happened or it did
-//! not), and a job that crashed is rolled back, so a lost read changes
-//! nothing. The order of the record is kept.
+//! Only an intent has to be durable before its effect. A step's result, a
+//! read's record and a phase go with the job's next durable write
+//! ([`JobLog`]), at the latest when the run ends ([`JobScope::flush`]); a
+//! job that crashes before then is rolled back, so a lost read changes
+//! nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::bindings::HostError;
-use crate::journal::{Event, JobId, Journal, Outcome};
+use crate::journal::{Event, JobId, JobLog, Journal, Outcome};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::steps::{self, Call, Compensation, Deferred};
 
@@ -94,9 +91,8 @@ pub struct JobScope {
     pub(super) calls: u32,
     /// Log bytes written so far.
     pub(super) log_bytes: usize,
-    /// Results and read records not written yet: they go with the next
-    /// durable write.
-    unwritten: Vec<Event>,
+    /// The job's writes; results and reads wait in it for the next durable one.
+    log: JobLog,
 }
 
 impl JobScope {
@@ -111,6 +107,7 @@ impl JobScope {
         settings: HostSettings,
     ) -> Self {
         JobScope {
+            log: JobLog::new(journal.clone(), job_id.clone()),
             job_id,
             target,
             params,
@@ -124,7 +121,6 @@ impl JobScope {
             replay: None,
             calls: 0,
             log_bytes: 0,
-            unwritten: Vec::new(),
         }
     }
 
@@ -154,22 +150,14 @@ impl JobScope {
     pub(super) fn record_later(&mut self, event: Event) {
         match &self.replay {
             Some(replay) => replay.observed.lock().expect("replay log lock").push(event),
-            None => self.unwritten.push(event),
+            None => self.log.later(event),
         }
     }
 
     /// Write every queued event durably. The host calls this when a run
     /// ends, however it ends.
     pub async fn flush(&mut self) -> wasmtime::Result<()> {
-        if self.unwritten.is_empty() {
-            return Ok(());
-        }
-        let events = std::mem::take(&mut self.unwritten);
-        self.journal
-            .append_all(&self.job_id, events)
-            .await
-            .map(|_| ())
-            .map_err(wasmtime::Error::from)
+        self.log.flush().await.map_err(wasmtime::Error::from)
     }
 
     /// Make one host call a step: journal `call` with `undo`, run `effect`
