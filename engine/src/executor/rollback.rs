@@ -73,20 +73,19 @@ impl Inner {
             RollbackReason::Cancelled => None,
             RollbackReason::Failed(e) => Some(e.clone()),
         };
-        // Undo outcomes go with the next write (an undo whose outcome a
-        // crash lost runs again: undos are idempotent).
+        // `rolling_back` goes with the first undo's intent, and each undo's
+        // outcome with the next write: durable before anything is undone,
+        // one write an undo. (An undo whose outcome a crash lost runs again:
+        // undos are idempotent.)
         let mut log = JobLog::new(self.journal.clone(), job.id.clone());
         if current.state != JobState::RollingBack {
-            log.write_all(vec![
-                Event::State {
-                    state: JobState::RollingBack,
-                    error: error.clone(),
-                },
-                Event::Phase {
-                    phase: "rolling_back".into(),
-                },
-            ])
-            .await?;
+            log.later(Event::State {
+                state: JobState::RollingBack,
+                error: error.clone(),
+            });
+            log.later(Event::Phase {
+                phase: "rolling_back".into(),
+            });
         }
         let events = self.journal.events(&job.id, 0)?;
         let mut failures = Vec::new();
