@@ -306,6 +306,37 @@ async fn plugin_costs(dir: &std::path::Path) {
     );
 }
 
+/// Install `config` with the runtime's Docker calls made directly: those the
+/// install workflow makes — image check, pull, create, start, and with
+/// `ownership_checks` the inspections the host adds (before start, before the
+/// health wait, the health check at settle time 0, and when the revision is
+/// recorded), else the one a script would make. No journal, no sandbox.
+/// Returns how long it took; the container is removed after.
+async fn direct_install(
+    docker: &dyn ContainerRuntime,
+    config: &deckhand::runtime::ContainerConfig,
+    ownership_checks: bool,
+) -> Duration {
+    let (tx, _rx) = tokio::sync::watch::channel(deckhand::runtime::PullTracker::new().progress());
+    let t = Instant::now();
+    let _ = docker.image_present(&config.image).await.unwrap();
+    docker
+        .pull_image(&config.image, &tx, &CancellationToken::new())
+        .await
+        .unwrap();
+    let id = docker.create_container(config).await.unwrap();
+    if ownership_checks {
+        let _ = docker.inspect_container(&id).await.unwrap();
+    }
+    docker.start_container(&id).await.unwrap();
+    for _ in 0..if ownership_checks { 3 } else { 1 } {
+        let _ = docker.inspect_container(&id).await.unwrap();
+    }
+    let took = t.elapsed();
+    docker.remove_container(&id).await.unwrap();
+    took
+}
+
 /// How many installs of each kind figure 4 takes its medians over.
 const RUNS: usize = 15;
 
@@ -357,8 +388,6 @@ async fn real_install(dir: &std::path::Path) {
         // Each kind takes each place in the order equally often, and the
         // daemon gets a moment after each removal (it deletes the
         // container's files in the background).
-        let (tx, _rx) =
-            tokio::sync::watch::channel(deckhand::runtime::PullTracker::new().progress());
         let config = deckhand::runtime::ContainerConfig {
             name: format!("direct-{i}-{}", std::process::id()),
             image: image.clone(),
@@ -424,41 +453,8 @@ async fn real_install(dir: &std::path::Path) {
                     assert_eq!(end["state"], "succeeded", "{end}");
                     remove_installed(target).await;
                 }
-                2 => {
-                    // Directly: the same Docker calls the install makes, no journal, no
-                    // sandbox — image check, pull, create, the ownership inspection
-                    // before start, start, the one before the health wait, the health
-                    // check (one inspection at settle time 0) and the one that records
-                    // the revision.
-                    let t = Instant::now();
-                    let _ = docker.image_present(&image).await.unwrap();
-                    docker
-                        .pull_image(&image, &tx, &CancellationToken::new())
-                        .await
-                        .unwrap();
-                    let id = docker.create_container(&config).await.unwrap();
-                    let _ = docker.inspect_container(&id).await.unwrap();
-                    docker.start_container(&id).await.unwrap();
-                    for _ in 0..3 {
-                        let _ = docker.inspect_container(&id).await.unwrap();
-                    }
-                    direct.push(t.elapsed());
-                    docker.remove_container(&id).await.unwrap();
-                }
-                3 => {
-                    // Directly, the least a script would do: no ownership inspections.
-                    let t = Instant::now();
-                    let _ = docker.image_present(&image).await.unwrap();
-                    docker
-                        .pull_image(&image, &tx, &CancellationToken::new())
-                        .await
-                        .unwrap();
-                    let id = docker.create_container(&config).await.unwrap();
-                    docker.start_container(&id).await.unwrap();
-                    let _ = docker.inspect_container(&id).await.unwrap();
-                    minimal.push(t.elapsed());
-                    docker.remove_container(&id).await.unwrap();
-                }
+                2 => direct.push(direct_install(docker.as_ref(), &config, true).await),
+                3 => minimal.push(direct_install(docker.as_ref(), &config, false).await),
                 _ => unreachable!(),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
