@@ -77,6 +77,32 @@ async fn a_run_past_its_deadline_is_stopped_recorded_and_rolled_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_lands_after_its_pull_was_cancelled_is_still_removed() {
+    // As a Docker daemon may: the pull's image is tagged 300 ms after the
+    // client went away.
+    let rt = Arc::new(
+        MemoryRuntime::new()
+            .with_pull_time(std::time::Duration::from_secs(5))
+            .with_late_pull_completion(std::time::Duration::from_millis(300)),
+    );
+    let (_dir, executor) = memory_engine(rt.clone());
+    let job = executor
+        .submit(JobRequest::new("install", "web", json!({"image": "app:1"})))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
+    let done = executor.wait(&job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        rt.images().is_empty(),
+        "the late image was removed: {:?}",
+        rt.images()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_hung_step_interrupts_it_and_rolls_back() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine(rt.clone());

@@ -21,6 +21,14 @@ fn settled_ok(
         .collect()
 }
 
+/// The steps whose effect is recorded as done (`ok`).
+pub fn steps_finished_ok(events: &[EventRecord]) -> BTreeSet<u32> {
+    settled_ok(events, |e| match e {
+        Event::Result { step, outcome } => Some((*step, outcome)),
+        _ => None,
+    })
+}
+
 /// The highest step number a job's events use.
 pub fn last_step(events: &[EventRecord]) -> u32 {
     events

@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{last_step, rollback_plan};
+use super::plan::{last_step, rollback_plan, steps_finished_ok};
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
@@ -88,6 +88,7 @@ impl Inner {
             });
         }
         let events = self.journal.events(&job.id, 0)?;
+        let finished = steps_finished_ok(&events);
         let mut failures = Vec::new();
         for (step, undo) in rollback_plan(&events) {
             log.write(Event::UndoIntent {
@@ -96,6 +97,11 @@ impl Inner {
             })
             .await?;
             let result = match serde_json::from_value::<Compensation>(undo) {
+                // A pull that did not finish may still land its image after
+                // it was interrupted: watch for that, and remove it again.
+                Ok(c @ Compensation::RemoveImage { .. }) if !finished.contains(&step) => {
+                    self.undo_interrupted_pull(job, &c).await
+                }
                 Ok(c) => self.compensate(job, &c).await,
                 Err(e) => Err(RuntimeError::Daemon(format!(
                     "unreadable compensation: {e}"
@@ -134,6 +140,27 @@ impl Inner {
             (JobState::RolledBack, error)
         };
         log.write(Event::State { state, error }).await.map(|_| ())
+    }
+
+    /// Undo a pull that was interrupted (or whose end is unknown): the
+    /// daemon may finish it and tag the image after the client went away, so
+    /// keep removing the image until the runtime's grace time has passed.
+    async fn undo_interrupted_pull(
+        &self,
+        job: &JobRecord,
+        undo: &Compensation,
+    ) -> Result<(), RuntimeError> {
+        let until = std::time::Instant::now() + self.runtime.pull_abort_grace();
+        // Removing is idempotent; the last removal comes once the grace
+        // time is over.
+        loop {
+            self.compensate(job, undo).await?;
+            let now = std::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep((until - now).min(std::time::Duration::from_millis(50))).await;
+        }
     }
 
     /// Run one compensation; idempotent.

@@ -135,6 +135,12 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    /// Measured: a pull whose client goes away during its last step still
+    /// tags the image some milliseconds later; a second leaves margin.
+    fn pull_abort_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     async fn pull_image(
         &self,
         image: &str,

@@ -54,6 +54,8 @@ struct State {
     next_id: u64,
     faults: Vec<(Op, Fault, usize)>,
     calls: u64,
+    /// Images of interrupted pulls still to land, and when.
+    landing: Vec<(String, std::time::Instant)>,
 }
 
 /// An in-memory container runtime.
@@ -65,6 +67,8 @@ pub struct MemoryRuntime {
     crashing: BTreeSet<String>,
     /// Images that cannot be pulled (`manifest unknown`).
     missing: BTreeSet<String>,
+    /// An interrupted pull still lands its image this long after.
+    late_pull: Option<Duration>,
 }
 
 impl Default for MemoryRuntime {
@@ -81,7 +85,16 @@ impl MemoryRuntime {
             pull_time: Duration::ZERO,
             crashing: BTreeSet::new(),
             missing: BTreeSet::new(),
+            late_pull: None,
         }
+    }
+
+    /// An interrupted pull still lands its image `after` the interruption,
+    /// as a Docker daemon may when the client goes away just before the
+    /// pull's last step.
+    pub fn with_late_pull_completion(mut self, after: Duration) -> Self {
+        self.late_pull = Some(after);
+        self
     }
 
     /// Pulls take this long, reporting progress along the way.
@@ -128,7 +141,16 @@ impl MemoryRuntime {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("memory runtime lock")
+        let mut state = self.state.lock().expect("memory runtime lock");
+        let now = std::time::Instant::now();
+        let (landed, waiting) = std::mem::take(&mut state.landing)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, at)| *at <= now);
+        state.landing = waiting;
+        state
+            .images
+            .extend(landed.into_iter().map(|(image, _)| image));
+        state
     }
 
     /// Count the call and apply a pending fault for `op`, if any.
@@ -178,6 +200,10 @@ impl ContainerRuntime for MemoryRuntime {
         Ok(self.lock().images.contains(&with_default_tag(image)))
     }
 
+    fn pull_abort_grace(&self) -> Duration {
+        self.late_pull.unwrap_or_default()
+    }
+
     async fn pull_image(
         &self,
         image: &str,
@@ -198,7 +224,13 @@ impl ContainerRuntime for MemoryRuntime {
         for i in 1..=steps {
             if !self.pull_time.is_zero() {
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(RuntimeError::Cancelled),
+                    _ = cancel.cancelled() => {
+                        if let Some(after) = self.late_pull {
+                            let at = std::time::Instant::now() + after;
+                            self.lock().landing.push((reference, at));
+                        }
+                        return Err(RuntimeError::Cancelled);
+                    }
                     _ = tokio::time::sleep(self.pull_time / steps as u32) => {}
                 }
             }

@@ -150,6 +150,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Inspect a container by id or name; `None` if missing.
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>>;
+    /// How long after an interrupted pull the daemon may still finish it and
+    /// tag the image. Undoing such a pull watches for the image this long.
+    fn pull_abort_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// `image` with `:latest` added when it names neither a tag nor a digest.
