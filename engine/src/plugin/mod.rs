@@ -337,11 +337,9 @@ impl PluginHost {
         }
         let compiled = self.engine.precompile_component(bytes)?;
         std::fs::create_dir_all(dir)?;
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &compiled)?;
-        std::fs::rename(&tmp, &file)?;
-        // SAFETY: as above; the file was just written from `precompile_component`.
-        unsafe { Component::deserialize_file(&self.engine, &file) }
+        write_whole(&file, &compiled)?;
+        // SAFETY: the bytes come from `precompile_component` of this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }
     }
 
     /// The plugin registered under `name`.
@@ -466,5 +464,81 @@ impl PluginHost {
             Ok(Err(message)) => Err(RunError::Failed(message)),
             Err(trap) => Err(RunError::Trapped(describe_trap(&trap))),
         }
+    }
+}
+
+/// Write `file` so that a reader sees all of it or none of it, while other
+/// threads and processes may write the same file at the same time (hosts
+/// compiling the same component): each writer has its own temporary file and
+/// renames it into place, which is atomic.
+fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp{}-{n}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_cache_writes_of_one_file_never_show_a_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("component.cwasm");
+        let bytes = vec![7u8; 4 << 20];
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut whole = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(read) = std::fs::read(&file) {
+                        assert_eq!(read.len(), bytes.len(), "a partial file was visible");
+                        whole += 1;
+                    }
+                }
+                whole
+            });
+            let writers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (0..20).try_for_each(|_| write_whole(&file, &bytes))))
+                .collect();
+            let written: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let seen_whole = reader.join().expect("the reader saw only whole files");
+            for w in written {
+                w.expect("every write succeeds");
+            }
+            assert!(seen_whole > 0);
+        });
+    }
+
+    #[test]
+    fn hosts_compiling_into_one_cache_at_once_all_get_whole_components() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    PluginHost::with_builtins(Some(dir)).map(|h| h.list().len())
+                })
+            })
+            .collect();
+        for h in hosts {
+            assert_eq!(h.join().unwrap().unwrap(), BUILTIN_WORKFLOWS.len());
+        }
+        // A host started afterwards loads every one of them from the cache.
+        let later = PluginHost::with_builtins(Some(dir.path().to_path_buf())).unwrap();
+        assert_eq!(later.list().len(), BUILTIN_WORKFLOWS.len());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                !name.to_string_lossy().ends_with(".cwasm")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary files are left behind");
     }
 }
