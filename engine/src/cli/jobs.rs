@@ -54,6 +54,19 @@ pub enum JobsCommand {
     },
 }
 
+/// The table `jobs list` prints: id, workflow, target, state, and the start
+/// of the error.
+fn print_job_table(rows: impl Iterator<Item = [String; 5]>) {
+    println!(
+        "{:<36}  {:<9}  {:<16}  {:<12}  ERROR",
+        "ID", "WORKFLOW", "TARGET", "STATE"
+    );
+    for [id, workflow, target, state, error] in rows {
+        let error: String = error.chars().take(60).collect();
+        println!("{id:<36}  {workflow:<9}  {target:<16}  {state:<12}  {error}");
+    }
+}
+
 /// Run a `jobs` subcommand.
 pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -77,24 +90,15 @@ pub async fn run(data_dir: &Path, cmd: JobsCommand) -> anyhow::Result<ExitCode> 
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
-                println!(
-                    "{:<36}  {:<9}  {:<16}  {:<12}  ERROR",
-                    "ID", "WORKFLOW", "TARGET", "STATE"
-                );
-                for j in jobs {
-                    println!(
-                        "{:<36}  {:<9}  {:<16}  {:<12}  {}",
-                        j.id,
+                print_job_table(jobs.into_iter().map(|j| {
+                    [
+                        j.id.to_string(),
                         j.workflow,
                         j.target,
-                        j.state,
-                        j.error
-                            .unwrap_or_default()
-                            .chars()
-                            .take(60)
-                            .collect::<String>()
-                    );
-                }
+                        j.state.to_string(),
+                        j.error.unwrap_or_default(),
+                    ]
+                }));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -248,21 +252,10 @@ pub async fn run_remote(
             if format.json {
                 println!("{}", serde_json::to_string_pretty(&page["jobs"])?);
             } else {
-                println!(
-                    "{:<36}  {:<9}  {:<16}  {:<12}  ERROR",
-                    "ID", "WORKFLOW", "TARGET", "STATE"
-                );
-                for j in page["jobs"].as_array().into_iter().flatten() {
-                    let s = |k: &str| j[k].as_str().unwrap_or("").to_owned();
-                    println!(
-                        "{:<36}  {:<9}  {:<16}  {:<12}  {}",
-                        s("id"),
-                        s("workflow"),
-                        s("target"),
-                        s("state"),
-                        s("error").chars().take(60).collect::<String>()
-                    );
-                }
+                print_job_table(page["jobs"].as_array().into_iter().flatten().map(|j| {
+                    ["id", "workflow", "target", "state", "error"]
+                        .map(|k| j[k].as_str().unwrap_or("").to_owned())
+                }));
             }
             Ok(ExitCode::SUCCESS)
         }
