@@ -150,17 +150,19 @@ impl Inner {
         job: &JobRecord,
         undo: &Compensation,
     ) -> Result<(), RuntimeError> {
+        self.compensate(job, undo).await?;
+        let Compensation::RemoveImage { image } = undo else {
+            return Ok(());
+        };
         let until = std::time::Instant::now() + self.runtime.pull_abort_grace();
-        // Removing is idempotent; the last removal comes once the grace
-        // time is over.
-        loop {
-            self.compensate(job, undo).await?;
-            let now = std::time::Instant::now();
-            if now >= until {
-                return Ok(());
+        // Look again every 50 ms, the last time once the grace time is over.
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
+            if self.runtime.image_present(image).await? {
+                self.compensate(job, undo).await?;
             }
-            tokio::time::sleep((until - now).min(std::time::Duration::from_millis(50))).await;
         }
+        Ok(())
     }
 
     /// Run one compensation; idempotent.
