@@ -158,7 +158,11 @@ async fn pull_with_progress(
         if last_written.elapsed() >= settings.progress_interval
             && let Some(p) = unwritten.take()
         {
-            record(progress_of(&p)).await?;
+            // 1.0 means the step is done: only the record after the pull says so,
+            // even when every layer is in before the daemon ends the pull.
+            let mut progress = progress_of(&p);
+            progress.fraction = progress.fraction.map(|f| f.min(0.999));
+            record(progress).await?;
             last_written = Instant::now();
         }
     };
