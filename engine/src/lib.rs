@@ -14,7 +14,8 @@
 //! - [`runtime`] — the container runtime (Docker through bollard) and pull progress;
 //! - [`journal`] — the durable event log and its projections (knows no Docker, no WASM);
 //! - [`steps`] — the typed calls, compensations and deferred effects the journal stores;
-//! - [`cli`] — the `deckhand` command line.
+//! - [`cli`] — the `deckhand` command line;
+//! - [`fault`] — fault injection for the crash tests (off unless asked for).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -39,6 +40,7 @@
 pub mod api;
 pub mod cli;
 pub mod executor;
+pub mod fault;
 pub mod journal;
 pub mod plugin;
 pub mod replay;

@@ -226,6 +226,15 @@ pub fn pull_intent_fields(image: &str, brought_here: bool) -> Vec<(&'static str,
     fields
 }
 
+/// The `op` a journaled step type carries (`stop_container`, …).
+pub fn op_of<T: Serialize>(t: &T) -> String {
+    to_value(t)
+        .get("op")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Encode a step type for the journal.
 pub fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("step types serialize")

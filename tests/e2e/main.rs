@@ -14,5 +14,6 @@ mod crash;
 mod examples;
 mod fixtures;
 mod install;
+mod interrupted;
 mod memory;
 mod sandbox;

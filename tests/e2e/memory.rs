@@ -28,7 +28,8 @@ async fn run(
 async fn a_daemon_error_during_rollback_ends_failed_and_retry_finishes_the_rollback() {
     let rt = Arc::new(MemoryRuntime::new().with_crashing_image("bad:1"));
     let (_dir, executor) = memory_engine(rt.clone());
-    rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 1);
+    // Every attempt of the undo fails (it is retried a few times).
+    rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 5);
     let job = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
     assert_eq!(job.state, JobState::Failed);
     assert!(

@@ -100,6 +100,12 @@ CMD $SERVE" "$build_dir/version-2"
 build app 3 "COPY version-3 /version
 CMD $SERVE" "$build_dir/version-3"
 build crash 1 'CMD ["/bin/sh","-c","echo crashing; exit 3"]'
+# PID 1 ignores SIGTERM: a stop takes its whole timeout, then SIGKILL.
+STUBBORN='["/bin/sh","-c","trap \"\" TERM; cat /version; while true; do sleep 1; done"]'
+build stubborn 1 "COPY version-1 /version
+CMD $STUBBORN" "$build_dir/version-1"
+build stubborn 2 "COPY version-2 /version
+CMD $STUBBORN" "$build_dir/version-2"
 # Two large images (~120 MB in four random layers each) that share no layer.
 for tag in 1 2; do
   if ! has_tag big $tag; then
@@ -116,8 +122,9 @@ done
 
 # Per-test copies (same layers, other names), so that tests running at the
 # same time never pull, use or remove each other's image references:
-# <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1.
-ALIASES="fx bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
+# <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1; the
+# STUBBORN_ALIASES the same of stubborn:1 and stubborn:2.
+ALIASES="chaos fx bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
 for alias in $ALIASES; do
   for pair in 1:app:1 2:app:2 crash:crash:1; do
     tag=${pair%%:*}; src=${pair#*:}
@@ -128,7 +135,17 @@ for alias in $ALIASES; do
     docker rmi "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
   done
 done
-for src in app:1 app:2 crash:1; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
+STUBBORN_ALIASES="interrupted-stop midcall-install midcall-upgrade midcall-teardown midcall-rollback chaos-stubborn"
+for alias in $STUBBORN_ALIASES; do
+  for tag in 1 2; do
+    has_tag "$alias" "$tag" && continue
+    docker pull -q "$REGISTRY/deckhand-test/stubborn:$tag" >/dev/null
+    docker tag "$REGISTRY/deckhand-test/stubborn:$tag" "$REGISTRY/deckhand-test/$alias:$tag"
+    docker push -q "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
+    docker rmi "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
+  done
+done
+for src in app:1 app:2 crash:1 stubborn:1 stubborn:2; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
 
 echo "export DOCKER_HOST=$DOCKER_HOST"
 echo "export DECKHAND_TEST_REGISTRY=$REGISTRY"

@@ -192,7 +192,8 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 /// `DECKHAND_SETTLE_MS` (how long a container without a health check must
 /// keep running), `DECKHAND_STALL_TIMEOUT_S` (no-progress timeout),
 /// `DECKHAND_PLUGIN_MEMORY_MB`, `DECKHAND_PLUGIN_CPU_MS`,
-/// `DECKHAND_PLUGIN_MAX_CALLS` and `DECKHAND_JOB_DEADLINE_S` (plugin limits).
+/// `DECKHAND_PLUGIN_MAX_CALLS` and `DECKHAND_JOB_DEADLINE_S` (plugin limits),
+/// `DECKHAND_CALL_SETTLE_GRACE_MS` (how long an interrupted call may still land).
 pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     let mut s = HostSettings::default();
     let var = |name: &str| -> anyhow::Result<Option<u64>> {
@@ -221,6 +222,9 @@ pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     }
     if let Some(secs) = var("DECKHAND_JOB_DEADLINE_S")? {
         s.max_job_time = std::time::Duration::from_secs(secs);
+    }
+    if let Some(ms) = var("DECKHAND_CALL_SETTLE_GRACE_MS")? {
+        s.call_settle_grace = std::time::Duration::from_millis(ms);
     }
     Ok(s)
 }

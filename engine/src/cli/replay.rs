@@ -256,7 +256,13 @@ fn print_plan(
         {
             ("commit", commit_plan(events))
         }
-        _ => ("rollback", rollback_plan(events)),
+        _ => (
+            "rollback",
+            rollback_plan(events)
+                .into_iter()
+                .map(|u| (u.step, u.undo))
+                .collect(),
+        ),
     };
     if json {
         let steps: Vec<_> = steps

@@ -12,6 +12,7 @@ mod params;
 pub mod plan;
 mod recovery;
 mod rollback;
+mod settle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

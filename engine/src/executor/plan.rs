@@ -21,14 +21,6 @@ fn settled_ok(
         .collect()
 }
 
-/// The steps whose effect is recorded as done (`ok`).
-pub fn steps_finished_ok(events: &[EventRecord]) -> BTreeSet<u32> {
-    settled_ok(events, |e| match e {
-        Event::Result { step, outcome } => Some((*step, outcome)),
-        _ => None,
-    })
-}
-
 /// The highest step number a job's events use.
 pub fn last_step(events: &[EventRecord]) -> u32 {
     events
@@ -41,27 +33,62 @@ pub fn last_step(events: &[EventRecord]) -> u32 {
         .unwrap_or(0)
 }
 
+/// One undo a rollback still has to run, with what it needs to know about
+/// the step it undoes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedUndo {
+    /// The step.
+    pub step: u32,
+    /// Its compensation, as journaled.
+    pub undo: Value,
+    /// The call it undoes, as journaled.
+    pub call: Value,
+    /// When the call's intent was written (ms since the epoch).
+    pub intent_at: crate::journal::Millis,
+    /// What the call answered, if its outcome is recorded. `ok` means the
+    /// daemon is done with it; without a result, or after an error (the
+    /// connection dropped, the engine gave up waiting), the daemon may
+    /// still be carrying it out.
+    pub result: Option<Value>,
+}
+
 /// The compensations still to run for a job, last step first: every intent
 /// that carries an undo, whatever its result (an intent without a result has
 /// an unknown outcome, and undos are idempotent, so undoing it is safe),
 /// minus the undos an earlier, interrupted rollback already completed.
-pub fn rollback_plan(events: &[EventRecord]) -> Vec<(u32, Value)> {
+pub fn rollback_plan(events: &[EventRecord]) -> Vec<PlannedUndo> {
     let done = settled_ok(events, |e| match e {
         Event::UndoResult { step, outcome } => Some((*step, outcome)),
         _ => None,
     });
-    let mut plan: Vec<(u32, Value)> = events
+    let results: std::collections::BTreeMap<u32, Value> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Result {
+                step,
+                outcome: Outcome::Ok { value },
+            } => Some((*step, value.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut plan: Vec<PlannedUndo> = events
         .iter()
         .filter_map(|e| match &e.event {
             Event::Intent {
                 step,
+                call,
                 undo: Some(undo),
-                ..
-            } if !done.contains(step) => Some((*step, undo.clone())),
+            } if !done.contains(step) => Some(PlannedUndo {
+                step: *step,
+                undo: undo.clone(),
+                call: call.clone(),
+                intent_at: e.at,
+                result: results.get(step).cloned(),
+            }),
             _ => None,
         })
         .collect();
-    plan.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    plan.sort_by_key(|entry| std::cmp::Reverse(entry.step));
     plan
 }
 
@@ -133,7 +160,7 @@ mod tests {
                 },
             ),
         ];
-        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
+        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|u| u.step).collect();
         assert_eq!(steps, [3, 1]);
     }
 
@@ -171,7 +198,7 @@ mod tests {
                 },
             ),
         ];
-        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|(s, _)| s).collect();
+        let steps: Vec<u32> = rollback_plan(&events).into_iter().map(|u| u.step).collect();
         assert_eq!(steps, [1]);
     }
 }

@@ -70,7 +70,12 @@ impl Inner {
                         "interrupted: the engine stopped while the job ran".into()
                     }))
                 };
-                self.rollback(job, reason).await
+                // Timelines show where the engine stopped: a kill leaves no trace.
+                let note = format!(
+                    "recovery: the engine stopped while the job was {}; rolling back",
+                    job.state
+                );
+                self.rollback_noting(job, reason, Some(note)).await
             }
         }
     }

@@ -1,13 +1,18 @@
 //! Rollback: undo a job's journaled steps in reverse order (the plan is
-//! [`rollback_plan`]), each undo journaled, stopping at the first that fails.
+//! [`rollback_plan`]), each undo journaled and proven by an observation of
+//! the runtime ([`super::settle`]), stopping at the first that fails.
 
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{last_step, rollback_plan, steps_finished_ok};
+use super::plan::{PlannedUndo, last_step, rollback_plan};
+use super::settle::{
+    MAX_ATTEMPTS, Observed, Postcondition, backoff, late_effect_window, settle_before_undo,
+    watch_until,
+};
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
-use crate::steps::{Compensation, pull_intent_fields};
+use crate::steps::{Call, Compensation, pull_intent_fields};
 
 impl Inner {
     /// Whether the engine brought `image` onto the machine: some job pulled
@@ -65,6 +70,17 @@ impl Inner {
         job: &JobRecord,
         reason: RollbackReason,
     ) -> Result<(), JournalError> {
+        self.rollback_noting(job, reason, None).await
+    }
+
+    /// [`Self::rollback`], journaling `note` (a log line saying why it runs)
+    /// with its first write.
+    pub(super) async fn rollback_noting(
+        &self,
+        job: &JobRecord,
+        reason: RollbackReason,
+        note: Option<String>,
+    ) -> Result<(), JournalError> {
         let current = self
             .journal
             .job(&job.id)?
@@ -78,6 +94,12 @@ impl Inner {
         // one write an undo. (An undo whose outcome a crash lost runs again:
         // undos are idempotent.)
         let mut log = JobLog::new(self.journal.clone(), job.id.clone());
+        if let Some(message) = note {
+            log.later(Event::Log {
+                level: "info".into(),
+                message,
+            });
+        }
         if current.state != JobState::RollingBack {
             log.later(Event::State {
                 state: JobState::RollingBack,
@@ -88,29 +110,17 @@ impl Inner {
             });
         }
         let events = self.journal.events(&job.id, 0)?;
-        let finished = steps_finished_ok(&events);
         let mut failures = Vec::new();
-        for (step, undo) in rollback_plan(&events) {
+        for planned in rollback_plan(&events) {
+            let step = planned.step;
             log.write(Event::UndoIntent {
                 step,
-                undo: undo.clone(),
+                undo: planned.undo.clone(),
             })
             .await?;
-            let result = match serde_json::from_value::<Compensation>(undo) {
-                // A pull that did not finish may still land its image after
-                // it was interrupted: watch for that, and remove it again.
-                Ok(c @ Compensation::RemoveImage { .. }) if !finished.contains(&step) => {
-                    self.undo_interrupted_pull(job, &c).await
-                }
-                Ok(c) => self.compensate(job, &c).await,
-                Err(e) => Err(RuntimeError::Daemon(format!(
-                    "unreadable compensation: {e}"
-                ))),
-            };
-            let outcome = match result {
-                Ok(()) => Outcome::Ok {
-                    value: serde_json::Value::Null,
-                },
+            crate::fault::call_starting(&format!("undo:{}", crate::steps::op_of(&planned.undo)));
+            let outcome = match self.undo_step(job, &planned).await {
+                Ok(observed) => Outcome::Ok { value: observed },
                 Err(e) => {
                     failures.push(format!("undo of step {step}: {e}"));
                     Outcome::Err {
@@ -142,41 +152,70 @@ impl Inner {
         log.write(Event::State { state, error }).await.map(|_| ())
     }
 
-    /// Undo a pull that was interrupted (or whose end is unknown): the
-    /// daemon may finish it and tag the image after the client went away, so
-    /// keep removing the image until the runtime's grace time has passed.
-    async fn undo_interrupted_pull(
+    /// Undo one step so that its postcondition is observed (see
+    /// [`super::settle`]): settle an unfinished call, compensate, check, and
+    /// for an unsettled call keep checking while it may still land. Returns
+    /// what was observed, for the journal.
+    async fn undo_step(
         &self,
         job: &JobRecord,
-        undo: &Compensation,
-    ) -> Result<(), RuntimeError> {
-        self.compensate(job, undo).await?;
-        let Compensation::RemoveImage { image } = undo else {
-            return Ok(());
+        planned: &PlannedUndo,
+    ) -> Result<serde_json::Value, RuntimeError> {
+        let undo: Compensation = serde_json::from_value(planned.undo.clone())
+            .map_err(|e| RuntimeError::Daemon(format!("unreadable compensation: {e}")))?;
+        let call: Option<Call> = serde_json::from_value(planned.call.clone()).ok();
+        let rt = self.runtime.as_ref();
+        let settled = planned.result.is_some();
+        let grace = self.settings.call_settle_grace;
+        // A late effect lands at the latest this long from now.
+        let watch_for = match (&call, settled) {
+            (_, true) | (None, _) => std::time::Duration::ZERO,
+            (Some(call), false) => late_effect_window(call, grace, rt.pull_abort_grace()),
         };
-        let until = std::time::Instant::now() + self.runtime.pull_abort_grace();
-        // Look again every 50 ms, the last time once the grace time is over.
-        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
-            tokio::time::sleep(left.min(std::time::Duration::from_millis(50))).await;
-            if self.runtime.image_present(image).await? {
-                self.compensate(job, undo).await?;
+        if !settled && let Some(call) = &call {
+            settle_before_undo(rt, planned, call, grace).await?;
+        }
+        let watch_until_at = tokio::time::Instant::now() + watch_for;
+        let mut last_violation = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            tokio::time::sleep(backoff(attempt)).await;
+            let post = match self.compensate(job, &undo, planned).await {
+                Ok(post) => post,
+                Err(e) if attempt < MAX_ATTEMPTS => {
+                    last_violation = e.to_string();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let seen = if settled {
+                post.observe(rt).await?
+            } else {
+                watch_until(rt, &post, watch_until_at).await?
+            };
+            match seen {
+                Observed::Holds(value) => return Ok(serde_json::json!({ "observed": value })),
+                Observed::Violated(why) => last_violation = why,
             }
         }
-        Ok(())
+        Err(RuntimeError::Daemon(format!(
+            "the prior state could not be established after {MAX_ATTEMPTS} attempts: {last_violation}"
+        )))
     }
 
-    /// Run one compensation; idempotent.
+    /// Run one compensation; idempotent. Returns what must hold afterwards.
     async fn compensate(
         &self,
         record: &JobRecord,
         undo: &Compensation,
-    ) -> Result<(), RuntimeError> {
+        planned: &PlannedUndo,
+    ) -> Result<Postcondition, RuntimeError> {
         let (job, target) = (&record.id, record.target.as_str());
         let rt = &self.runtime;
         match undo {
-            Compensation::Plugin { action, data } => {
-                self.plugin_compensation(record, action, data).await
-            }
+            Compensation::Plugin { action, data } => self
+                .plugin_compensation(record, action, data)
+                .await
+                .map(|()| Postcondition::Unobservable),
             Compensation::RemoveImage { image } => {
                 if self
                     .journal
@@ -185,40 +224,68 @@ impl Inner {
                     .contains(image)
                 {
                     // Another target's revision runs it now: not ours to remove.
-                    return Ok(());
+                    return Ok(Postcondition::Unobservable);
                 }
                 if self.image_in_flight(image, job)? {
                     // Another unfinished job pulled it too and may be about to use it.
-                    return Ok(());
+                    return Ok(Postcondition::Unobservable);
                 }
                 match rt.remove_image(image).await {
                     // Still used by some container (e.g. another job's): leave it.
-                    Err(RuntimeError::Conflict(_)) => Ok(()),
-                    other => other,
+                    Err(RuntimeError::Conflict(_)) => Ok(Postcondition::Unobservable),
+                    Err(e) => Err(e),
+                    Ok(()) => Ok(Postcondition::ImageAbsent(image.clone())),
                 }
             }
             Compensation::RemoveCreatedContainer { name, job: creator } => {
                 debug_assert_eq!(creator, job.as_str());
+                // The id the create returned, when its answer was recorded.
+                let id = planned
+                    .result
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                if let Some(id) = &id {
+                    rt.remove_container(id).await?;
+                }
                 match rt.inspect_container(name).await? {
                     Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => {
-                        rt.remove_container(&c.id).await
+                        rt.remove_container(&c.id).await?
                     }
                     // Missing (create never happened) or not ours: nothing to undo.
-                    _ => Ok(()),
+                    _ => {}
                 }
+                Ok(Postcondition::CreatedContainerGone {
+                    name: name.clone(),
+                    job: creator.clone(),
+                    id,
+                })
             }
             Compensation::StopContainer { id } => match rt.stop_container(id, 10).await {
-                Err(RuntimeError::NotFound(_)) => Ok(()),
-                other => other,
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {
+                    Ok(Postcondition::NotRunning(id.clone()))
+                }
+                Err(e) => Err(e),
             },
-            Compensation::StartContainer { id } => rt.start_container(id).await,
-            Compensation::RenameContainer { id, to } => match rt.inspect_container(id).await? {
-                Some(c) if c.name == *to => Ok(()),
-                Some(_) => rt.rename_container(id, to).await,
-                None => Err(RuntimeError::NotFound(format!(
-                    "container {id} to rename back to {to}"
-                ))),
-            },
+            Compensation::StartContainer { id } => {
+                rt.start_container(id).await?;
+                Ok(Postcondition::Running(id.clone()))
+            }
+            Compensation::RenameContainer { id, to } => {
+                match rt.inspect_container(id).await? {
+                    Some(c) if c.name == *to => {}
+                    Some(_) => rt.rename_container(id, to).await?,
+                    None => {
+                        return Err(RuntimeError::NotFound(format!(
+                            "container {id} to rename back to {to}"
+                        )));
+                    }
+                }
+                Ok(Postcondition::Named {
+                    id: id.clone(),
+                    name: to.clone(),
+                })
+            }
         }
     }
 }

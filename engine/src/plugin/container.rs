@@ -326,7 +326,15 @@ impl container::Host for HostState {
         let create = config.clone();
         scope
             .perform(Call::CreateContainer { config }, Some(undo), async move {
-                rt.create_container(&create).await.map_err(host_error)
+                let id = rt.create_container(&create).await.map_err(host_error)?;
+                // Record the daemon's settled result, not just its answer.
+                match rt.inspect_container(&id).await.map_err(host_error)? {
+                    Some(c) if c.name == create.name => Ok(id),
+                    _ => Err(HostError::Runtime(format!(
+                        "the daemon said it created {} as {id}, but no such container exists",
+                        create.name
+                    ))),
+                }
             })
             .await
     }
@@ -340,7 +348,15 @@ impl container::Host for HostState {
         let cid = c.id.clone();
         self.scope
             .perform(Call::StartContainer { id: c.id }, undo, async move {
-                rt.start_container(&cid).await.map_err(host_error)
+                rt.start_container(&cid).await.map_err(host_error)?;
+                // It may exit at once (the health wait reports that), but it
+                // must still be there.
+                match rt.inspect_container(&cid).await.map_err(host_error)? {
+                    Some(_) => Ok(()),
+                    None => Err(HostError::Runtime(format!(
+                        "container {cid} disappeared while it was started"
+                    ))),
+                }
             })
             .await
     }
@@ -358,11 +374,24 @@ impl container::Host for HostState {
             was_running: c.running,
         };
         let rt = self.scope.runtime.clone();
+        let grace = self.scope.settings.call_settle_grace;
         self.scope
             .perform(call, undo, async move {
                 rt.stop_container(&c.id, timeout_s.min(300))
                     .await
-                    .map_err(host_error)
+                    .map_err(host_error)?;
+                if rt
+                    .wait_not_running(&c.id, grace)
+                    .await
+                    .map_err(host_error)?
+                {
+                    Ok(())
+                } else {
+                    Err(HostError::Runtime(format!(
+                        "container {} still runs after the daemon said it stopped",
+                        c.id
+                    )))
+                }
             })
             .await
     }
@@ -386,7 +415,15 @@ impl container::Host for HostState {
             .perform(call, Some(undo), async move {
                 rt.rename_container(&c.id, &new_name)
                     .await
-                    .map_err(host_error)
+                    .map_err(host_error)?;
+                match rt.inspect_container(&c.id).await.map_err(host_error)? {
+                    Some(now) if now.name == new_name => Ok(()),
+                    now => Err(HostError::Runtime(format!(
+                        "container {} is not named `{new_name}` after its rename (it is {:?})",
+                        c.id,
+                        now.map(|s| s.name)
+                    ))),
+                }
             })
             .await
     }
@@ -404,7 +441,13 @@ impl container::Host for HostState {
         let cid = c.id.clone();
         self.scope
             .perform(Call::RemoveContainer { id: c.id }, None, async move {
-                rt.remove_container(&cid).await.map_err(host_error)
+                rt.remove_container(&cid).await.map_err(host_error)?;
+                match rt.inspect_container(&cid).await.map_err(host_error)? {
+                    None => Ok(()),
+                    Some(_) => Err(HostError::Runtime(format!(
+                        "container {cid} still exists after the daemon removed it"
+                    ))),
+                }
             })
             .await
     }

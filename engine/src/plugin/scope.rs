@@ -44,6 +44,12 @@ pub struct HostSettings {
     pub max_log_bytes: usize,
     /// Wall-clock time a plugin run may take, host calls included.
     pub max_job_time: Duration,
+    /// How long the daemon may still carry out a call after its client
+    /// went away (the engine gave up waiting, or was killed): before an
+    /// interrupted call's undo counts as done, the engine keeps checking
+    /// for this long that the call did not land late; it is also the margin
+    /// on top of an interrupted stop's own timeout.
+    pub call_settle_grace: Duration,
 }
 
 impl Default for HostSettings {
@@ -58,6 +64,7 @@ impl Default for HostSettings {
             max_host_calls: 10_000,
             max_log_bytes: 1 << 20,
             max_job_time: Duration::from_secs(3600),
+            call_settle_grace: Duration::from_millis(1000),
         }
     }
 }
@@ -195,12 +202,21 @@ impl JobScope {
             return Ok(result);
         }
         let step = self.begin(&call, undo.as_ref()).await?;
+        crate::fault::call_starting(&steps::op_of(&call));
         // A pull fails on its own when its progress stalls, and a health wait
         // has the plugin's timeout; any other call that hangs fails here.
         let result = if matches!(call, Call::PullImage { .. } | Call::WaitHealthy { .. }) {
             effect.await
         } else {
-            let limit = self.settings.stall_timeout;
+            // A stop may take its whole timeout; it is let finish rather
+            // than abandoned while the daemon still works on it.
+            let limit = match &call {
+                Call::StopContainer { timeout_s, .. } => self.settings.stall_timeout.max(
+                    Duration::from_secs((*timeout_s).min(300).into())
+                        + self.settings.call_settle_grace,
+                ),
+                _ => self.settings.stall_timeout,
+            };
             tokio::time::timeout(limit, effect)
                 .await
                 .unwrap_or_else(|_| {

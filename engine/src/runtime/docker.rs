@@ -9,6 +9,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -33,14 +34,28 @@ impl DockerRuntime {
     pub fn connect() -> Result<Self> {
         let endpoint =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| RuntimeError::Unreachable {
-                endpoint: endpoint.clone(),
-                detail: e.to_string(),
-            })?
-            // Pulls of large images stream for long; stalls are detected by the caller.
-            .with_timeout(Duration::from_secs(3600));
-        Ok(DockerRuntime { docker, endpoint })
+        Self::connect_to(&endpoint)
+    }
+
+    /// Connect to the daemon at `endpoint` (`unix:///path/to/docker.sock`
+    /// or `tcp://host:port`), whatever `DOCKER_HOST` says.
+    pub fn connect_to(endpoint: &str) -> Result<Self> {
+        let unreachable = |detail: String| RuntimeError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            detail,
+        };
+        // Pulls of large images stream for long; stalls are detected by the caller.
+        let timeout = 3600;
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_socket(path, timeout, bollard::API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_http(endpoint, timeout, bollard::API_DEFAULT_VERSION)
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        Ok(DockerRuntime {
+            docker,
+            endpoint: endpoint.to_owned(),
+        })
     }
 
     /// Where the daemon is.
@@ -263,6 +278,24 @@ impl ContainerRuntime for DockerRuntime {
                 status_code: 404, ..
             }) => Ok(()),
             Err(e) => Err(self.map_err("remove image", e)),
+        }
+    }
+
+    async fn wait_not_running(&self, id: &str, limit: Duration) -> Result<bool> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(options));
+        match tokio::time::timeout(limit, wait.next()).await {
+            Err(_) => Ok(false),
+            // The daemon answers once the container is not running; a
+            // non-zero exit code comes as an error carrying the code.
+            Ok(None | Some(Ok(_)))
+            | Ok(Some(Err(BollardError::DockerContainerWaitError { .. })))
+            | Ok(Some(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }))) => Ok(true),
+            Ok(Some(Err(e))) => Err(self.map_err("wait for container", e)),
         }
     }
 

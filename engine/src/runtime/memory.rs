@@ -4,7 +4,7 @@
 //! configurable time; any operation can be made to fail or hang.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -45,6 +45,21 @@ pub enum Fault {
     Fail(String),
     /// The call never returns (until cancelled, for a pull).
     Hang,
+    /// The call fails at once as if the connection to the daemon dropped,
+    /// but the daemon still carries it out this long after: a request the
+    /// engine gave up on (or was killed during) that completes anyway.
+    CompleteLate(Duration),
+}
+
+/// An effect of an interrupted call that the "daemon" still applies.
+#[derive(Debug, Clone)]
+enum LateEffect {
+    LandImage(String),
+    Create(ContainerState),
+    Start(String),
+    Stop(String),
+    Rename(String, String),
+    Remove(String),
 }
 
 #[derive(Debug, Default)]
@@ -54,8 +69,8 @@ struct State {
     next_id: u64,
     faults: Vec<(Op, Fault, usize)>,
     calls: u64,
-    /// Images of interrupted pulls still to land, and when.
-    landing: Vec<(String, std::time::Instant)>,
+    /// Effects of interrupted calls still to happen, and when.
+    late: Vec<(std::time::Instant, LateEffect)>,
 }
 
 /// An in-memory container runtime.
@@ -64,7 +79,7 @@ pub struct MemoryRuntime {
     state: Mutex<State>,
     pull_time: Duration,
     /// Images whose containers exit at once (code 1) when started.
-    crashing: BTreeSet<String>,
+    crashing: Arc<BTreeSet<String>>,
     /// Images that cannot be pulled (`manifest unknown`).
     missing: BTreeSet<String>,
     /// An interrupted pull still lands its image this long after.
@@ -83,7 +98,7 @@ impl MemoryRuntime {
         MemoryRuntime {
             state: Mutex::default(),
             pull_time: Duration::ZERO,
-            crashing: BTreeSet::new(),
+            crashing: Arc::new(BTreeSet::new()),
             missing: BTreeSet::new(),
             late_pull: None,
         }
@@ -105,7 +120,7 @@ impl MemoryRuntime {
 
     /// Containers of `image` exit with code 1 as soon as they start.
     pub fn with_crashing_image(mut self, image: &str) -> Self {
-        self.crashing.insert(with_default_tag(image));
+        Arc::make_mut(&mut self.crashing).insert(with_default_tag(image));
         self
     }
 
@@ -143,18 +158,33 @@ impl MemoryRuntime {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         let mut state = self.state.lock().expect("memory runtime lock");
         let now = std::time::Instant::now();
-        let (landed, waiting) = std::mem::take(&mut state.landing)
+        let (due, waiting) = std::mem::take(&mut state.late)
             .into_iter()
-            .partition::<Vec<_>, _>(|(_, at)| *at <= now);
-        state.landing = waiting;
-        state
-            .images
-            .extend(landed.into_iter().map(|(image, _)| image));
+            .partition::<Vec<_>, _>(|(at, _)| *at <= now);
+        state.late = waiting;
+        for (_, effect) in due {
+            // The daemon's own answer went nowhere: errors are dropped.
+            let _ = match effect {
+                LateEffect::LandImage(image) => {
+                    state.images.insert(image);
+                    Ok(())
+                }
+                LateEffect::Create(c) => state.create(c).map(|_| ()),
+                LateEffect::Start(id) => state.start(&id, &self.crashing),
+                LateEffect::Stop(id) => state.stop(&id),
+                LateEffect::Rename(id, name) => state.rename(&id, &name),
+                LateEffect::Remove(id) => {
+                    state.remove(&id);
+                    Ok(())
+                }
+            };
+        }
         state
     }
 
-    /// Count the call and apply a pending fault for `op`, if any.
-    async fn enter(&self, op: Op, cancel: Option<&CancellationToken>) -> Result<()> {
+    /// Count the call and apply a pending fault for `op`, if any. `Ok(Some(d))`:
+    /// the call is to fail now and take effect `d` later.
+    async fn enter(&self, op: Op, cancel: Option<&CancellationToken>) -> Result<Option<Duration>> {
         let fault = {
             let mut s = self.lock();
             s.calls += 1;
@@ -167,8 +197,9 @@ impl MemoryRuntime {
             }
         };
         match fault {
-            None => Ok(()),
+            None => Ok(None),
             Some(Fault::Fail(m)) => Err(RuntimeError::Daemon(m)),
+            Some(Fault::CompleteLate(after)) => Ok(Some(after)),
             Some(Fault::Hang) => {
                 match cancel {
                     Some(c) => c.cancelled().await,
@@ -179,13 +210,101 @@ impl MemoryRuntime {
         }
     }
 
-    fn container_mut<'a>(s: &'a mut State, id: &str) -> Option<&'a mut ContainerState> {
-        if s.containers.contains_key(id) {
-            return s.containers.get_mut(id);
+    /// Apply `effect` now, or — for a call the fault makes complete late —
+    /// after `late`, failing the call as a dropped connection would.
+    fn apply<T>(
+        &self,
+        late: Option<Duration>,
+        effect: LateEffect,
+        now: impl FnOnce(&mut State) -> Result<T>,
+    ) -> Result<T> {
+        let mut s = self.lock();
+        match late {
+            None => now(&mut s),
+            Some(after) => {
+                s.late.push((std::time::Instant::now() + after, effect));
+                Err(RuntimeError::Unreachable {
+                    endpoint: "memory".into(),
+                    detail: "connection reset by peer".into(),
+                })
+            }
         }
-        s.containers
+    }
+}
+
+impl State {
+    fn container_mut<'a>(&'a mut self, id: &str) -> Option<&'a mut ContainerState> {
+        if self.containers.contains_key(id) {
+            return self.containers.get_mut(id);
+        }
+        self.containers
             .values_mut()
             .find(|c| c.name == id || (id.len() >= 12 && c.id.starts_with(id)))
+    }
+
+    fn existing(&mut self, id: &str) -> Result<&mut ContainerState> {
+        self.container_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))
+    }
+
+    fn create(&mut self, c: ContainerState) -> Result<String> {
+        if !self.images.contains(&c.image) {
+            return Err(RuntimeError::NotFound(format!(
+                "No such image: {}",
+                c.image
+            )));
+        }
+        if self.containers.values().any(|o| o.name == c.name) {
+            return Err(RuntimeError::Conflict(format!(
+                "the container name \"/{}\" is already in use",
+                c.name
+            )));
+        }
+        let id = c.id.clone();
+        self.containers.insert(id.clone(), c);
+        Ok(id)
+    }
+
+    fn start(&mut self, id: &str, crashing: &BTreeSet<String>) -> Result<()> {
+        let c = self.existing(id)?;
+        if crashing.contains(&c.image) {
+            c.running = false;
+            c.exit_code = Some(1);
+        } else {
+            c.running = true;
+            c.exit_code = None;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, id: &str) -> Result<()> {
+        let c = self.existing(id)?;
+        if c.running {
+            c.running = false;
+            c.exit_code = Some(0);
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, id: &str, new_name: &str) -> Result<()> {
+        let key = self.existing(id)?.id.clone();
+        if self
+            .containers
+            .values()
+            .any(|c| c.name == new_name && c.id != key)
+        {
+            return Err(RuntimeError::Conflict(format!(
+                "the container name \"/{new_name}\" is already in use"
+            )));
+        }
+        self.existing(&key)?.name = new_name.to_owned();
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(key) = self.container_mut(id).map(|c| c.id.clone()) {
+            self.containers.remove(&key);
+        }
     }
 }
 
@@ -210,7 +329,16 @@ impl ContainerRuntime for MemoryRuntime {
         progress: &watch::Sender<PullProgress>,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        self.enter(Op::Pull, Some(cancel)).await?;
+        if let Some(after) = self.enter(Op::Pull, Some(cancel)).await? {
+            let at = std::time::Instant::now() + after;
+            self.lock()
+                .late
+                .push((at, LateEffect::LandImage(with_default_tag(image))));
+            return Err(RuntimeError::Pull {
+                image: image.to_owned(),
+                detail: "connection reset by peer".into(),
+            });
+        }
         let reference = with_default_tag(image);
         if self.missing.contains(&reference) {
             return Err(RuntimeError::Pull {
@@ -227,7 +355,7 @@ impl ContainerRuntime for MemoryRuntime {
                     _ = cancel.cancelled() => {
                         if let Some(after) = self.late_pull {
                             let at = std::time::Instant::now() + after;
-                            self.lock().landing.push((reference, at));
+                            self.lock().late.push((at, LateEffect::LandImage(reference)));
                         }
                         return Err(RuntimeError::Cancelled);
                     }
@@ -249,84 +377,52 @@ impl ContainerRuntime for MemoryRuntime {
     }
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
-        self.enter(Op::Create, None).await?;
-        let image = with_default_tag(&config.image);
-        let mut s = self.lock();
-        if !s.images.contains(&image) {
-            return Err(RuntimeError::NotFound(format!("No such image: {image}")));
-        }
-        if s.containers.values().any(|c| c.name == config.name) {
-            return Err(RuntimeError::Conflict(format!(
-                "the container name \"/{}\" is already in use",
-                config.name
-            )));
-        }
-        s.next_id += 1;
-        let id = format!("{:064x}", s.next_id);
-        let state = ContainerState {
-            id: id.clone(),
-            name: config.name.clone(),
-            image,
-            running: false,
-            health: None,
-            exit_code: None,
-            labels: config.labels.clone(),
+        let late = self.enter(Op::Create, None).await?;
+        let container = {
+            let mut s = self.lock();
+            s.next_id += 1;
+            ContainerState {
+                id: format!("{:064x}", s.next_id),
+                name: config.name.clone(),
+                image: with_default_tag(&config.image),
+                running: false,
+                health: None,
+                exit_code: None,
+                labels: config.labels.clone(),
+            }
         };
-        s.containers.insert(id.clone(), state);
-        Ok(id)
+        self.apply(late, LateEffect::Create(container.clone()), |s| {
+            s.create(container)
+        })
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        self.enter(Op::Start, None).await?;
-        let mut s = self.lock();
-        let c = Self::container_mut(&mut s, id)
-            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
-        if self.crashing.contains(&c.image) {
-            c.running = false;
-            c.exit_code = Some(1);
-        } else {
-            c.running = true;
-            c.exit_code = None;
-        }
-        Ok(())
+        let late = self.enter(Op::Start, None).await?;
+        self.apply(late, LateEffect::Start(id.to_owned()), |s| {
+            s.start(id, &self.crashing)
+        })
     }
 
     async fn stop_container(&self, id: &str, _timeout_s: u32) -> Result<()> {
-        self.enter(Op::Stop, None).await?;
-        let mut s = self.lock();
-        let c = Self::container_mut(&mut s, id)
-            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
-        if c.running {
-            c.running = false;
-            c.exit_code = Some(0);
-        }
-        Ok(())
+        let late = self.enter(Op::Stop, None).await?;
+        self.apply(late, LateEffect::Stop(id.to_owned()), |s| s.stop(id))
     }
 
     async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
-        self.enter(Op::Rename, None).await?;
-        let mut s = self.lock();
-        if s.containers
-            .values()
-            .any(|c| c.name == new_name && c.id != id)
-        {
-            return Err(RuntimeError::Conflict(format!(
-                "the container name \"/{new_name}\" is already in use"
-            )));
-        }
-        let c = Self::container_mut(&mut s, id)
-            .ok_or_else(|| RuntimeError::NotFound(format!("No such container: {id}")))?;
-        c.name = new_name.to_owned();
-        Ok(())
+        let late = self.enter(Op::Rename, None).await?;
+        self.apply(
+            late,
+            LateEffect::Rename(id.to_owned(), new_name.to_owned()),
+            |s| s.rename(id, new_name),
+        )
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
-        self.enter(Op::RemoveContainer, None).await?;
-        let mut s = self.lock();
-        if let Some(key) = Self::container_mut(&mut s, id).map(|c| c.id.clone()) {
-            s.containers.remove(&key);
-        }
-        Ok(())
+        let late = self.enter(Op::RemoveContainer, None).await?;
+        self.apply(late, LateEffect::Remove(id.to_owned()), |s| {
+            s.remove(id);
+            Ok(())
+        })
     }
 
     async fn remove_image(&self, image: &str) -> Result<()> {
@@ -345,6 +441,19 @@ impl ContainerRuntime for MemoryRuntime {
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>> {
         self.enter(Op::Inspect, None).await?;
         let mut s = self.lock();
-        Ok(Self::container_mut(&mut s, id_or_name).map(|c| c.clone()))
+        Ok(s.container_mut(id_or_name).map(|c| c.clone()))
+    }
+
+    async fn wait_not_running(&self, id: &str, limit: Duration) -> Result<bool> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if !self.lock().container_mut(id).is_some_and(|c| c.running) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= until {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(10).min(limit)).await;
+        }
     }
 }

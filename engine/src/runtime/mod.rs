@@ -150,6 +150,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Inspect a container by id or name; `None` if missing.
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>>;
+    /// Wait until the container is not running (or gone), for at most
+    /// `limit`. Returns whether it was seen not running; `false` means it
+    /// still ran when the time was up. A stop that a client gave up on goes
+    /// on in the daemon; this is how the engine waits it out.
+    async fn wait_not_running(&self, id: &str, limit: std::time::Duration) -> Result<bool>;
     /// How long after an interrupted pull the daemon may still finish it and
     /// tag the image. Undoing such a pull watches for the image this long.
     fn pull_abort_grace(&self) -> std::time::Duration {
