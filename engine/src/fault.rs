@@ -5,8 +5,10 @@
 //! (SIGKILL) `MS` milliseconds after it starts the `N`-th call of `KIND`
 //! (1-based, counted in this process). `KIND` is a journaled call's `op`
 //! (`stop_container`, `create_container`, `pull_image`, …) for a forward
-//! step, or `undo:` and a compensation's `op` (`undo:start_container`) for an
-//! undo a rollback runs. Unset (the default), nothing is ever killed.
+//! step, `undo:` and a compensation's `op` (`undo:start_container`) for an
+//! undo a rollback runs, or `commit:` and a deferred effect's `op`
+//! (`commit:remove_container`) for an effect a commit applies. Unset (the
+//! default), nothing is ever killed.
 //!
 //! The journal's own kill point (`DECKHAND_FAULT_KILL_AFTER_EVENTS`, in the
 //! journal writer) kills between two writes; this one kills while a call is

@@ -446,3 +446,69 @@ pub fn cli_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+impl TestEngine {
+    /// Start one with these host settings whose runtime talks to the daemon
+    /// at `endpoint` (e.g. a [`crate::slow_docker::SlowDocker`]) instead of
+    /// the one `DOCKER_HOST` names; [`TestEngine::docker`] still talks to
+    /// `DOCKER_HOST` directly.
+    #[allow(dead_code)]
+    pub async fn with_runtime_endpoint(settings: HostSettings, endpoint: &str) -> TestEngine {
+        let docker = docker().await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+        let runtime = Arc::new(DockerRuntime::connect_to(endpoint).unwrap());
+        let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
+        let executor = Executor::new(journal, runtime, host, settings);
+        TestEngine {
+            dir,
+            executor,
+            docker,
+        }
+    }
+}
+
+/// [`run_cli`] with extra environment variables for the child, e.g.
+/// `DOCKER_HOST` of a proxy or a `DECKHAND_FAULT_KILL_DURING` kill point.
+#[allow(dead_code)]
+pub fn run_cli_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    kill_after: Option<usize>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    c.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("DECKHAND_SETTLE_MS", "300");
+    if let Some(n) = kill_after {
+        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// A fresh data directory for `deckhand` child processes whose plugin cache
+/// starts with the tests' compiled built-in workflows, so that each child
+/// does not compile them again.
+#[allow(dead_code)]
+pub fn cli_data_dir() -> tempfile::TempDir {
+    static WARM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    WARM.get_or_init(|| {
+        PluginHost::with_builtins(Some(plugin_cache())).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache").join("plugins");
+    std::fs::create_dir_all(&cache).unwrap();
+    for entry in std::fs::read_dir(plugin_cache()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".cwasm") {
+            let _ = std::fs::copy(entry.path(), cache.join(name));
+        }
+    }
+    dir
+}

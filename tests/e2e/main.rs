@@ -16,4 +16,6 @@ mod fixtures;
 mod install;
 mod interrupted;
 mod memory;
+mod midcall;
 mod sandbox;
+mod slow_docker;

@@ -50,6 +50,7 @@ impl Inner {
                 effect: effect.clone(),
             })
             .await?;
+            crate::fault::call_starting(&format!("commit:{}", crate::steps::op_of(&effect)));
             let result = match serde_json::from_value::<Deferred>(effect) {
                 Ok(d) => self.apply_deferred(job, d).await,
                 Err(e) => Err(RuntimeError::Daemon(format!(
