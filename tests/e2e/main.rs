@@ -8,6 +8,7 @@ mod harness;
 
 mod api;
 mod atomic;
+mod chaos;
 mod cli;
 mod compensation;
 mod crash;
