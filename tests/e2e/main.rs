@@ -12,6 +12,7 @@ mod chaos;
 mod cli;
 mod compensation;
 mod crash;
+mod daemon_away;
 mod examples;
 mod fixtures;
 mod install;

@@ -30,6 +30,10 @@ pub struct Problem {
     pub extra: Option<Value>,
 }
 
+/// Seconds a client is asked to wait before trying again when a resource
+/// the engine needs (the Docker daemon, the journal's disk) is away.
+const RETRY_AFTER_S: u64 = 5;
+
 /// An error an API handler returns.
 #[derive(Debug)]
 pub struct ApiError {
@@ -37,6 +41,7 @@ pub struct ApiError {
     kind: &'static str,
     detail: String,
     extra: Option<Value>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -47,7 +52,14 @@ impl ApiError {
             kind,
             detail: detail.into(),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// Ask the client to try again after `seconds` (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with a detail.
@@ -86,6 +98,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             "application/problem+json".parse().expect("valid header"),
         );
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                seconds.to_string().parse().expect("digits"),
+            );
+        }
         resp
     }
 }
@@ -94,6 +112,21 @@ impl From<JournalError> for ApiError {
     fn from(e: JournalError) -> Self {
         match e {
             JournalError::UnknownJob(id) => ApiError::not_found(format!("no job with id {id}")),
+            JournalError::Unwritable { disk_full, .. } => {
+                let (status, what) = if disk_full {
+                    (StatusCode::INSUFFICIENT_STORAGE, "its disk is full")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "an I/O error")
+                };
+                ApiError::new(
+                    status,
+                    "journal-unwritable",
+                    format!(
+                        "the journal cannot be written ({what}); nothing was changed. Jobs in flight are paused and finish once it can; try again later"
+                    ),
+                )
+                .with_retry_after(RETRY_AFTER_S)
+            }
             other => {
                 tracing::error!("journal error in API: {other}");
                 ApiError::new(
@@ -130,6 +163,21 @@ impl From<SubmitError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string())
                     .with_extra(serde_json::json!({ "active_job": job }))
             }
+            SubmitError::NeedsAttention { ref job, .. } => {
+                let job = job.to_string();
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "target-needs-attention",
+                    e.to_string(),
+                )
+                .with_extra(serde_json::json!({ "failed_job": job }))
+            }
+            SubmitError::RuntimeUnavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "docker-unavailable",
+                e.to_string(),
+            )
+            .with_retry_after(RETRY_AFTER_S),
             SubmitError::Journal(j) => j.into(),
         }
     }
@@ -138,7 +186,7 @@ impl From<SubmitError> for ApiError {
 impl From<RetryError> for ApiError {
     fn from(e: RetryError) -> Self {
         match e {
-            RetryError::NotFailed(_) | RetryError::Busy(_) => {
+            RetryError::NotFailed(_) | RetryError::Busy(_) | RetryError::Dismissed(_) => {
                 ApiError::new(StatusCode::CONFLICT, "not-retryable", e.to_string())
             }
             RetryError::Journal(j) => j.into(),

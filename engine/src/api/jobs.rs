@@ -26,6 +26,11 @@ pub struct CreateJob {
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub params: Value,
+    /// Go ahead although a `failed` job on the target did not finish its
+    /// rollback (answered `409 target-needs-attention` otherwise); the
+    /// decision is journaled on that job, which is dismissed.
+    #[serde(default)]
+    pub force: bool,
 }
 
 fn empty_object() -> Value {
@@ -43,7 +48,7 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
     responses(
         (status = 202, description = "Accepted; `Location` names the job", body = JobView),
         (status = 404, description = "The workflow needs an installed target and there is none", body = Problem),
-        (status = 409, description = "The target is busy; `active_job` names the job holding it", body = Problem),
+        (status = 409, description = "The target is busy (`active_job` names the job holding it), or needs attention (`failed_job` names a failed job whose rollback did not finish)", body = Problem),
         (status = 413, description = "Body too large", body = Problem),
         (status = 422, description = "Invalid target, workflow or params", body = Problem),
     ))]
@@ -69,6 +74,7 @@ pub async fn create_job(
     };
     let mut req = JobRequest::new(body.workflow, body.target, body.params);
     req.idempotency_key = key;
+    req.force = body.force;
     let job = state.executor.submit(req).await?;
     let location = format!("/v1/jobs/{}", job.id);
     Ok((
@@ -166,7 +172,9 @@ pub async fn get_job(
         .job(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let events = journal.events(&id, 0)?;
-    Ok(Json(JobView::full(job, &events)))
+    let mut view = JobView::full(job, &events);
+    view.auto_retry = state.executor.auto_retry(&id);
+    Ok(Json(view))
 }
 
 /// Answer to a cancel.

@@ -25,6 +25,8 @@ pub struct Metrics {
     jobs: Family<StateLabel, Gauge>,
     /// Open `/events` streams.
     pub sse_streams: Gauge,
+    journal_writable: Gauge,
+    docker_reachable: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,6 +55,18 @@ impl Metrics {
         );
         let sse_streams = Gauge::default();
         registry.register("sse_streams", "Open job event streams", sse_streams.clone());
+        let journal_writable = Gauge::default();
+        registry.register(
+            "journal_writable",
+            "1 when the journal takes writes, 0 while it cannot (disk full, I/O error)",
+            journal_writable.clone(),
+        );
+        let docker_reachable = Gauge::default();
+        registry.register(
+            "docker_reachable",
+            "1 when the Docker daemon answers, 0 while it is away",
+            docker_reachable.clone(),
+        );
 
         let observe = append_seconds.clone();
         journal.observe_appends(std::sync::Arc::new(move |s| observe.observe(s)));
@@ -90,11 +104,21 @@ impl Metrics {
             registry,
             jobs,
             sse_streams,
+            journal_writable,
+            docker_reachable,
         })
     }
 
-    /// The text exposition, with job counts read now.
-    pub fn render(&self, journal: &Journal) -> Result<String, crate::journal::JournalError> {
+    /// The text exposition, with job counts read now and the given
+    /// availability of the journal and the Docker daemon.
+    pub fn render(
+        &self,
+        journal: &Journal,
+        journal_writable: bool,
+        docker_reachable: bool,
+    ) -> Result<String, crate::journal::JournalError> {
+        self.journal_writable.set(i64::from(journal_writable));
+        self.docker_reachable.set(i64::from(docker_reachable));
         let counts: HashMap<JobState, u64> = journal.count_by_state()?.into_iter().collect();
         for state in JobState::ALL {
             let n = counts.get(&state).copied().unwrap_or(0);

@@ -36,7 +36,7 @@ use crate::executor::Executor;
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Bearer token every endpoint but `/healthz` requires, if set.
+    /// Bearer token every endpoint but `/healthz` and `/readyz` requires, if set.
     pub token: Option<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
@@ -103,6 +103,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(system::get_target))
         .routes(routes!(system::list_plugins))
         .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .split_for_parts();
     let doc = api.clone();
@@ -144,13 +145,13 @@ fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }
 
-/// Every endpoint but `/healthz` needs `Authorization: Bearer <token>` when
+/// Every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` when
 /// a token is configured (compared in constant time).
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = &state.config.token else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/healthz" {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return next.run(req).await;
     }
     let given = req

@@ -142,10 +142,77 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// What `/readyz` says about each resource the engine needs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Whether new jobs can be accepted now.
+    pub ready: bool,
+    /// `writable`, or `unwritable` (then `disk_full` says why).
+    pub journal: String,
+    /// Whether the journal's disk is full.
+    pub disk_full: bool,
+    /// `reachable` or `unreachable`.
+    pub docker: String,
+}
+
+async fn readiness(state: &AppState) -> Readiness {
+    let journal = state.executor.journal();
+    // After a failure, find out whether it is over (a write nobody else makes).
+    if !journal.health().is_writable() {
+        let _ = journal.probe().await;
+    }
+    let health = journal.health();
+    let docker_up = state.executor.check_runtime().await.is_ok();
+    let disk_full = matches!(
+        health,
+        crate::journal::JournalHealth::Unwritable {
+            disk_full: true,
+            ..
+        }
+    );
+    Readiness {
+        ready: health.is_writable() && docker_up,
+        journal: if health.is_writable() {
+            "writable"
+        } else {
+            "unwritable"
+        }
+        .into(),
+        disk_full,
+        docker: if docker_up {
+            "reachable"
+        } else {
+            "unreachable"
+        }
+        .into(),
+    }
+}
+
+/// Readiness (no token needed): `200` when the journal can be written and
+/// the Docker daemon answers, else `503` with `Retry-After`.
+#[utoipa::path(get, path = "/readyz", tag = "system", responses(
+    (status = 200, body = Readiness),
+    (status = 503, description = "The journal cannot be written or Docker is away", body = Readiness),
+))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let r = readiness(&state).await;
+    let status = if r.ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::RETRY_AFTER, "5")], Json(r))
+}
+
 /// Prometheus text metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let text = state.metrics.render(state.executor.journal())?;
+    let r = readiness(&state).await;
+    let text = state.metrics.render(
+        state.executor.journal(),
+        r.journal == "writable",
+        r.docker == "reachable",
+    )?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -88,6 +88,11 @@ pub struct JobView {
     /// Steps in order (only in single-job responses).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<StepView>>,
+    /// For a `failed` job the engine retries by itself (the Docker daemon
+    /// was away): attempts so far and when the next is due (only in
+    /// single-job responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_retry: Option<crate::executor::AutoRetryState>,
 }
 
 fn outcome_word(o: &Outcome) -> (&'static str, Option<String>) {
@@ -121,6 +126,7 @@ impl JobView {
             created_at: rfc3339(j.created_at),
             updated_at: rfc3339(j.updated_at),
             steps: None,
+            auto_retry: None,
         }
     }
 

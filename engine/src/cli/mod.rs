@@ -193,7 +193,8 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 /// keep running), `DECKHAND_STALL_TIMEOUT_S` (no-progress timeout),
 /// `DECKHAND_PLUGIN_MEMORY_MB`, `DECKHAND_PLUGIN_CPU_MS`,
 /// `DECKHAND_PLUGIN_MAX_CALLS` and `DECKHAND_JOB_DEADLINE_S` (plugin limits),
-/// `DECKHAND_CALL_SETTLE_GRACE_MS` (how long an interrupted call may still land).
+/// `DECKHAND_CALL_SETTLE_GRACE_MS` (how long an interrupted call may still land),
+/// `DECKHAND_DAEMON_RETRY_S` (how long undos retry while Docker is away).
 pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     let mut s = HostSettings::default();
     let var = |name: &str| -> anyhow::Result<Option<u64>> {
@@ -225,6 +226,9 @@ pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     }
     if let Some(ms) = var("DECKHAND_CALL_SETTLE_GRACE_MS")? {
         s.call_settle_grace = std::time::Duration::from_millis(ms);
+    }
+    if let Some(secs) = var("DECKHAND_DAEMON_RETRY_S")? {
+        s.daemon_retry_deadline = std::time::Duration::from_secs(secs);
     }
     Ok(s)
 }

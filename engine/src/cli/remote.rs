@@ -222,7 +222,10 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
 
 /// Submit a job to the server and follow it in the foreground.
 pub async fn foreground(client: &Client, req: JobRequest) -> anyhow::Result<ExitCode> {
-    let body = json!({ "workflow": req.workflow, "target": req.target, "params": req.params });
+    let mut body = json!({ "workflow": req.workflow, "target": req.target, "params": req.params });
+    if req.force {
+        body["force"] = json!(true);
+    }
     let job = client.call(Method::POST, "/v1/jobs", Some(body)).await?;
     let id = job["id"]
         .as_str()

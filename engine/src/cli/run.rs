@@ -30,6 +30,22 @@ pub struct SpecArgs {
     pub cmd: Vec<String>,
 }
 
+/// Options of every command that submits a job.
+#[derive(Debug, Args)]
+pub struct JobOptions {
+    /// Go ahead although a failed job on the target did not finish its
+    /// rollback: its remaining undos are left undone (journaled on it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl JobOptions {
+    fn apply(&self, mut req: JobRequest) -> JobRequest {
+        req.force = self.force;
+        req
+    }
+}
+
 /// `deckhand install TARGET IMAGE`
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -39,6 +55,8 @@ pub struct InstallArgs {
     pub image: String,
     #[command(flatten)]
     pub spec: SpecArgs,
+    #[command(flatten)]
+    pub options: JobOptions,
 }
 
 /// `deckhand upgrade TARGET [IMAGE]`
@@ -50,6 +68,8 @@ pub struct UpgradeArgs {
     pub image: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
+    #[command(flatten)]
+    pub options: JobOptions,
 }
 
 /// `deckhand run WORKFLOW TARGET [--params JSON]`
@@ -62,6 +82,8 @@ pub struct RunArgs {
     /// Params as a JSON object.
     #[arg(long, default_value = "{}")]
     pub params: String,
+    #[command(flatten)]
+    pub options: JobOptions,
 }
 
 impl RunArgs {
@@ -69,7 +91,9 @@ impl RunArgs {
     pub fn request(self) -> anyhow::Result<JobRequest> {
         let params: Value = serde_json::from_str(&self.params)
             .map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
-        Ok(JobRequest::new(self.workflow, self.target, params))
+        Ok(self
+            .options
+            .apply(JobRequest::new(self.workflow, self.target, params)))
     }
 }
 
@@ -78,6 +102,8 @@ impl RunArgs {
 pub struct TeardownArgs {
     /// Target name.
     pub target: String,
+    #[command(flatten)]
+    pub options: JobOptions,
 }
 
 /// `deckhand rollback TARGET REVISION`
@@ -87,6 +113,8 @@ pub struct RollbackArgs {
     pub target: String,
     /// The earlier revision whose image and config to bring back.
     pub revision: u64,
+    #[command(flatten)]
+    pub options: JobOptions,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -122,36 +150,40 @@ impl SpecArgs {
 impl InstallArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new("install", self.target, self.spec.params(Some(&self.image)))
+        let req = JobRequest::new("install", self.target, self.spec.params(Some(&self.image)));
+        self.options.apply(req)
     }
 }
 
 impl UpgradeArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new(
+        let req = JobRequest::new(
             "upgrade",
             self.target,
             self.spec.params(self.image.as_deref()),
-        )
+        );
+        self.options.apply(req)
     }
 }
 
 impl TeardownArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new("teardown", self.target, json!({}))
+        self.options
+            .apply(JobRequest::new("teardown", self.target, json!({})))
     }
 }
 
 impl RollbackArgs {
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        JobRequest::new(
+        let req = JobRequest::new(
             "rollback",
             self.target,
             json!({ "revision": self.revision }),
-        )
+        );
+        self.options.apply(req)
     }
 }
 
@@ -167,6 +199,7 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
     println!("job {} ({} {}) accepted", job.id, job.workflow, job.target);
 
     let view = LiveView::new();
+    let mut health = executor.journal().watch_health();
     let mut ctrl_c_pressed = false;
     // One listener for the whole wait: a Ctrl-C between two polls is not lost.
     let mut interrupts = super::live::interrupts()?;
@@ -182,6 +215,17 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
+            Ok(()) = health.changed() => {
+                let now = health.borrow_and_update().clone();
+                view.line(match now {
+                    crate::journal::JournalHealth::Unwritable { error, .. } => format!(
+                        "the journal cannot be written ({error}): the job is paused and is finished (rolled back, or committed after its commit point) as soon as it can be"
+                    ),
+                    crate::journal::JournalHealth::Writable => {
+                        "the journal can be written again: finishing the job".to_owned()
+                    }
+                });
+            }
             // The run ended without a terminal state (the journal failed).
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if !executor.is_running(&job.id) => break,
             _ = interrupts.recv(), if !ctrl_c_pressed => {

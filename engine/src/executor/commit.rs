@@ -52,7 +52,11 @@ impl Inner {
             .await?;
             crate::fault::call_starting(&format!("commit:{}", crate::steps::op_of(&effect)));
             let result = match serde_json::from_value::<Deferred>(effect) {
-                Ok(d) => self.apply_deferred(job, d).await,
+                Ok(d) => {
+                    let away = self.settings.daemon_retry_deadline;
+                    super::settle::while_unreachable(away, || self.apply_deferred(job, d.clone()))
+                        .await
+                }
                 Err(e) => Err(RuntimeError::Daemon(format!(
                     "unreadable deferred effect: {e}"
                 ))),
@@ -64,7 +68,9 @@ impl Inner {
                 },
                 Err(e) => Outcome::Err {
                     error: e.to_string(),
-                    error_kind: None,
+                    error_kind: e
+                        .is_transient()
+                        .then(|| super::auto_retry::TRANSIENT.to_owned()),
                 },
             };
             log.later(Event::CommitResult { step, outcome });

@@ -7,6 +7,7 @@
 //! (or the commit) itself cannot complete. One job per target at a time;
 //! jobs on different targets run concurrently.
 
+mod auto_retry;
 mod commit;
 mod params;
 pub mod plan;
@@ -52,12 +53,28 @@ pub enum SubmitError {
         /// The job holding it.
         job: JobId,
     },
+    /// A `failed` job on the target still has undos (or commit effects)
+    /// left: retry it, or force the new job.
+    #[error(
+        "target `{target}` needs attention: job {job} failed and its rollback did not finish; retry it (`deckhand jobs retry {job}`, POST /v1/jobs/{job}/retry), or force this job (`--force`, \"force\": true) to go ahead and leave those undos undone"
+    )]
+    NeedsAttention {
+        /// The target.
+        target: String,
+        /// The failed job.
+        job: JobId,
+    },
+    /// The container runtime cannot be reached: no job is created while it
+    /// is known to be away (nothing would happen but a rollback).
+    #[error("{0}; no job was created, try again once it is back")]
+    RuntimeUnavailable(#[source] crate::runtime::RuntimeError),
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
 
 pub use crate::plugin::store::PluginStoreError;
+pub use auto_retry::AutoRetryState;
 
 /// Why waiting for a job did not end in its terminal record.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +105,10 @@ pub enum RetryError {
     /// Another job holds the target.
     #[error("the target is busy with job {0}")]
     Busy(JobId),
+    /// The job was dismissed, or superseded by a job forced on its target:
+    /// its undos would now act on a world other jobs changed.
+    #[error("job {0} was dismissed (or superseded by a forced job); it is not retried")]
+    Dismissed(JobId),
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -117,7 +138,13 @@ pub struct JobRequest {
     /// The client's idempotency key: a second request with the same key
     /// gets the first one's job.
     pub idempotency_key: Option<String>,
+    /// Go ahead although a `failed` job on the target did not finish its
+    /// rollback; the decision is journaled on that job, which is dismissed.
+    pub force: bool,
 }
+
+/// How long a submit waits for the daemon to answer a ping.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Built-in workflows that act on an installed target; for an unknown
 /// target they are refused before a job exists.
@@ -131,6 +158,7 @@ impl JobRequest {
             target: target.into(),
             params,
             idempotency_key: None,
+            force: false,
         }
     }
 }
@@ -162,6 +190,8 @@ struct Inner {
     targets: Mutex<HashMap<String, JobId>>,
     /// Jobs whose run stopped short of a terminal state, with why.
     stopped: Mutex<HashMap<JobId, String>>,
+    /// Failed jobs retried in the background (the daemon was away).
+    auto_retries: Mutex<HashMap<JobId, AutoRetryState>>,
 }
 
 impl Executor {
@@ -182,6 +212,7 @@ impl Executor {
                 running: Mutex::new(HashMap::new()),
                 targets: Mutex::new(HashMap::new()),
                 stopped: Mutex::new(HashMap::new()),
+                auto_retries: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -189,6 +220,23 @@ impl Executor {
     /// The journal it writes.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// Whether the container runtime answers now: `Err` when it cannot be
+    /// reached (not running, restarting) or does not answer within 5 s.
+    pub async fn check_runtime(&self) -> Result<(), crate::runtime::RuntimeError> {
+        match tokio::time::timeout(PING_TIMEOUT, self.inner.runtime.ping()).await {
+            Ok(Err(e)) if e.is_transient() => Err(e),
+            Ok(_) => Ok(()),
+            Err(_) => Err(crate::runtime::RuntimeError::Unreachable {
+                endpoint: "the configured daemon".into(),
+                operation: "ping it".into(),
+                cause: crate::runtime::Cause(format!(
+                    "no answer within {} s",
+                    PING_TIMEOUT.as_secs()
+                )),
+            }),
+        }
     }
 
     /// The plugin host it runs.
@@ -228,6 +276,11 @@ impl Executor {
         {
             return Err(SubmitError::UnknownTarget(req.target));
         }
+        // Refuse while the daemon is away rather than accept a job that can
+        // only roll back (and create nothing meanwhile).
+        self.check_runtime()
+            .await
+            .map_err(SubmitError::RuntimeUnavailable)?;
         let id = JobId::new();
         {
             let mut targets = self.inner.targets.lock().expect("target lock");
@@ -270,6 +323,30 @@ impl Executor {
                 return Err(e.into());
             }
         }
+        // No job on top of an unfinished rollback, unless the operator says so.
+        let failed = match self.inner.journal.failed_job_on(&req.target) {
+            Ok(failed) => failed,
+            Err(e) => {
+                release(&self.inner);
+                return Err(e.into());
+            }
+        };
+        match failed {
+            None => {}
+            Some(job) if !req.force => {
+                release(&self.inner);
+                return Err(SubmitError::NeedsAttention {
+                    target: req.target,
+                    job,
+                });
+            }
+            Some(job) => {
+                if let Err(e) = self.inner.journal.supersede(&job, &id).await {
+                    release(&self.inner);
+                    return Err(e.into());
+                }
+            }
+        }
         let new = NewJob {
             id: id.clone(),
             workflow: req.workflow.clone(),
@@ -294,7 +371,15 @@ impl Executor {
         let inner = self.inner.clone();
         let job = record.clone();
         tokio::spawn(async move {
-            if let Err(e) = inner.run(&job, cancel).await {
+            let mut result = inner.run(&job, cancel).await;
+            if let Err(e) = &result
+                && e.is_unwritable()
+            {
+                // Paused at its write-ahead point; finished once the journal
+                // takes writes again, holding its target meanwhile.
+                result = inner.finish_when_journal_writable(&job.id, e).await;
+            }
+            if let Err(e) = result {
                 tracing::error!(job = %job.id, "job stopped without reaching a terminal state: {e}");
                 inner
                     .stopped
@@ -303,10 +388,15 @@ impl Executor {
                     .insert(job.id.clone(), e.to_string());
             }
             inner.running.lock().expect("running lock").remove(&job.id);
-            let mut targets = inner.targets.lock().expect("target lock");
-            // A newer job may hold the target already (see `submit`).
-            if targets.get(&job.target) == Some(&job.id) {
-                targets.remove(&job.target);
+            {
+                let mut targets = inner.targets.lock().expect("target lock");
+                // A newer job may hold the target already (see `submit`).
+                if targets.get(&job.target) == Some(&job.id) {
+                    targets.remove(&job.target);
+                }
+            }
+            if let Err(e) = (Executor { inner }).retry_if_transient(&job.id) {
+                tracing::warn!(job = %job.id, "cannot plan a background retry: {e}");
             }
         });
         Ok(record)
@@ -452,6 +542,9 @@ impl Executor {
         if job.state != JobState::Failed {
             return Err(RetryError::NotFailed(job.state));
         }
+        if job.dismissed {
+            return Err(RetryError::Dismissed(job.id));
+        }
         {
             let mut targets = self.inner.targets.lock().expect("target lock");
             if let Some(holder) = targets.get(&job.target).filter(|h| *h != id) {
@@ -511,8 +604,12 @@ impl Executor {
 
     /// Finish every job a previous process left unfinished: roll back those
     /// before their commit point, complete the commit of the others.
+    /// Failed jobs whose failure was the daemon's being away are then
+    /// retried in the background (see [`Executor::auto_retry`]).
     pub async fn recover(&self) -> Result<RecoveryReport, JournalError> {
-        self.inner.recover().await
+        let report = self.inner.recover().await?;
+        self.retry_transient_failures()?;
+        Ok(report)
     }
 }
 

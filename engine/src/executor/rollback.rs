@@ -4,10 +4,11 @@
 
 use tokio_util::sync::CancellationToken;
 
+use super::auto_retry::TRANSIENT;
 use super::plan::{PlannedUndo, last_step, rollback_plan};
 use super::settle::{
     MAX_ATTEMPTS, Observed, Postcondition, backoff, late_effect_window, settle_before_undo,
-    watch_until,
+    watch_until, while_unreachable,
 };
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
@@ -125,7 +126,7 @@ impl Inner {
                     failures.push(format!("undo of step {step}: {e}"));
                     Outcome::Err {
                         error: e.to_string(),
-                        error_kind: None,
+                        error_kind: e.is_transient().then(|| TRANSIENT.to_owned()),
                     }
                 }
             };
@@ -177,20 +178,24 @@ impl Inner {
         }
         let watch_until_at = tokio::time::Instant::now() + watch_for;
         let mut last_violation = String::new();
+        // While the daemon is away, every call is tried again until it is
+        // back (or the deadline passes); that costs no attempt.
+        let away = self.settings.daemon_retry_deadline;
         for attempt in 1..=MAX_ATTEMPTS {
             tokio::time::sleep(backoff(attempt)).await;
-            let post = match self.compensate(job, &undo, planned).await {
+            let post = match while_unreachable(away, || self.compensate(job, &undo, planned)).await
+            {
                 Ok(post) => post,
-                Err(e) if attempt < MAX_ATTEMPTS => {
+                Err(e) if attempt < MAX_ATTEMPTS && !e.is_transient() => {
                     last_violation = e.to_string();
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             let seen = if settled {
-                post.observe(rt).await?
+                while_unreachable(away, || post.observe(rt)).await?
             } else {
-                watch_until(rt, &post, watch_until_at).await?
+                while_unreachable(away, || watch_until(rt, &post, watch_until_at)).await?
             };
             match seen {
                 Observed::Holds(value) => return Ok(serde_json::json!({ "observed": value })),

@@ -208,6 +208,31 @@ pub(crate) async fn watch_until(
     }
 }
 
+/// Run `op` again while it fails because the daemon cannot be reached
+/// (restarting, down), pausing 200 ms and doubling up to 5 s, for at most
+/// `deadline` from the first try; then its last error is returned. Any other
+/// outcome is returned at once.
+pub(crate) async fn while_unreachable<T, F, Fut>(
+    deadline: Duration,
+    mut op: F,
+) -> Result<T, RuntimeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+{
+    let until = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && Instant::now() + pause < until => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The pause before attempt `n` (1-based) of a compensation.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * u64::from(attempt.saturating_sub(1)).pow(2))

@@ -11,6 +11,7 @@
 //! beside the writer. The journal knows nothing of Docker or WebAssembly.
 
 pub mod export;
+mod health;
 mod job_log;
 mod live;
 mod model;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use health::JournalHealth;
 pub use job_log::JobLog;
 pub use model::*;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
@@ -62,6 +64,15 @@ pub enum JournalError {
     /// The group commit failed; nothing of the group was written.
     #[error("journal commit failed: {0}")]
     Commit(String),
+    /// The machine refused the write (a full disk, an I/O error); nothing
+    /// of it was written. Writes go through again once the cause is gone.
+    #[error("the journal cannot be written ({}): {detail}", if *disk_full { "disk full" } else { "I/O error" })]
+    Unwritable {
+        /// Whether the disk is full.
+        disk_full: bool,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The writer thread is gone.
     #[error("journal writer stopped")]
     WriterGone,
@@ -79,6 +90,14 @@ pub enum JournalError {
         /// Its terminal state.
         state: JobState,
     },
+}
+
+impl JournalError {
+    /// Whether the machine refused the write (disk full, I/O error): trying
+    /// again once the cause is gone will work.
+    pub fn is_unwritable(&self) -> bool {
+        matches!(self, JournalError::Unwritable { .. })
+    }
 }
 
 /// Result alias for journal operations.
@@ -99,6 +118,7 @@ struct Inner {
     writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
     live: Arc<live::Publisher>,
+    health: Arc<health::HealthSignal>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -138,7 +158,8 @@ impl Journal {
         }
         schema::migrate(&mut conn)?;
         let live = Arc::new(live::Publisher::new());
-        let writer = writer::Writer::start(conn, live.clone());
+        let health = Arc::new(health::HealthSignal::new());
+        let writer = writer::Writer::start(conn, live.clone(), health.clone());
         Ok(Journal {
             inner: Arc::new(Inner {
                 append_observer: std::sync::OnceLock::new(),
@@ -146,6 +167,7 @@ impl Journal {
                 writer,
                 readers: Mutex::new(Vec::new()),
                 live,
+                health,
             }),
         })
     }
@@ -333,6 +355,29 @@ impl Journal {
         })
     }
 
+    /// Whether the journal can be written, as the last write found it.
+    pub fn health(&self) -> JournalHealth {
+        self.inner.health.current()
+    }
+
+    /// Follow [`Self::health`] as it changes.
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<JournalHealth> {
+        self.inner.health.subscribe()
+    }
+
+    /// Try a real write to find out whether the journal can be written
+    /// now; updates [`Self::health`]. It rewrites the schema version with
+    /// its own value: the header page goes to disk again, nothing changes.
+    pub async fn probe(&self) -> Result<()> {
+        self.inner
+            .writer
+            .write(|c, _| {
+                c.pragma_update(None, "user_version", schema::CURRENT_VERSION)?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Hide a terminal job from default listings (it stays in the journal).
     pub async fn dismiss(&self, job: &JobId) -> Result<JobState> {
         let job = job.clone();
@@ -481,6 +526,37 @@ impl Journal {
                 .optional()?;
             Ok(id.map(JobId))
         })
+    }
+
+    /// The newest `failed` job on `target` that nobody dismissed: its
+    /// rollback (or commit) did not finish, and the target needs attention
+    /// before another job may run on it.
+    pub fn failed_job_on(&self, target: &str) -> Result<Option<JobId>> {
+        self.read(|c| {
+            let id: Option<String> = c
+                .query_row(
+                    "SELECT id FROM jobs WHERE target = ?1 AND state = 'failed' AND dismissed = 0 ORDER BY id DESC LIMIT 1",
+                    [target],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(id.map(JobId))
+        })
+    }
+
+    /// Record an operator's decision to go ahead on `failed`'s target with
+    /// `by` although `failed` did not finish its rollback: a warning in
+    /// `failed`'s timeline, and `failed` dismissed (it is no longer retried
+    /// nor listed as needing attention). Both in one write.
+    pub async fn supersede(&self, failed: &JobId, by: &JobId) -> Result<()> {
+        let event = Event::Log {
+            level: "warn".into(),
+            message: format!(
+                "superseded: the operator forced job {by} on this target; the undos left here will not run"
+            ),
+        };
+        self.append(failed, event).await?;
+        self.dismiss(failed).await.map(|_| ())
     }
 
     /// A job's events after `after` (exclusive), in order.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::health::{HealthSignal, unwritable_cause};
 use super::live::Publisher;
 use super::{EventRecord, JournalError};
 
@@ -45,13 +46,17 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Start the writer thread on `conn`; committed events go to `live`.
-    pub(super) fn start(conn: Connection, live: Arc<Publisher>) -> Writer {
+    pub(super) fn start(
+        conn: Connection,
+        live: Arc<Publisher>,
+        health: Arc<HealthSignal>,
+    ) -> Writer {
         let (queue, ops) = mpsc::channel::<WriteOp>();
         std::thread::Builder::new()
             .name("deckhand-journal-writer".into())
             .spawn(move || {
                 conn.set_prepared_statement_cache_capacity(64);
-                run(conn, ops, live)
+                run(conn, ops, live, &health)
             })
             .expect("spawn journal writer thread");
         Writer { queue }
@@ -85,7 +90,12 @@ fn kill_after_events() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: Arc<Publisher>) {
+fn run(
+    conn: Connection,
+    ops: mpsc::Receiver<WriteOp>,
+    live: Arc<Publisher>,
+    health: &HealthSignal,
+) {
     let kill_after = kill_after_events();
     let mut events_written = 0u64;
     let mut last_group = 1;
@@ -118,6 +128,7 @@ fn run(conn: Connection, ops: mpsc::Receiver<WriteOp>, live: Arc<Publisher>) {
             &conn,
             group,
             &live,
+            health,
             kill_after.map(|n| n.saturating_sub(events_written)),
         );
         last_commit = started.elapsed();
@@ -132,14 +143,15 @@ fn commit_group(
     conn: &Connection,
     group: Vec<WriteOp>,
     live: &Publisher,
+    health: &HealthSignal,
     kill_within: Option<u64>,
 ) -> u64 {
     let mut answers = Vec::with_capacity(group.len());
     let mut events = Vec::new();
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-        let msg = e.to_string();
+        let e = classify(e, health);
         for op in group {
-            let _ = op.reply.send(Err(JournalError::Commit(msg.clone())));
+            let _ = op.reply.send(Err(same_error(&e)));
         }
         return 0;
     }
@@ -152,7 +164,7 @@ fn commit_group(
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
                 own_events.clear();
-                Err(e)
+                Err(classify(e, health))
             }
         };
         if result.is_ok() {
@@ -162,12 +174,16 @@ fn commit_group(
     }
     if let Err(e) = run_cached(conn, "COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
-        let msg = e.to_string();
+        let e = match classify(e, health) {
+            e @ JournalError::Unwritable { .. } => e,
+            other => JournalError::Commit(other.to_string()),
+        };
         for (reply, _) in answers {
-            let _ = reply.send(Err(JournalError::Commit(msg.clone())));
+            let _ = reply.send(Err(same_error(&e)));
         }
         return 0;
     }
+    health.report_written();
     let written = events.len() as u64;
     if kill_within.is_some_and(|n| written >= n) {
         // SAFETY: raising a signal on our own process has no memory effects.
@@ -178,6 +194,33 @@ fn commit_group(
     }
     live.publish(events);
     written
+}
+
+/// A write's error as callers see it: a failure of the machine becomes
+/// [`JournalError::Unwritable`] and is reported to `health`.
+fn classify(e: JournalError, health: &HealthSignal) -> JournalError {
+    match unwritable_cause(&e) {
+        Some(disk_full) => {
+            let detail = match e {
+                JournalError::Unwritable { detail, .. } => detail,
+                other => other.to_string(),
+            };
+            health.report_unwritable(disk_full, &detail);
+            JournalError::Unwritable { disk_full, detail }
+        }
+        None => e,
+    }
+}
+
+/// One error for each caller of a failed group (errors are not `Clone`).
+fn same_error(e: &JournalError) -> JournalError {
+    match e {
+        JournalError::Unwritable { disk_full, detail } => JournalError::Unwritable {
+            disk_full: *disk_full,
+            detail: detail.clone(),
+        },
+        other => JournalError::Commit(other.to_string()),
+    }
 }
 
 /// Run a parameterless statement through the connection's statement cache:

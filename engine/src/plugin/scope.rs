@@ -50,6 +50,10 @@ pub struct HostSettings {
     /// for this long that the call did not land late; it is also the margin
     /// on top of an interrupted stop's own timeout.
     pub call_settle_grace: Duration,
+    /// How long an undo or a commit effect keeps being tried while the
+    /// Docker daemon cannot be reached, before the job ends `failed` (and
+    /// is then retried in the background).
+    pub daemon_retry_deadline: Duration,
 }
 
 impl Default for HostSettings {
@@ -65,6 +69,7 @@ impl Default for HostSettings {
             max_log_bytes: 1 << 20,
             max_job_time: Duration::from_secs(3600),
             call_settle_grace: Duration::from_millis(1000),
+            daemon_retry_deadline: Duration::from_secs(60),
         }
     }
 }

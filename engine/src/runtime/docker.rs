@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::{PullLine, PullTracker};
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, PullProgress, Result, RuntimeError,
+    Cause, ContainerConfig, ContainerRuntime, ContainerState, PullProgress, Result, RuntimeError,
     with_default_tag,
 };
 
@@ -42,7 +42,8 @@ impl DockerRuntime {
     pub fn connect_to(endpoint: &str) -> Result<Self> {
         let unreachable = |detail: String| RuntimeError::Unreachable {
             endpoint: endpoint.to_owned(),
-            detail,
+            operation: "connect".into(),
+            cause: Cause(detail),
         };
         // Pulls of large images stream for long; stalls are detected by the caller.
         let timeout = 3600;
@@ -79,12 +80,17 @@ impl DockerRuntime {
             BollardError::DockerStreamError { error } => RuntimeError::Daemon(error),
             e @ (BollardError::IOError { .. }
             | BollardError::HyperResponseError { .. }
+            | BollardError::HyperLegacyError { .. }
             | BollardError::SocketNotFoundError(_)
-            | BollardError::RequestTimeoutError) => RuntimeError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                detail: format!("{what}: {e}"),
-            },
-            e => RuntimeError::Daemon(format!("{what}: {e}")),
+            | BollardError::RequestTimeoutError) => {
+                tracing::warn!(endpoint = %self.endpoint, "Docker daemon unreachable ({what}): {e}");
+                RuntimeError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    operation: what.to_owned(),
+                    cause: Cause(e.to_string()),
+                }
+            }
+            e => RuntimeError::Daemon(format!("Docker daemon error ({what}): {e}")),
         }
     }
 }
@@ -134,10 +140,7 @@ impl ContainerRuntime for DockerRuntime {
             .ping()
             .await
             .map(|_| ())
-            .map_err(|e| RuntimeError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                detail: e.to_string(),
-            })
+            .map_err(|e| self.map_err("ping", e))
     }
 
     async fn image_present(&self, image: &str) -> Result<bool> {

@@ -36,6 +36,8 @@ pub enum Op {
     RemoveImage,
     /// `inspect_container`
     Inspect,
+    /// `ping`
+    Ping,
 }
 
 /// What an injected fault does.
@@ -49,6 +51,8 @@ pub enum Fault {
     /// but the daemon still carries it out this long after: a request the
     /// engine gave up on (or was killed during) that completes anyway.
     CompleteLate(Duration),
+    /// The daemon cannot be reached (connection refused): nothing happens.
+    Unreachable,
 }
 
 /// An effect of an interrupted call that the "daemon" still applies.
@@ -200,6 +204,11 @@ impl MemoryRuntime {
             None => Ok(None),
             Some(Fault::Fail(m)) => Err(RuntimeError::Daemon(m)),
             Some(Fault::CompleteLate(after)) => Ok(Some(after)),
+            Some(Fault::Unreachable) => Err(RuntimeError::Unreachable {
+                endpoint: "memory".into(),
+                operation: format!("{op:?}"),
+                cause: super::Cause("connection refused".into()),
+            }),
             Some(Fault::Hang) => {
                 match cancel {
                     Some(c) => c.cancelled().await,
@@ -225,7 +234,8 @@ impl MemoryRuntime {
                 s.late.push((std::time::Instant::now() + after, effect));
                 Err(RuntimeError::Unreachable {
                     endpoint: "memory".into(),
-                    detail: "connection reset by peer".into(),
+                    operation: "carry out a call".into(),
+                    cause: super::Cause("connection reset by peer".into()),
                 })
             }
         }
@@ -311,7 +321,7 @@ impl State {
 #[async_trait::async_trait]
 impl ContainerRuntime for MemoryRuntime {
     async fn ping(&self) -> Result<()> {
-        Ok(())
+        self.enter(Op::Ping, None).await.map(|_| ())
     }
 
     async fn image_present(&self, image: &str) -> Result<bool> {

@@ -26,19 +26,30 @@ pub const LABEL_TARGET: &str = "io.deckhand.target";
 /// Label naming the job that created a container.
 pub const LABEL_JOB: &str = "io.deckhand.job";
 
+/// The text of an underlying error (a client library's), kept as the
+/// source of a [`RuntimeError`] so that logs can show it while messages for
+/// people stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub String);
+
 /// Why a runtime operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
-    /// The daemon cannot be reached.
+    /// The daemon cannot be reached: not running, restarting, or the
+    /// connection dropped mid-call. Transient: worth retrying.
     #[error(
-        "cannot reach the Docker daemon at {endpoint} (set DOCKER_HOST to its socket): {detail}"
+        "the Docker daemon at {endpoint} is not reachable (while trying to {operation}); is it running? (DOCKER_HOST names its socket)"
     )]
     Unreachable {
         /// Where it was looked for.
         endpoint: String,
+        /// What the engine was doing, in words (`stop container 2e68…`).
+        operation: String,
         /// What the connection said.
-        detail: String,
+        #[source]
+        cause: Cause,
     },
     /// The container or image does not exist.
     #[error("not found: {0}")]
@@ -66,6 +77,14 @@ pub enum RuntimeError {
         /// How long it was idle.
         seconds: u64,
     },
+}
+
+impl RuntimeError {
+    /// Whether the daemon could not be reached, so that trying again later
+    /// may succeed where trying again now would not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RuntimeError::Unreachable { .. })
+    }
 }
 
 /// Result alias for runtime operations.
