@@ -4,7 +4,6 @@
 //! either exactly as before the job or with the complete new revision.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 
 use deckhand::executor::JobRequest;
 use deckhand::journal::{JobFilter, JobState, Journal};
@@ -75,16 +74,6 @@ impl Workflow {
     }
 }
 
-async fn snapshot_of(
-    docker: &bollard::Docker,
-    dir: &Path,
-    target: &str,
-    images: &[String],
-) -> Snapshot {
-    let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
-    snapshot(docker, &journal, target, images).await
-}
-
 /// Kill the engine after event 1, 2, … of the job until it completes
 /// without being killed; after each kill, recover and compare. Returns the
 /// number of kill points.
@@ -105,7 +94,7 @@ async fn crash_matrix(workflow: Workflow) -> usize {
         if !matches!(workflow, Workflow::Install) {
             cli_ok(dir.path(), &["install", &target, &v1, "--network", "none"]);
         }
-        let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+        let before = snapshot_in(&docker, dir.path(), &target, &images).await;
         let args = workflow.args(&target, &v1, &v2);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = run_cli(dir.path(), &args, Some(n));
@@ -115,7 +104,7 @@ async fn crash_matrix(workflow: Workflow) -> usize {
                 "{workflow:?} finished before the kill point {n}: {}",
                 cli_text(&run)
             );
-            let after = snapshot_of(&docker, dir.path(), &target, &images).await;
+            let after = snapshot_in(&docker, dir.path(), &target, &images).await;
             workflow.assert_committed(&after, &target, &v1, &v2, "uninterrupted run");
             remove_target_containers(&docker, &target).await;
             break;
@@ -149,7 +138,7 @@ async fn crash_matrix(workflow: Workflow) -> usize {
             job.state
         );
         drop(journal);
-        let after = snapshot_of(&docker, dir.path(), &target, &images).await;
+        let after = snapshot_in(&docker, dir.path(), &target, &images).await;
         let context = format!(
             "{workflow:?} killed after event {n}, recovered to {}",
             job.state
@@ -284,7 +273,7 @@ async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("rmx");
     cli_ok(dir.path(), &["install", &target, &v1, "--network", "none"]);
-    let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let before = snapshot_in(&docker, dir.path(), &target, &images).await;
     // Kill the upgrade once the new container has been swapped in and started.
     let run = run_cli(dir.path(), &["upgrade", &target, &v2], Some(22));
     assert_eq!(run.status.signal(), Some(9), "{}", cli_text(&run));
@@ -325,7 +314,7 @@ async fn recovery_killed_again_and_again_still_ends_in_the_prior_state() {
     assert_eq!(jobs[0].state, JobState::RolledBack, "{:?}", jobs[0].error);
     drop(journal);
     assert_eq!(
-        snapshot_of(&docker, dir.path(), &target, &images).await,
+        snapshot_in(&docker, dir.path(), &target, &images).await,
         before
     );
     remove_target_containers(&docker, &target).await;

@@ -15,19 +15,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-async fn run(
-    executor: &deckhand::executor::Executor,
-    workflow: &str,
-    target: &str,
-    params: serde_json::Value,
-) -> deckhand::journal::JobRecord {
-    let job = executor
-        .submit(JobRequest::new(workflow, target, params))
-        .await
-        .unwrap();
-    executor.wait(&job.id).await.unwrap()
-}
-
 fn settings(daemon_retry_ms: u64) -> HostSettings {
     HostSettings {
         daemon_retry_deadline: Duration::from_millis(daemon_retry_ms),
@@ -50,7 +37,7 @@ async fn upgrade_rolling_back_into_an_absent_daemon(
 ) {
     let rt = Arc::new(MemoryRuntime::new().with_crashing_image("bad:2"));
     let (dir, executor) = memory_engine_with(rt.clone(), settings(daemon_retry_ms));
-    let install = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     let old = rt.containers().keys().next().unwrap().clone();
     let upgrade = executor
@@ -152,7 +139,7 @@ async fn no_job_runs_on_a_target_whose_failed_job_did_not_finish_its_rollback_un
     let (_dir, executor) = memory_engine(rt.clone());
     // Every attempt of the undo fails: the install ends `failed`.
     rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 5);
-    let failed = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
+    let failed = submit_and_wait(&executor, "install", "web", json!({"image": "bad:1"})).await;
     assert_eq!(failed.state, JobState::Failed);
 
     let refused = executor

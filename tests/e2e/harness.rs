@@ -419,15 +419,32 @@ pub fn run_cli(
     args: &[&str],
     kill_after: Option<usize>,
 ) -> std::process::Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("DECKHAND_SETTLE_MS", "300");
-    if let Some(n) = kill_after {
-        c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
-    }
-    c.output().unwrap()
+    run_cli_env(dir, args, kill_after, &[])
+}
+
+/// Submit a job to `executor` and wait for its terminal record.
+pub async fn submit_and_wait(
+    executor: &Executor,
+    workflow: &str,
+    target: &str,
+    params: serde_json::Value,
+) -> deckhand::journal::JobRecord {
+    let job = executor
+        .submit(deckhand::executor::JobRequest::new(workflow, target, params))
+        .await
+        .unwrap();
+    executor.wait(&job.id).await.unwrap()
+}
+
+/// [`snapshot`] of the journal in data directory `dir` (a CLI's).
+pub async fn snapshot_in(
+    docker: &Docker,
+    dir: &std::path::Path,
+    target: &str,
+    images: &[String],
+) -> Snapshot {
+    let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
+    snapshot(docker, &journal, target, images).await
 }
 
 /// Run the CLI to its end and require success; its stdout and stderr.

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deckhand::executor::JobRequest;
 use deckhand::journal::{Event, JobState};
 use deckhand::plugin::HostSettings;
 use deckhand::runtime::MemoryRuntime;
@@ -15,19 +14,6 @@ use deckhand::runtime::memory::{Fault, Op};
 use serde_json::json;
 
 use crate::harness::*;
-
-async fn run(
-    executor: &deckhand::executor::Executor,
-    workflow: &str,
-    target: &str,
-    params: serde_json::Value,
-) -> deckhand::journal::JobRecord {
-    let job = executor
-        .submit(JobRequest::new(workflow, target, params))
-        .await
-        .unwrap();
-    executor.wait(&job.id).await.unwrap()
-}
 
 fn settings_with_grace(grace_ms: u64) -> HostSettings {
     HostSettings {
@@ -49,12 +35,12 @@ async fn a_stop_the_daemon_finishes_after_the_engine_gave_up_is_waited_out_befor
  {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine_with(rt.clone(), settings_with_grace(300));
-    let install = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     let (id, _, _) = only_container(&rt);
     // The stop's connection drops at once; the daemon stops the app 600 ms later.
     rt.inject(Op::Stop, Fault::CompleteLate(Duration::from_millis(600)), 1);
-    let teardown = run(&executor, "teardown", "web", json!({})).await;
+    let teardown = submit_and_wait(&executor, "teardown", "web", json!({})).await;
     assert_eq!(teardown.state, JobState::RolledBack, "{:?}", teardown.error);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
@@ -75,7 +61,7 @@ async fn a_create_that_lands_after_its_undo_looked_is_removed_again() {
         Fault::CompleteLate(Duration::from_millis(300)),
         1,
     );
-    let job = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -90,7 +76,7 @@ async fn a_create_that_lands_after_its_undo_looked_is_removed_again() {
 async fn a_rename_that_lands_after_its_undo_looked_is_renamed_back_again() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine_with(rt.clone(), settings_with_grace(800));
-    let install = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     let (id, _, _) = only_container(&rt);
     // The old container's rename to `deckhand-web-prev` lands 300 ms late.
@@ -99,7 +85,7 @@ async fn a_rename_that_lands_after_its_undo_looked_is_renamed_back_again() {
         Fault::CompleteLate(Duration::from_millis(300)),
         1,
     );
-    let job = run(&executor, "upgrade", "web", json!({"image": "app:2"})).await;
+    let job = submit_and_wait(&executor, "upgrade", "web", json!({"image": "app:2"})).await;
     assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(only_container(&rt), (id, "deckhand-web".into(), true));
@@ -109,7 +95,7 @@ async fn a_rename_that_lands_after_its_undo_looked_is_renamed_back_again() {
 async fn every_undo_records_what_it_observed_once_done() {
     let rt = Arc::new(MemoryRuntime::new().with_crashing_image("bad:1"));
     let (_dir, executor) = memory_engine(rt.clone());
-    let job = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "bad:1"})).await;
     assert_eq!(job.state, JobState::RolledBack);
     let events = executor.journal().events(&job.id, 0).unwrap();
     let observed: Vec<_> = events
@@ -134,12 +120,12 @@ async fn every_undo_records_what_it_observed_once_done() {
 async fn an_undo_whose_postcondition_cannot_be_established_fails_the_job_with_the_evidence() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine_with(rt.clone(), settings_with_grace(100));
-    let install = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     rt.inject(Op::Stop, Fault::CompleteLate(Duration::from_millis(50)), 1);
     // Every attempt of the undo `start` fails.
     rt.inject(Op::Start, Fault::Fail("daemon hiccup".into()), 5);
-    let job = run(&executor, "teardown", "web", json!({})).await;
+    let job = submit_and_wait(&executor, "teardown", "web", json!({})).await;
     assert_eq!(
         job.state,
         JobState::Failed,

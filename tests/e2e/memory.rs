@@ -11,26 +11,13 @@ use serde_json::json;
 
 use crate::harness::*;
 
-async fn run(
-    executor: &deckhand::executor::Executor,
-    workflow: &str,
-    target: &str,
-    params: serde_json::Value,
-) -> deckhand::journal::JobRecord {
-    let job = executor
-        .submit(JobRequest::new(workflow, target, params))
-        .await
-        .unwrap();
-    executor.wait(&job.id).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_error_during_rollback_ends_failed_and_retry_finishes_the_rollback() {
     let rt = Arc::new(MemoryRuntime::new().with_crashing_image("bad:1"));
     let (_dir, executor) = memory_engine(rt.clone());
     // Every attempt of the undo fails (it is retried a few times).
     rt.inject(Op::RemoveContainer, Fault::Fail("daemon hiccup".into()), 5);
-    let job = run(&executor, "install", "web", json!({"image": "bad:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "bad:1"})).await;
     assert_eq!(job.state, JobState::Failed);
     assert!(
         job.error.as_deref().unwrap().contains("daemon hiccup"),
@@ -58,7 +45,7 @@ async fn a_run_past_its_deadline_is_stopped_recorded_and_rolled_back() {
     };
     let (_dir, executor) = memory_engine_with(rt.clone(), settings);
     let started = std::time::Instant::now();
-    let job = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(job.state, JobState::RolledBack);
     assert!(
@@ -163,7 +150,7 @@ async fn a_cancelling_job_still_holds_its_target() {
 async fn an_unknown_image_on_the_memory_runtime_fails_with_the_registry_message() {
     let rt = Arc::new(MemoryRuntime::new().with_missing_image("nope:1"));
     let (_dir, executor) = memory_engine(rt.clone());
-    let job = run(&executor, "install", "web", json!({"image": "nope:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "nope:1"})).await;
     assert_eq!(job.state, JobState::RolledBack);
     assert!(job.error.unwrap().contains("manifest unknown"));
 }
@@ -180,7 +167,7 @@ async fn a_hung_daemon_call_fails_after_the_no_progress_timeout_and_rolls_back()
     };
     let executor = deckhand::executor::Executor::new(journal, rt.clone(), host, settings);
     rt.inject(Op::Start, Fault::Hang, 1);
-    let job = run(&executor, "install", "web", json!({"image": "app:1"})).await;
+    let job = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(job.state, JobState::RolledBack);
     assert!(
         job.error

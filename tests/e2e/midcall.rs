@@ -365,16 +365,6 @@ async fn cli_must(dir: &Path, args: &[String], env: &[(&str, String)], context: 
     );
 }
 
-async fn snapshot_of(
-    docker: &bollard::Docker,
-    dir: &Path,
-    target: &str,
-    images: &[String],
-) -> Snapshot {
-    let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
-    snapshot(docker, &journal, target, images).await
-}
-
 /// The target's latest job and its events.
 fn last_job(dir: &Path, target: &str) -> (JobRecord, Vec<EventRecord>) {
     let journal = Journal::open(dir.join(Journal::FILE_NAME)).unwrap();
@@ -563,23 +553,55 @@ fn report(matrix: &str, results: &[(Point, Result<Outcome, String>)], started: I
 
 // ---- kill during a call -------------------------------------------------
 
+/// A point run through the CLI: its images, a data directory with the
+/// prior state made, and a snapshot of that state.
+struct CliPoint {
+    docker: bollard::Docker,
+    v1: String,
+    v2: String,
+    images: Vec<String>,
+    dir: tempfile::TempDir,
+    before: Snapshot,
+}
+
+impl CliPoint {
+    async fn prepare(workflow: Workflow, mode: Images, target: &str, context: &str) -> CliPoint {
+        let docker = docker().await;
+        let (v1, v2) = workflow.images();
+        let images = vec![v1.clone(), v2.clone()];
+        let dir = cli_data_dir();
+        if mode == Images::AbsentFirst {
+            for i in &images {
+                ensure_image_absent(&docker, i).await;
+            }
+        }
+        for a in workflow.setup_args(target, &v1, &v2) {
+            cli_must(dir.path(), &a, &[], context).await;
+        }
+        let before = snapshot_in(&docker, dir.path(), target, &images).await;
+        CliPoint {
+            docker,
+            v1,
+            v2,
+            images,
+            dir,
+            before,
+        }
+    }
+}
+
 /// Kill the job's CLI process during call `p`, recover, wait until the
 /// daemon did everything it was asked, compare.
 async fn kill_point(workflow: Workflow, mode: Images, p: Point, target: String) -> Outcome {
-    let docker = docker().await;
-    let (v1, v2) = workflow.images();
-    let images = vec![v1.clone(), v2.clone()];
-    let dir = cli_data_dir();
     let context = format!("{workflow:?} killed during {p}");
-    if mode == Images::AbsentFirst {
-        for i in &images {
-            ensure_image_absent(&docker, i).await;
-        }
-    }
-    for a in workflow.setup_args(&target, &v1, &v2) {
-        cli_must(dir.path(), &a, &[], &context).await;
-    }
-    let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let CliPoint {
+        docker,
+        v1,
+        v2,
+        images,
+        dir,
+        before,
+    } = CliPoint::prepare(workflow, mode, &target, &context).await;
 
     // Image removals are held too: a commit or an undo removes the image.
     let mut rules = call_delays(CALL_DELAY);
@@ -614,7 +636,7 @@ async fn kill_point(workflow: Workflow, mode: Images, p: Point, target: String) 
     if !killed {
         assert_finished_before_the_kill(&events, &p, &context);
     }
-    let after = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let after = snapshot_in(&docker, dir.path(), &target, &images).await;
     let context = format!(
         "{context}, recovered to {}\n  journal:\n{}\n  proxy:\n{}\n",
         job.state,
@@ -700,20 +722,15 @@ async fn undo_kill_point(
     p: Point,
     target: String,
 ) -> Outcome {
-    let docker = docker().await;
-    let (v1, v2) = workflow.images();
-    let images = vec![v1.clone(), v2.clone()];
-    let dir = cli_data_dir();
     let context = format!("{workflow:?} killed during {forward}, its recovery during {p}");
-    if mode == Images::AbsentFirst {
-        for i in &images {
-            ensure_image_absent(&docker, i).await;
-        }
-    }
-    for a in workflow.setup_args(&target, &v1, &v2) {
-        cli_must(dir.path(), &a, &[], &context).await;
-    }
-    let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let CliPoint {
+        docker,
+        v1,
+        v2,
+        images,
+        dir,
+        before,
+    } = CliPoint::prepare(workflow, mode, &target, &context).await;
 
     let proxy = SlowDocker::start(rules);
     let via_proxy = ("DOCKER_HOST", proxy.endpoint());
@@ -769,7 +786,7 @@ async fn undo_kill_point(
         "{context}: {:?}",
         job.error
     );
-    let after = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let after = snapshot_in(&docker, dir.path(), &target, &images).await;
     assert_eq!(after, before, "{context}");
     if killed {
         Outcome::KilledRolledBack
@@ -1002,7 +1019,7 @@ async fn a_teardown_killed_during_a_slow_stop_recovers_with_the_app_running() {
         "install",
     )
     .await;
-    let before = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let before = snapshot_in(&docker, dir.path(), &target, &images).await;
     assert!(before.containers[0].2, "installed and running: {before:?}");
 
     let run = cli(
@@ -1027,7 +1044,7 @@ async fn a_teardown_killed_during_a_slow_stop_recovers_with_the_app_running() {
     // The stop began 1 s before the kill and lasts 10 s: long over by then.
     tokio::time::sleep(Duration::from_secs(12).saturating_sub(killed_at.elapsed())).await;
     let (job, _) = last_job(dir.path(), &target);
-    let after = snapshot_of(&docker, dir.path(), &target, &images).await;
+    let after = snapshot_in(&docker, dir.path(), &target, &images).await;
     eprintln!(
         "teardown killed during a slow stop: recovered to {} after {recovered_in:.1?}; 12 s later: {:?}",
         job.state, after.containers

@@ -7,7 +7,7 @@ use std::time::Instant;
 use deckhand::executor::{Executor, JobRequest};
 use deckhand::journal::JobState;
 use deckhand::runtime::MemoryRuntime;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -21,25 +21,12 @@ fn hostile_engine() -> (tempfile::TempDir, Executor, Arc<MemoryRuntime>) {
     (dir, executor, rt)
 }
 
-async fn run(
-    executor: &Executor,
-    workflow: &str,
-    target: &str,
-    params: Value,
-) -> deckhand::journal::JobRecord {
-    let job = executor
-        .submit(JobRequest::new(workflow, target, params))
-        .await
-        .unwrap();
-    executor.wait(&job.id).await.unwrap()
-}
-
 /// Run a hostile mode on target `web` (installed first) while a normal
 /// install on another target must still finish promptly.
 async fn hostile(mode: &str, expected_error: &str) -> std::time::Duration {
     let (_dir, executor, rt) = hostile_engine();
     assert_eq!(
-        run(&executor, "install", "web", json!({"image": "app:1"}))
+        submit_and_wait(&executor, "install", "web", json!({"image": "app:1"}))
             .await
             .state,
         JobState::Succeeded
@@ -50,7 +37,7 @@ async fn hostile(mode: &str, expected_error: &str) -> std::time::Duration {
         .submit(JobRequest::new("hostile", "web", json!({"mode": mode})))
         .await
         .unwrap();
-    let other = run(&executor, "install", "other", json!({"image": "app:2"})).await;
+    let other = submit_and_wait(&executor, "install", "other", json!({"image": "app:2"})).await;
     assert_eq!(other.state, JobState::Succeeded, "other jobs go on");
     assert!(
         started.elapsed().as_secs() < 5,
@@ -209,12 +196,12 @@ async fn a_plugin_cannot_have_an_image_it_does_not_own_removed() {
     let (_dir, executor, rt) = hostile_engine();
     rt.add_image("users-own:1");
     assert_eq!(
-        run(&executor, "install", "web", json!({"image": "app:1"}))
+        submit_and_wait(&executor, "install", "web", json!({"image": "app:1"}))
             .await
             .state,
         JobState::Succeeded
     );
-    let job = run(
+    let job = submit_and_wait(
         &executor,
         "hostile",
         "web",

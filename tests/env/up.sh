@@ -124,26 +124,25 @@ done
 # same time never pull, use or remove each other's image references:
 # <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1; the
 # STUBBORN_ALIASES the same of stubborn:1 and stubborn:2.
-ALIASES="chaos fx bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
+#
+# alias_image NAME TAG SRC: push image SRC again as NAME:TAG.
+alias_image() {
+  has_tag "$1" "$2" && return 0
+  docker pull -q "$REGISTRY/deckhand-test/$3" >/dev/null
+  docker tag "$REGISTRY/deckhand-test/$3" "$REGISTRY/deckhand-test/$1:$2"
+  docker push -q "$REGISTRY/deckhand-test/$1:$2" >/dev/null
+  docker rmi "$REGISTRY/deckhand-test/$1:$2" >/dev/null
+}
+ALIASES="chaos outage fx bg bg-cancel bg-crash mx-install mx-upgrade mx-teardown cmx-install cmx-upgrade rmx ccrash fin persist cancel conc-a conc-b upgrade rollback health teardown owned cli demo"
 for alias in $ALIASES; do
-  for pair in 1:app:1 2:app:2 crash:crash:1; do
-    tag=${pair%%:*}; src=${pair#*:}
-    has_tag "$alias" "$tag" && continue
-    docker pull -q "$REGISTRY/deckhand-test/$src" >/dev/null
-    docker tag "$REGISTRY/deckhand-test/$src" "$REGISTRY/deckhand-test/$alias:$tag"
-    docker push -q "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
-    docker rmi "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
-  done
+  alias_image "$alias" 1 app:1
+  alias_image "$alias" 2 app:2
+  alias_image "$alias" crash crash:1
 done
-STUBBORN_ALIASES="interrupted-stop midcall-install midcall-upgrade midcall-teardown midcall-rollback chaos-stubborn"
+STUBBORN_ALIASES="interrupted-stop outage-stubborn midcall-install midcall-upgrade midcall-teardown midcall-rollback chaos-stubborn"
 for alias in $STUBBORN_ALIASES; do
-  for tag in 1 2; do
-    has_tag "$alias" "$tag" && continue
-    docker pull -q "$REGISTRY/deckhand-test/stubborn:$tag" >/dev/null
-    docker tag "$REGISTRY/deckhand-test/stubborn:$tag" "$REGISTRY/deckhand-test/$alias:$tag"
-    docker push -q "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
-    docker rmi "$REGISTRY/deckhand-test/$alias:$tag" >/dev/null
-  done
+  alias_image "$alias" 1 stubborn:1
+  alias_image "$alias" 2 stubborn:2
 done
 for src in app:1 app:2 crash:1 stubborn:1 stubborn:2; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
 

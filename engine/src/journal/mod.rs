@@ -516,13 +516,18 @@ impl Journal {
 
     /// The active (non-terminal) job on a target, if any.
     pub fn active_job_on(&self, target: &str) -> Result<Option<JobId>> {
+        self.job_on(
+            "SELECT id FROM jobs WHERE target = ?1 AND state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id LIMIT 1",
+            target,
+        )
+    }
+
+    /// The job id `sql` selects for `target` (bound as `?1`), if any.
+    fn job_on(&self, sql: &'static str, target: &str) -> Result<Option<JobId>> {
         self.read(|c| {
             let id: Option<String> = c
-                .query_row(
-                    "SELECT id FROM jobs WHERE target = ?1 AND state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id LIMIT 1",
-                    [target],
-                    |r| r.get(0),
-                )
+                .prepare_cached(sql)?
+                .query_row([target], |r| r.get(0))
                 .optional()?;
             Ok(id.map(JobId))
         })
@@ -532,16 +537,10 @@ impl Journal {
     /// rollback (or commit) did not finish, and the target needs attention
     /// before another job may run on it.
     pub fn failed_job_on(&self, target: &str) -> Result<Option<JobId>> {
-        self.read(|c| {
-            let id: Option<String> = c
-                .query_row(
-                    "SELECT id FROM jobs WHERE target = ?1 AND state = 'failed' AND dismissed = 0 ORDER BY id DESC LIMIT 1",
-                    [target],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(id.map(JobId))
-        })
+        self.job_on(
+            "SELECT id FROM jobs WHERE target = ?1 AND state = 'failed' AND dismissed = 0 ORDER BY id DESC LIMIT 1",
+            target,
+        )
     }
 
     /// Record an operator's decision to go ahead on `failed`'s target with
