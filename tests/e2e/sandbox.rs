@@ -163,8 +163,8 @@ async fn a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
     assert_eq!(job.state, JobState::RolledBack);
     let error = job.error.unwrap();
     assert!(
-        error.contains("stop: denied") && error.contains("remove: denied"),
-        "{error}"
+        error.contains("stop: not found") && error.contains("remove: not found"),
+        "refused exactly as a missing container would be: {error}"
     );
     let state = run(&["inspect", "-f", "{{.State.Running}}", &name]);
     assert_eq!(
@@ -173,8 +173,119 @@ async fn a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
         "the user's container survives, running"
     );
     let events = engine.journal().events(&job.id, 0).unwrap();
-    assert!(events.iter().any(|e| matches!(&e.event, deckhand::journal::Event::Log { message, .. } if message.starts_with("denied:"))), "the attempt is journaled");
+    assert!(events.iter().any(|e| matches!(&e.event, deckhand::journal::Event::Log { message, .. } if message.starts_with("refused:"))), "the attempt is journaled");
+    // Nothing the daemon knows of the user's container reached the journal.
+    let id = String::from_utf8(run(&["inspect", "-f", "{{.Id}}", &name]).stdout).unwrap();
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(id.trim()), "its id is not journaled");
+    assert!(!text.contains("owned:1"), "nor its image");
     run(&["rm", "-f", &name]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspecting_another_targets_container_answers_as_for_a_missing_one_and_journals_nothing_of_it()
+ {
+    let (_dir, executor, rt) = hostile_engine();
+    let other = submit_and_wait(&executor, "install", "other", json!({"image": "app:1"})).await;
+    assert_eq!(other.state, JobState::Succeeded);
+    let (other_id, other_state) = rt.containers().into_iter().next().unwrap();
+    let probe = |container: &str| {
+        let executor = executor.clone();
+        let container = container.to_owned();
+        async move {
+            submit_and_wait(
+                &executor,
+                "hostile",
+                "spy",
+                json!({"mode": "inspect", "container": container}),
+            )
+            .await
+        }
+    };
+    let foreign = probe("deckhand-other").await;
+    let missing = probe("deckhand-nobody").await;
+    let answer = |job: &deckhand::journal::JobRecord, name: &str| {
+        job.error.clone().unwrap().replace(name, "NAME")
+    };
+    assert_eq!(
+        answer(&foreign, "deckhand-other"),
+        answer(&missing, "deckhand-nobody"),
+        "a foreign container is answered exactly like a missing one"
+    );
+    let events = executor.journal().events(&foreign.id, 0).unwrap();
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(&other_id), "its id is not journaled");
+    for (k, v) in &other_state.labels {
+        if k == "io.deckhand.job" {
+            assert!(!text.contains(v.as_str()), "nor its labels");
+        }
+    }
+    assert!(rt.containers()[&other_id].running, "and it still runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_put_a_container_on_the_hosts_network_unless_the_server_allows_it() {
+    for network in ["host", "container:deckhand-other"] {
+        let (_dir, executor, rt) = hostile_engine();
+        let job = submit_and_wait(
+            &executor,
+            "hostile",
+            "web",
+            json!({"mode": "network", "image": "app:1", "network": network}),
+        )
+        .await;
+        assert_eq!(job.state, JobState::RolledBack, "{network}");
+        let error = job.error.unwrap();
+        assert!(
+            error.contains("denied") && error.contains("DECKHAND_ALLOW_HOST_NETWORK"),
+            "{network}: {error}"
+        );
+        assert!(rt.containers().is_empty(), "{network}: nothing created");
+    }
+    // An operator who allows it gets it.
+    let rt = std::sync::Arc::new(deckhand::runtime::MemoryRuntime::new());
+    let settings = deckhand::plugin::HostSettings {
+        allow_host_network: true,
+        ..quick_settings()
+    };
+    let (_dir, executor) = memory_engine_with(rt.clone(), settings);
+    executor
+        .host()
+        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
+        .unwrap();
+    let job = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "network", "image": "app:1", "network": "host"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_install_asking_for_the_hosts_network_is_refused_before_a_job_exists() {
+    let (_dir, executor, _rt) = hostile_engine();
+    let refused = executor
+        .submit(JobRequest::new(
+            "install",
+            "web",
+            json!({"image": "app:1", "network": "host"}),
+        ))
+        .await;
+    match refused {
+        Err(deckhand::executor::SubmitError::InvalidParams(m)) => {
+            assert!(m.contains("`network`"), "{m}")
+        }
+        other => panic!("expected invalid params, got {other:?}"),
+    }
+    assert!(
+        executor
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

@@ -260,7 +260,12 @@ impl Executor {
                 "params must be a JSON object".into(),
             ));
         }
-        params::check(&req.workflow, &req.params).map_err(SubmitError::InvalidParams)?;
+        params::check(
+            &req.workflow,
+            &req.params,
+            self.inner.settings.allow_host_network,
+        )
+        .map_err(SubmitError::InvalidParams)?;
         if let Some(key) = &req.idempotency_key
             && let Some(existing) = self.inner.journal.job_by_idempotency_key(key)?
         {

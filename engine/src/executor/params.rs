@@ -38,8 +38,15 @@ struct Rollback {
 
 /// Check `params` against the built-in `workflow`'s contract; other
 /// workflows' params are theirs to check. Returns a message naming the
-/// problem.
-pub fn check(workflow: &str, params: &Value) -> Result<(), String> {
+/// problem. `allow_host_network`: the server lets containers share the
+/// host's (or another container's) network stack.
+pub fn check(workflow: &str, params: &Value, allow_host_network: bool) -> Result<(), String> {
+    if matches!(workflow, "install" | "upgrade")
+        && let Some(network) = params.get("network").and_then(Value::as_str)
+    {
+        crate::runtime::check_network_mode(network, allow_host_network)
+            .map_err(|e| format!("`network`: {e}"))?;
+    }
     let p = params.clone();
     match workflow {
         "install" => {
@@ -64,8 +71,11 @@ pub fn check(workflow: &str, params: &Value) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn check(workflow: &str, params: &Value) -> Result<(), String> {
+        super::check(workflow, params, false)
+    }
 
     #[test]
     fn install_needs_an_image_and_known_fields_of_the_right_type() {
@@ -93,5 +103,14 @@ mod tests {
         assert!(check("teardown", &json!({})).is_ok());
         assert!(check("teardown", &json!({"force": true})).is_err());
         assert!(check("custom", &json!({"anything": 1})).is_ok());
+    }
+
+    #[test]
+    fn a_network_sharing_the_hosts_stack_is_refused_unless_the_server_allows_it() {
+        let host = json!({"image": "a:1", "network": "host"});
+        assert!(check("install", &host).unwrap_err().contains("`network`"));
+        assert!(check("upgrade", &json!({"network": "container:x"})).is_err());
+        assert!(super::check("install", &host, true).is_ok());
+        assert!(check("install", &json!({"image": "a:1", "network": "none"})).is_ok());
     }
 }

@@ -54,39 +54,50 @@ fn progress_of(p: &PullProgress) -> Progress {
 }
 
 impl JobScope {
-    /// Inspect a container (a journaled read).
+    /// Inspect a container of this job's target (a journaled read). A
+    /// container that is not the target's answers exactly like a missing
+    /// one, and nothing about it reaches the journal: the filter runs before
+    /// the answer is recorded.
     pub(super) async fn inspect(&mut self, id: &str) -> HostResult<Option<ContainerState>> {
         check!(self.check_size("container id", id));
         let rt = self.runtime.clone();
+        let target = self.target.clone();
+        let belongs = move |s: &ContainerState| {
+            s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(target.as_str())
+        };
         let id = id.to_owned();
-        self.perform(
-            Call::InspectContainer { id: id.clone() },
-            None,
-            async move { rt.inspect_container(&id).await.map_err(host_error) },
-        )
-        .await
+        let filter = belongs.clone();
+        let found = self
+            .perform(
+                Call::InspectContainer { id: id.clone() },
+                None,
+                async move {
+                    let found = rt.inspect_container(&id).await.map_err(host_error)?;
+                    Ok(found.filter(filter))
+                },
+            )
+            .await?;
+        // Filtered again for records made before the journal kept only
+        // the target's containers (replay answers from the record).
+        Ok(found.map(|f| f.filter(|s| belongs(s))))
     }
 
-    /// The container `id`, if it belongs to this job's target; an attempt on
-    /// another's is denied and logged in the journal.
+    /// The container `id`, if it belongs to this job's target. Any other —
+    /// another target's, the user's, or none at all — is refused with the
+    /// same "not found", so that the answer reveals nothing about it; the
+    /// refusal is journaled (with the id the plugin gave, nothing else).
     async fn owned_container(&mut self, id: &str) -> HostResult<ContainerState> {
         match check!(self.inspect(id).await?) {
-            Some(s)
-                if s.label(LABEL_MANAGED) == Some("true")
-                    && s.label(LABEL_TARGET) == Some(self.target.as_str()) =>
-            {
-                Ok(Ok(s))
-            }
-            Some(_) => {
-                let why = format!("container {id} does not belong to target `{}`", self.target);
+            Some(s) => Ok(Ok(s)),
+            None => {
+                let why = format!("no container `{id}` of target `{}`", self.target);
                 self.record(Event::Log {
                     level: "warn".into(),
-                    message: format!("denied: {why}"),
+                    message: format!("refused: {why}"),
                 })
                 .await?;
-                Ok(Err(HostError::Denied(why)))
+                Ok(Err(HostError::NotFound(why)))
             }
-            None => Ok(Err(HostError::NotFound(format!("no container {id}")))),
         }
     }
 
@@ -304,6 +315,12 @@ impl container::Host for HostState {
                 scope.settings.max_arg_bytes
             ))));
         }
+        if let Some(network) = spec.network.as_deref() {
+            check!(
+                crate::runtime::check_network_mode(network, scope.settings.allow_host_network)
+                    .map_err(HostError::Denied)
+            );
+        }
         check!(scope.ensure_not_cancelled());
         let config = ContainerConfig {
             name: spec.name.clone(),
@@ -511,15 +528,9 @@ impl container::Host for HostState {
 
     async fn inspect_container(&mut self, id_or_name: String) -> HostResult<Option<ContainerInfo>> {
         self.scope.tick()?;
-        let target = self.scope.target.clone();
+        // Other targets' and the user's containers are invisible.
         let found = check!(self.scope.inspect(&id_or_name).await?);
-        // Other targets' containers are invisible, not forbidden.
-        Ok(Ok(found
-            .filter(|s| {
-                s.label(LABEL_MANAGED) == Some("true")
-                    && s.label(LABEL_TARGET) == Some(target.as_str())
-            })
-            .map(info_of)))
+        Ok(Ok(found.map(info_of)))
     }
 
     async fn wait_healthy(&mut self, id: String, timeout_s: u32) -> HostResult<ContainerInfo> {

@@ -54,6 +54,10 @@ pub struct HostSettings {
     /// Docker daemon cannot be reached, before the job ends `failed` (and
     /// is then retried in the background).
     pub daemon_retry_deadline: Duration,
+    /// Whether containers may share the host's network stack (`host`) or
+    /// another container's (`container:…`). Off: loopback services on the
+    /// machine (the API among them) stay out of a plugin's reach.
+    pub allow_host_network: bool,
 }
 
 impl Default for HostSettings {
@@ -70,6 +74,7 @@ impl Default for HostSettings {
             max_job_time: Duration::from_secs(3600),
             call_settle_grace: Duration::from_millis(1000),
             daemon_retry_deadline: Duration::from_secs(60),
+            allow_host_network: false,
         }
     }
 }

@@ -181,6 +181,67 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     }
 }
 
+/// A container's network mode, as Docker names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// `none`: no network at all.
+    Isolated,
+    /// `bridge` or `default`: the daemon's default bridge.
+    DefaultBridge,
+    /// A user-defined network, by name.
+    Named(String),
+    /// `host`: the machine's own network stack, loopback included.
+    Host,
+    /// `container:<name|id>`: another container's network stack.
+    Container(String),
+}
+
+impl NetworkMode {
+    /// Parse Docker's name of a network mode; `Err` says what is wrong.
+    pub fn parse(mode: &str) -> std::result::Result<NetworkMode, String> {
+        let valid_name = |n: &str| {
+            let mut chars = n.chars();
+            n.len() <= 128
+                && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        };
+        match mode {
+            "none" => Ok(NetworkMode::Isolated),
+            "bridge" | "default" => Ok(NetworkMode::DefaultBridge),
+            "host" => Ok(NetworkMode::Host),
+            m => match m.strip_prefix("container:") {
+                Some(other) if valid_name(other) => Ok(NetworkMode::Container(other.to_owned())),
+                Some(_) => Err(format!("`{m}` names no container")),
+                None if valid_name(m) => Ok(NetworkMode::Named(m.to_owned())),
+                None => Err(format!(
+                    "`{}` is not a network mode: use none, bridge, or a network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters)",
+                    m.chars().take(64).collect::<String>()
+                )),
+            },
+        }
+    }
+
+    /// Whether the container would share a network stack it does not own
+    /// (the host's, reaching every loopback service, or another
+    /// container's): allowed only when the operator says so.
+    pub fn shares_a_foreign_stack(&self) -> bool {
+        matches!(self, NetworkMode::Host | NetworkMode::Container(_))
+    }
+}
+
+/// Check a network mode a job asks for: well formed, and sharing the host's
+/// or another container's network only when `allow_shared` (the operator's
+/// `DECKHAND_ALLOW_HOST_NETWORK`).
+pub fn check_network_mode(mode: &str, allow_shared: bool) -> std::result::Result<(), String> {
+    let parsed = NetworkMode::parse(mode)?;
+    if parsed.shares_a_foreign_stack() && !allow_shared {
+        return Err(format!(
+            "network mode `{mode}` shares a network stack the job does not own (the host's loopback services, or another container's); this server does not allow it (DECKHAND_ALLOW_HOST_NETWORK=1 does)"
+        ));
+    }
+    Ok(())
+}
+
 /// `image` with `:latest` added when it names neither a tag nor a digest.
 pub fn with_default_tag(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -194,6 +255,22 @@ pub fn with_default_tag(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_modes_that_share_a_foreign_stack_need_the_operators_consent() {
+        assert!(check_network_mode("none", false).is_ok());
+        assert!(check_network_mode("bridge", false).is_ok());
+        assert!(check_network_mode("appnet", false).is_ok());
+        let host = check_network_mode("host", false).unwrap_err();
+        assert!(host.contains("DECKHAND_ALLOW_HOST_NETWORK"), "{host}");
+        assert!(check_network_mode("container:deckhand-other", false).is_err());
+        assert!(check_network_mode("host", true).is_ok());
+        assert!(check_network_mode("container:deckhand-other", true).is_ok());
+        assert!(check_network_mode("", true).is_err());
+        assert!(check_network_mode("a b", true).is_err());
+        assert!(check_network_mode(&"n".repeat(200), true).is_err());
+        assert!(check_network_mode("container:", true).is_err());
+    }
 
     #[test]
     fn default_tag_is_added_only_when_missing() {

@@ -5,7 +5,9 @@
 //! (starts an upgrade and panics half-way), `foreign` (tries to stop and
 //! remove the container named `container`, which is not its target's),
 //! `foreign-image` (asks for the image `image`, not its target's, to be
-//! removed at commit).
+//! removed at commit), `network` (creates a container on the network mode
+//! `network`, e.g. `host` or `container:<name>`), `inspect` (inspects the
+//! container `container` and reports what it learnt).
 
 use deckhand_sdk::{Spec, Workflow, container, export, job, state};
 use serde::Deserialize;
@@ -19,6 +21,8 @@ struct Params {
     image: Option<String>,
     #[serde(default)]
     container: Option<String>,
+    #[serde(default)]
+    network: Option<String>,
 }
 
 fn recurse(n: u64, pad: &mut [u8; 1024]) -> u64 {
@@ -89,6 +93,26 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 container::remove_image_at_commit(&image).map_err(|e| deckhand_sdk::describe(&e))?;
                 Ok("asked for it".into())
+            }
+            "network" => {
+                let target = job::target();
+                let image = p.image.ok_or("image needed")?;
+                container::pull_image(&image)?;
+                let spec = deckhand_sdk::ContainerSpec {
+                    name: format!("deckhand-{target}"),
+                    image,
+                    env: Vec::new(),
+                    cmd: None,
+                    network: p.network,
+                };
+                let id = container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
+                Ok(format!("created {id}"))
+            }
+            "inspect" => {
+                let name = p.container.ok_or("container needed")?;
+                let seen = container::inspect_container(&name).map_err(|e| deckhand_sdk::describe(&e))?;
+                let stop = container::stop_container(&name, 1).err().map(|e| deckhand_sdk::describe(&e));
+                Err(format!("inspect: {:?}; stop: {}", seen.map(|c| c.id), stop.unwrap_or("allowed".into())))
             }
             other => Err(format!("unknown mode {other}")),
         }
