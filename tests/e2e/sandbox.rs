@@ -333,3 +333,52 @@ async fn a_plugin_cannot_have_an_image_it_does_not_own_removed() {
         "the user's image stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_stops_a_plugin_sleeping_in_wasi_at_once() {
+    let (_dir, executor, _rt) = hostile_engine();
+    let job = executor
+        .submit(JobRequest::new("hostile", "web", json!({"mode": "sleep"})))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
+    let done = executor.wait(&job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(3),
+        "cancelled after {:?}, not after the 90 s sleep",
+        asked.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compensation_past_its_deadline_ends_the_job_failed_with_its_undo_kept() {
+    let rt = std::sync::Arc::new(deckhand::runtime::MemoryRuntime::new());
+    let settings = deckhand::plugin::HostSettings {
+        max_compensation_time: std::time::Duration::from_secs(1),
+        ..quick_settings()
+    };
+    let (_dir, executor) = memory_engine_with(rt, settings);
+    executor
+        .host()
+        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
+        .unwrap();
+    let started = Instant::now();
+    let done = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "slow-compensation"}),
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(done.state, JobState::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("deadline"), "{error}");
+    let plan = deckhand::executor::plan::rollback_plan(
+        &executor.journal().events(&done.id, 0).unwrap(),
+    );
+    assert_eq!(plan.len(), 1, "the compensation is still to run");
+}

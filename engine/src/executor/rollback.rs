@@ -39,30 +39,30 @@ impl Inner {
             .map_err(|e| RuntimeError::Daemon(e.to_string()))
     }
 
-    /// Call the job's plugin to undo what it registered.
+    /// Call the job's plugin to undo what it registered. Its calls are
+    /// journaled as steps after `next_step`, which is moved past them (the
+    /// rollback counts steps once, instead of reading the job's events again
+    /// for each compensation).
     async fn plugin_compensation(
         &self,
         job: &JobRecord,
         action: &str,
         data: &str,
+        next_step: &std::sync::atomic::AtomicU32,
     ) -> Result<(), RuntimeError> {
+        use std::sync::atomic::Ordering;
         let plugin = self.host.by_digest(&job.plugin_digest).ok_or_else(|| {
             RuntimeError::Daemon(format!(
                 "plugin {} ({}) is not registered",
                 job.workflow, job.plugin_digest
             ))
         })?;
-        let events = self
-            .journal
-            .events(&job.id, 0)
-            .map_err(|e| RuntimeError::Daemon(e.to_string()))?;
         // The job's own cancel has fired; the compensation must still run.
         let mut scope = self.scope(job, CancellationToken::new());
-        scope.last_step = last_step(&events);
-        self.host
-            .compensate(&plugin, scope, action, data)
-            .await
-            .map_err(|e| RuntimeError::Daemon(format!("plugin compensation `{action}`: {e}")))
+        scope.last_step = next_step.load(Ordering::Relaxed);
+        let (result, last) = self.host.compensate(&plugin, scope, action, data).await;
+        next_step.fetch_max(last, Ordering::Relaxed);
+        result.map_err(|e| RuntimeError::Daemon(format!("plugin compensation `{action}`: {e}")))
     }
 
     /// Roll `job` back and record the terminal state.
@@ -111,6 +111,7 @@ impl Inner {
             });
         }
         let events = self.journal.events(&job.id, 0)?;
+        let next_step = std::sync::atomic::AtomicU32::new(last_step(&events));
         let mut failures = Vec::new();
         for planned in rollback_plan(&events) {
             let step = planned.step;
@@ -120,7 +121,7 @@ impl Inner {
             })
             .await?;
             crate::fault::call_starting(&format!("undo:{}", crate::steps::op_of(&planned.undo)));
-            let outcome = match self.undo_step(job, &planned).await {
+            let outcome = match self.undo_step(job, &planned, &next_step).await {
                 Ok(observed) => Outcome::Ok { value: observed },
                 Err(e) => {
                     failures.push(format!("undo of step {step}: {e}"));
@@ -161,6 +162,7 @@ impl Inner {
         &self,
         job: &JobRecord,
         planned: &PlannedUndo,
+        next_step: &std::sync::atomic::AtomicU32,
     ) -> Result<serde_json::Value, RuntimeError> {
         let undo: Compensation = serde_json::from_value(planned.undo.clone())
             .map_err(|e| RuntimeError::Daemon(format!("unreadable compensation: {e}")))?;
@@ -181,17 +183,26 @@ impl Inner {
         // While the daemon is away, every call is tried again until it is
         // back (or the deadline passes); that costs no attempt.
         let away = self.settings.daemon_retry_deadline;
-        for attempt in 1..=MAX_ATTEMPTS {
+        // A plugin's own compensation runs once: it says itself whether it
+        // worked, and running it again at once would not change its mind.
+        let attempts = if matches!(undo, Compensation::Plugin { .. }) {
+            1
+        } else {
+            MAX_ATTEMPTS
+        };
+        for attempt in 1..=attempts {
             tokio::time::sleep(backoff(attempt)).await;
-            let post = match while_unreachable(away, || self.compensate(job, &undo, planned)).await
-            {
-                Ok(post) => post,
-                Err(e) if attempt < MAX_ATTEMPTS && !e.is_transient() => {
-                    last_violation = e.to_string();
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let post =
+                match while_unreachable(away, || self.compensate(job, &undo, planned, next_step))
+                    .await
+                {
+                    Ok(post) => post,
+                    Err(e) if attempt < attempts && !e.is_transient() => {
+                        last_violation = e.to_string();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
             let seen = if settled {
                 while_unreachable(away, || post.observe(rt)).await?
             } else {
@@ -213,12 +224,13 @@ impl Inner {
         record: &JobRecord,
         undo: &Compensation,
         planned: &PlannedUndo,
+        next_step: &std::sync::atomic::AtomicU32,
     ) -> Result<Postcondition, RuntimeError> {
         let (job, target) = (&record.id, record.target.as_str());
         let rt = &self.runtime;
         match undo {
             Compensation::Plugin { action, data } => self
-                .plugin_compensation(record, action, data)
+                .plugin_compensation(record, action, data, next_step)
                 .await
                 .map(|()| Postcondition::Unobservable),
             Compensation::RemoveImage { image } => {

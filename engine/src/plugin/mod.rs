@@ -413,24 +413,39 @@ impl PluginHost {
         scope: JobScope,
     ) -> (Result<String, RunError>, JobScope) {
         let cancel = scope.cancel.clone();
+        let in_flight = scope.calls_in_flight.clone();
         let deadline = scope.settings.max_job_time;
         let mut store = self.new_store(scope);
-        // The deadline stops the run here, so the scope survives to record
-        // what the run did.
-        let outcome = tokio::time::timeout(deadline, async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store).await
-        })
-        .await;
+        // After a cancel, a host call in progress is let finish (and its
+        // result recorded); a guest waiting anywhere else — a WASI sleep,
+        // which no epoch interrupts — is stopped at once.
+        let stopped_by_cancel = async {
+            cancel.cancelled().await;
+            while in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        // The deadline and a cancel stop the run here, so the scope
+        // survives to record what the run did.
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(deadline, async {
+                let instance = plugin.pre.instantiate_async(&mut store).await?;
+                instance.call_run(&mut store).await
+            }) => Some(outcome),
+            () = stopped_by_cancel => None,
+        };
         let result = match outcome {
-            Ok(Ok(Ok(summary))) => Ok(summary),
-            Ok(Ok(Err(_)) | Err(_)) if cancel.is_cancelled() => Err(RunError::Cancelled),
-            Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
-            Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
-            Err(_) => Err(RunError::Trapped(format!(
-                "the job exceeded its deadline of {} s",
-                deadline.as_secs_f64()
-            ))),
+            None => Err(RunError::Cancelled),
+            Some(outcome) => match outcome {
+                Ok(Ok(Ok(summary))) => Ok(summary),
+                Ok(Ok(Err(_)) | Err(_)) if cancel.is_cancelled() => Err(RunError::Cancelled),
+                Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
+                Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
+                Err(_) => Err(RunError::Trapped(format!(
+                    "the job exceeded its deadline of {} s",
+                    deadline.as_secs_f64()
+                ))),
+            },
         };
         let mut scope = store.into_data().scope;
         let result = match scope.flush().await {
@@ -442,28 +457,39 @@ impl PluginHost {
 
     /// Run the plugin's `compensate` export for a compensation it
     /// registered, in a fresh instance whose calls are journaled without undo.
+    /// It has [`HostSettings::max_compensation_time`]; past it the
+    /// compensation fails. Returns the last step number it used, with how
+    /// it ended.
     pub async fn compensate(
         &self,
         plugin: &Plugin,
         mut scope: JobScope,
         action: &str,
         data: &str,
-    ) -> Result<(), RunError> {
+    ) -> (Result<(), RunError>, u32) {
         scope.compensating = true;
+        let deadline = scope.settings.max_compensation_time;
         let mut store = self.new_store(scope);
-        let outcome = async {
+        let outcome = tokio::time::timeout(deadline, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance.call_compensate(&mut store, action, data).await
-        }
+        })
         .await;
-        if let Err(e) = store.into_data().scope.flush().await {
-            return Err(RunError::Trapped(format!("journal: {e:#}")));
+        let mut scope = store.into_data().scope;
+        let last_step = scope.last_step;
+        if let Err(e) = scope.flush().await {
+            return (Err(RunError::Trapped(format!("journal: {e:#}"))), last_step);
         }
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(RunError::Failed(message)),
-            Err(trap) => Err(RunError::Trapped(describe_trap(&trap))),
-        }
+        let result = match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
+            Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
+            Err(_) => Err(RunError::Trapped(format!(
+                "the compensation exceeded its deadline of {} s",
+                deadline.as_secs_f64()
+            ))),
+        };
+        (result, last_step)
     }
 }
 

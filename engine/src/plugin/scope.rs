@@ -58,6 +58,9 @@ pub struct HostSettings {
     /// another container's (`container:…`). Off: loopback services on the
     /// machine (the API among them) stay out of a plugin's reach.
     pub allow_host_network: bool,
+    /// Wall-clock time a plugin's own compensation may take; past it the
+    /// rollback fails (the job ends `failed`, its remaining undos kept).
+    pub max_compensation_time: Duration,
 }
 
 impl Default for HostSettings {
@@ -75,6 +78,7 @@ impl Default for HostSettings {
             call_settle_grace: Duration::from_millis(1000),
             daemon_retry_deadline: Duration::from_secs(60),
             allow_host_network: false,
+            max_compensation_time: Duration::from_secs(60),
         }
     }
 }
@@ -110,6 +114,25 @@ pub struct JobScope {
     pub(super) log_bytes: usize,
     /// The job's writes; results and reads wait in it for the next durable one.
     log: JobLog,
+    /// Host calls in progress (0 or 1): a cancel lets one finish, but stops
+    /// a guest that waits anywhere else (a WASI sleep) at once.
+    pub(super) calls_in_flight: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// Counts a host call in progress for as long as it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicU32>);
+
+impl InFlight {
+    fn enter(count: &Arc<std::sync::atomic::AtomicU32>) -> InFlight {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl JobScope {
@@ -125,6 +148,7 @@ impl JobScope {
     ) -> Self {
         JobScope {
             log: JobLog::new(journal.clone(), job_id.clone()),
+            calls_in_flight: Arc::default(),
             job_id,
             target,
             params,
@@ -194,6 +218,7 @@ impl JobScope {
         if self.replay.is_some() {
             return self.replay_step(call, undo);
         }
+        let _in_flight = InFlight::enter(&self.calls_in_flight);
         if call.is_read() && undo.is_none() {
             // Nothing to undo and nothing changed: record question and
             // answer together, after the fact, with the next write.

@@ -114,11 +114,24 @@ impl Workflow for Hostile {
                 let stop = container::stop_container(&name, 1).err().map(|e| deckhand_sdk::describe(&e));
                 Err(format!("inspect: {:?}; stop: {}", seen.map(|c| c.id), stop.unwrap_or("allowed".into())))
             }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(90));
+                Ok("slept".into())
+            }
+            "slow-compensation" => {
+                job::register_compensation("sleep", "86400")?;
+                Err("failing so that the compensation runs".into())
+            }
             other => Err(format!("unknown mode {other}")),
         }
     }
 
     fn compensate(action: String, data: String) -> Result<(), String> {
+        if action == "sleep" {
+            let secs: u64 = data.parse().map_err(|_| "seconds expected")?;
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            return Ok(());
+        }
         deckhand_sdk::no_compensations(&action, &data)
     }
 }
