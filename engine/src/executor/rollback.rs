@@ -263,11 +263,11 @@ impl Inner {
                     .and_then(|v| v.as_str())
                     .map(str::to_owned);
                 if let Some(id) = &id {
-                    rt.remove_container(id).await?;
+                    self.remove_container_settled(id).await?;
                 }
                 match rt.inspect_container(name).await? {
                     Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => {
-                        rt.remove_container(&c.id).await?
+                        self.remove_container_settled(&c.id).await?
                     }
                     // Missing (create never happened) or not ours: nothing to undo.
                     _ => {}
