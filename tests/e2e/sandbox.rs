@@ -377,8 +377,50 @@ async fn a_compensation_past_its_deadline_ends_the_job_failed_with_its_undo_kept
     assert_eq!(done.state, JobState::Failed);
     let error = done.error.unwrap();
     assert!(error.contains("deadline"), "{error}");
-    let plan = deckhand::executor::plan::rollback_plan(
-        &executor.journal().events(&done.id, 0).unwrap(),
-    );
+    let plan =
+        deckhand::executor::plan::rollback_plan(&executor.journal().events(&done.id, 0).unwrap());
     assert_eq!(plan.len(), 1, "the compensation is still to run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_creating_more_containers_than_its_cap_is_refused_and_leaves_none() {
+    let (_dir, executor, rt) = hostile_engine();
+    let done = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "many-containers", "image": "app:1", "n": 40}),
+    )
+    .await;
+    assert_eq!(done.state, JobState::RolledBack);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("at most 16 containers") && error.contains("DECKHAND_MAX_CONTAINERS"),
+        "{error}"
+    );
+    assert!(rt.containers().is_empty(), "{:?}", rt.containers());
+    assert!(rt.images().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_registering_more_compensations_than_its_cap_is_refused_and_rolls_back() {
+    let (_dir, executor, _rt) = hostile_engine();
+    let done = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "many-compensations", "n": 1500}),
+    )
+    .await;
+    assert_eq!(done.state, JobState::RolledBack, "{:?}", done.error);
+    let error = done.error.unwrap();
+    assert!(error.contains("at most 1000 compensations"), "{error}");
+    let undone = executor
+        .journal()
+        .events(&done.id, 0)
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.event, deckhand::journal::Event::UndoResult { .. }))
+        .count();
+    assert_eq!(undone, 1000, "every registered compensation ran");
 }

@@ -196,7 +196,8 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 /// `DECKHAND_CALL_SETTLE_GRACE_MS` (how long an interrupted call may still land),
 /// `DECKHAND_DAEMON_RETRY_S` (how long undos retry while Docker is away),
 /// `DECKHAND_ALLOW_HOST_NETWORK=1` (containers may use `host` / `container:…` networks),
-/// `DECKHAND_COMPENSATION_DEADLINE_S` (time a plugin's own compensation may take).
+/// `DECKHAND_COMPENSATION_DEADLINE_S` (time a plugin's own compensation may take),
+/// `DECKHAND_MAX_CONTAINERS` and `DECKHAND_MAX_COMPENSATIONS` (per job).
 pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     let mut s = HostSettings::default();
     let var = |name: &str| -> anyhow::Result<Option<u64>> {
@@ -234,6 +235,12 @@ pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     }
     if let Some(secs) = var("DECKHAND_COMPENSATION_DEADLINE_S")? {
         s.max_compensation_time = std::time::Duration::from_secs(secs);
+    }
+    if let Some(n) = var("DECKHAND_MAX_CONTAINERS")? {
+        s.max_containers_per_job = n.min(u32::MAX as u64) as u32;
+    }
+    if let Some(n) = var("DECKHAND_MAX_COMPENSATIONS")? {
+        s.max_compensations_per_job = n.min(u32::MAX as u64) as u32;
     }
     if let Some(allow) = var("DECKHAND_ALLOW_HOST_NETWORK")? {
         s.allow_host_network = allow != 0;

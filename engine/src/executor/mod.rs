@@ -143,6 +143,27 @@ pub struct JobRequest {
     pub force: bool,
 }
 
+/// The most of a plugin's summary or error message the journal keeps.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `text` cut to [`MAX_MESSAGE_BYTES`] (on a character boundary), saying
+/// how much was left out: a plugin's words are stored and served with the
+/// job, so their size is bounded like every other string it passes.
+fn bounded_text(text: String) -> String {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return text;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes left out)",
+        &text[..end],
+        text.len() - end
+    )
+}
+
 /// How long a submit waits for the daemon to answer a ping.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -672,6 +693,7 @@ impl Inner {
             .await;
         match run {
             Ok(summary) => {
+                let summary = bounded_text(summary);
                 self.journal
                     .append(&job.id, Event::Finished { summary })
                     .await?;
@@ -682,7 +704,7 @@ impl Inner {
                 let reason = if cancel.is_cancelled() {
                     RollbackReason::Cancelled
                 } else {
-                    RollbackReason::Failed(e.to_string())
+                    RollbackReason::Failed(bounded_text(e.to_string()))
                 };
                 self.rollback(job, reason).await
             }
@@ -692,7 +714,17 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_target_name;
+    use super::{MAX_MESSAGE_BYTES, bounded_text, valid_target_name};
+
+    #[test]
+    fn a_plugins_summary_or_error_is_kept_to_a_bounded_size() {
+        assert_eq!(bounded_text("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded_text(long.clone());
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(cut.ends_with("more bytes left out)"));
+        assert!(long.starts_with(cut.split('…').next().unwrap()));
+    }
 
     #[test]
     fn target_names_follow_the_spec_pattern() {

@@ -322,6 +322,13 @@ impl container::Host for HostState {
             );
         }
         check!(scope.ensure_not_cancelled());
+        let limit = scope.settings.max_containers_per_job;
+        check!(JobScope::count(
+            &mut scope.created,
+            limit,
+            "containers",
+            "DECKHAND_MAX_CONTAINERS"
+        ));
         let config = ContainerConfig {
             name: spec.name.clone(),
             image: spec.image,

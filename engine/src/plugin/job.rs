@@ -3,6 +3,7 @@
 
 use super::bindings::{HostError, LogLevel, job};
 use super::host_state::HostState;
+use super::scope::JobScope;
 use crate::journal::Event;
 use crate::steps::{Call, Compensation};
 
@@ -96,6 +97,15 @@ impl job::Host for HostState {
             .ensure_not_compensating("registering a compensation")
             .and(scope.ensure_not_cancelled())
         {
+            return Ok(Err(e));
+        }
+        let limit = scope.settings.max_compensations_per_job;
+        if let Err(e) = JobScope::count(
+            &mut scope.registered,
+            limit,
+            "compensations",
+            "DECKHAND_MAX_COMPENSATIONS",
+        ) {
             return Ok(Err(e));
         }
         let undo = Compensation::Plugin {

@@ -61,6 +61,10 @@ pub struct HostSettings {
     /// Wall-clock time a plugin's own compensation may take; past it the
     /// rollback fails (the job ends `failed`, its remaining undos kept).
     pub max_compensation_time: Duration,
+    /// Containers one job may create.
+    pub max_containers_per_job: u32,
+    /// Compensations one job may register.
+    pub max_compensations_per_job: u32,
 }
 
 impl Default for HostSettings {
@@ -79,6 +83,8 @@ impl Default for HostSettings {
             daemon_retry_deadline: Duration::from_secs(60),
             allow_host_network: false,
             max_compensation_time: Duration::from_secs(60),
+            max_containers_per_job: 16,
+            max_compensations_per_job: 1_000,
         }
     }
 }
@@ -112,6 +118,9 @@ pub struct JobScope {
     pub(super) calls: u32,
     /// Log bytes written so far.
     pub(super) log_bytes: usize,
+    /// Containers created and compensations registered so far.
+    pub(super) created: u32,
+    pub(super) registered: u32,
     /// The job's writes; results and reads wait in it for the next durable one.
     log: JobLog,
     /// Host calls in progress (0 or 1): a cancel lets one finish, but stops
@@ -162,6 +171,8 @@ impl JobScope {
             replay: None,
             calls: 0,
             log_bytes: 0,
+            created: 0,
+            registered: 0,
         }
     }
 
@@ -397,6 +408,23 @@ impl JobScope {
         })
         .await?;
         Ok(Ok(()))
+    }
+
+    /// Count one more of something a job may do at most `limit` times;
+    /// `Err` once it is past the limit.
+    pub(super) fn count(
+        used: &mut u32,
+        limit: u32,
+        what: &str,
+        variable: &str,
+    ) -> Result<(), HostError> {
+        if *used >= limit {
+            return Err(HostError::Denied(format!(
+                "a job may have at most {limit} {what} ({variable})"
+            )));
+        }
+        *used += 1;
+        Ok(())
     }
 
     /// Reject an argument larger than the configured cap.

@@ -259,7 +259,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        // Its anonymous volumes go with it: nothing else can ever use them.
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(())
             | Err(BollardError::DockerResponseServerError {

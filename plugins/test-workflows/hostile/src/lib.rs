@@ -23,6 +23,8 @@ struct Params {
     container: Option<String>,
     #[serde(default)]
     network: Option<String>,
+    #[serde(default)]
+    n: u32,
 }
 
 fn recurse(n: u64, pad: &mut [u8; 1024]) -> u64 {
@@ -122,11 +124,36 @@ impl Workflow for Hostile {
                 job::register_compensation("sleep", "86400")?;
                 Err("failing so that the compensation runs".into())
             }
+            "many-compensations" => {
+                for i in 0..p.n {
+                    job::register_compensation("nothing", &i.to_string()).map_err(|e| deckhand_sdk::describe(&e))?;
+                }
+                Err(format!("registered {}; failing so that they run", p.n))
+            }
+            "many-containers" => {
+                let target = job::target();
+                let image = p.image.ok_or("image needed")?;
+                container::pull_image(&image)?;
+                for i in 0..p.n {
+                    let spec = deckhand_sdk::ContainerSpec {
+                        name: format!("deckhand-{target}-c{i}"),
+                        image: image.clone(),
+                        env: Vec::new(),
+                        cmd: None,
+                        network: Some("none".into()),
+                    };
+                    container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
+                }
+                Err(format!("created {}; failing so that they go", p.n))
+            }
             other => Err(format!("unknown mode {other}")),
         }
     }
 
     fn compensate(action: String, data: String) -> Result<(), String> {
+        if action == "nothing" {
+            return Ok(());
+        }
         if action == "sleep" {
             let secs: u64 = data.parse().map_err(|_| "seconds expected")?;
             std::thread::sleep(std::time::Duration::from_secs(secs));
