@@ -424,3 +424,27 @@ async fn a_job_registering_more_compensations_than_its_cap_is_refused_and_rolls_
         .count();
     assert_eq!(undone, 1000, "every registered compensation ran");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_name_with_a_huge_suffix_is_refused_before_anything_is_created() {
+    let (_dir, executor, rt) = hostile_engine();
+    let installed = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(installed.state, JobState::Succeeded);
+    let before = rt.containers();
+    let done = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "long-name", "image": "app:1", "n": 70_000}),
+    )
+    .await;
+    assert_eq!(done.state, JobState::RolledBack);
+    let error = done.error.unwrap();
+    assert!(error.contains("invalid argument"), "{error}");
+    assert!(
+        error.len() < 4096,
+        "the refusal is short: {} bytes",
+        error.len()
+    );
+    assert_eq!(rt.containers(), before, "the live container is untouched");
+}

@@ -106,19 +106,25 @@ impl JobScope {
         let live = format!("deckhand-{}", self.target);
         let ok = name == live
             || name.strip_prefix(&format!("{live}-")).is_some_and(|s| {
-                !s.is_empty()
+                (1..=MAX_SUFFIX_LEN).contains(&s.len())
                     && s.chars()
                         .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
             });
         if ok {
             Ok(())
         } else {
+            let shown: String = name.chars().take(96).collect();
             Err(HostError::Invalid(format!(
-                "container name `{name}` must be `{live}` or `{live}-<suffix>`"
+                "container name `{shown}` must be `{live}` or `{live}-<suffix>` (a suffix of 1–{MAX_SUFFIX_LEN} characters from a-z, A-Z, 0-9, `_`, `.`, `-`)"
             )))
         }
     }
 }
+
+/// The longest suffix a temporary container's name may have: names stay
+/// short enough for every daemon call that carries them (a rename's undo
+/// puts the name in a URL).
+const MAX_SUFFIX_LEN: usize = 32;
 
 /// Pull `image`, journaling coalesced progress, failing when no progress
 /// arrives for the stall timeout.

@@ -146,6 +146,20 @@ impl Workflow for Hostile {
                 }
                 Err(format!("created {}; failing so that they go", p.n))
             }
+            "long-name" => {
+                let target = job::target();
+                let image = p.image.ok_or("image needed")?;
+                container::pull_image(&image)?;
+                let spec = deckhand_sdk::ContainerSpec {
+                    name: format!("deckhand-{target}-{}", "x".repeat(p.n as usize)),
+                    image,
+                    env: Vec::new(),
+                    cmd: None,
+                    network: Some("none".into()),
+                };
+                container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
+                Ok("created".into())
+            }
             other => Err(format!("unknown mode {other}")),
         }
     }
