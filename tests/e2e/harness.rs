@@ -430,7 +430,9 @@ pub async fn submit_and_wait(
     params: serde_json::Value,
 ) -> deckhand::journal::JobRecord {
     let job = executor
-        .submit(deckhand::executor::JobRequest::new(workflow, target, params))
+        .submit(deckhand::executor::JobRequest::new(
+            workflow, target, params,
+        ))
         .await
         .unwrap();
     executor.wait(&job.id).await.unwrap()
@@ -528,4 +530,107 @@ pub fn cli_data_dir() -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// The directory of the tests' compiled built-in workflows, compiled once
+/// (for engines built by hand, e.g. on a journal elsewhere).
+#[allow(dead_code)]
+pub fn compiled_plugin_cache() -> PathBuf {
+    static WARM: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    WARM.get_or_init(|| {
+        PluginHost::with_builtins(Some(plugin_cache())).unwrap();
+    });
+    plugin_cache()
+}
+
+/// A small tmpfs mounted on a fresh directory under `/tmp` (needs root), to
+/// make its disk full at will: [`Tmpfs::fill`] writes a filler file until
+/// the file system refuses (`ENOSPC`), [`Tmpfs::free`] removes it. Unmounted
+/// and removed when dropped.
+#[allow(dead_code)]
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub path: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Tmpfs {
+    /// Mount one of `size_mb` MiB.
+    pub fn mount(size_mb: u64) -> Tmpfs {
+        let path = tempfile::Builder::new()
+            .prefix("dhfs")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mb}m,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs on {} (the tests run as root): {}",
+            path.display(),
+            cli_text(&out)
+        );
+        Tmpfs { path }
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.path.join("zz-filler")
+    }
+
+    /// Write the filler until the file system is full (every page taken);
+    /// the bytes written.
+    pub fn fill(&self) -> u64 {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.filler())
+            .unwrap();
+        let mut written = 0u64;
+        for chunk in [1 << 20, 4 << 10, 1] {
+            let buf = vec![0u8; chunk];
+            loop {
+                match f.write(&buf) {
+                    Ok(0) => break,
+                    Ok(n) => written += n as u64,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("filling {}: {e}", self.path.display()),
+                }
+            }
+        }
+        written
+    }
+
+    /// Remove the filler: the space is back.
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.filler());
+    }
+
+    /// Bytes free now.
+    pub fn available(&self) -> u64 {
+        let c = std::ffi::CString::new(self.path.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: statvfs writes into the zeroed struct we pass.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+        assert_eq!(rc, 0, "statvfs {}", self.path.display());
+        s.f_bavail as u64 * s.f_frsize as u64
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.path.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: unmounting the tmpfs this value mounted.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

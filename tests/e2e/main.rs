@@ -19,5 +19,7 @@ mod install;
 mod interrupted;
 mod memory;
 mod midcall;
+mod outage;
+mod private_daemon;
 mod sandbox;
 mod slow_docker;

@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::executor::Executor;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::plugin::{HostSettings, PluginHost};
 use crate::runtime::{ContainerRuntime, DockerRuntime};
 
@@ -299,16 +299,39 @@ pub(crate) async fn engine_on(
     data_dir: &std::path::Path,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> anyhow::Result<Executor> {
+    lock_data_dir(data_dir)?;
+    engine_unlocked_on(data_dir, runtime).await
+}
+
+/// Take the data directory's lock, or say who has it.
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
     if !try_lock_data_dir(data_dir)? {
         anyhow::bail!(
             "another deckhand process is running jobs on {}; wait for it, or talk to it with --server",
             data_dir.display()
         );
     }
-    engine_unlocked_on(data_dir, runtime).await
+    Ok(())
 }
 
+/// A one-shot command's engine: recovered before it is used, and without
+/// background retries (the process ends with its command).
 async fn engine_unlocked_on(
+    data_dir: &std::path::Path,
+    runtime: Arc<dyn ContainerRuntime>,
+) -> anyhow::Result<Executor> {
+    let executor = prepared_engine(data_dir, runtime)?;
+    executor.set_background_retries(false);
+    recover_reporting(&executor)
+        .await
+        .context("recovering unfinished jobs")?;
+    Ok(executor)
+}
+
+/// An engine on `data_dir` and `runtime` (the caller holds the lock), with
+/// registered plugins loaded and cancels from other processes followed;
+/// unfinished jobs are not recovered yet.
+pub(crate) fn prepared_engine(
     data_dir: &std::path::Path,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> anyhow::Result<Executor> {
@@ -320,12 +343,14 @@ async fn engine_unlocked_on(
         .context("loading registered plugins")?;
     // `deckhand jobs cancel` from another terminal writes the journal only.
     executor.watch_journal_cancels(std::time::Duration::from_millis(250));
-    let report = executor
-        .recover()
-        .await
-        .context("recovering unfinished jobs")?;
+    Ok(executor)
+}
+
+/// Finish every unfinished job, saying which on stderr.
+pub(crate) async fn recover_reporting(executor: &Executor) -> Result<(), JournalError> {
+    let report = executor.recover().await?;
     for (job, state) in report.jobs {
         eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");
     }
-    Ok(executor)
+    Ok(())
 }

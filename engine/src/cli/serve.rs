@@ -48,28 +48,63 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
         RuntimeKind::Docker => {
             let docker = DockerRuntime::connect()?;
-            docker.ping().await?;
+            // A daemon that is away now may be back soon: the server starts
+            // anyway, refuses jobs meanwhile and finishes the unfinished
+            // ones once it can.
+            if let Err(e) = docker.ping().await {
+                eprintln!("warning: {e}; jobs are refused until it answers");
+            }
             Arc::new(docker)
         }
         RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
     };
-    let executor = super::engine_on(data_dir, runtime).await?;
+    super::lock_data_dir(data_dir)?;
+    let executor = super::prepared_engine(data_dir, runtime)?;
     let config = ApiConfig {
         token,
         keep_alive: std::time::Duration::from_millis(args.keep_alive_ms),
         ..ApiConfig::default()
     };
-    let app = api::app(api::state(executor, config));
+    let app = api::app(api::state(executor.clone(), config));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line for the port.
     println!("deckhand listening on http://{addr}");
+    // The API answers while recovery runs (a compensation may take long);
+    // the jobs it finishes hold their targets until then.
+    tokio::spawn(recover_until_done(executor));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Recover the unfinished jobs, trying again (200 ms, doubling to 5 s) while
+/// the journal cannot be written or something else stands in the way; said
+/// once on stderr, not per attempt.
+async fn recover_until_done(executor: crate::executor::Executor) {
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut said = false;
+    loop {
+        match super::recover_reporting(&executor).await {
+            Ok(()) => {
+                if said {
+                    eprintln!("recovery finished");
+                }
+                return;
+            }
+            Err(e) => {
+                if !said {
+                    eprintln!("recovery waits: {e}; trying again until it can finish");
+                    said = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }

@@ -69,6 +69,13 @@ impl Executor {
     /// Start retrying `job` in the background if it is `failed` because the
     /// daemon was away (and not already being retried).
     pub(crate) fn retry_if_transient(&self, job: &JobId) -> Result<(), JournalError> {
+        if !self
+            .inner
+            .background_retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         let Some(record) = self.inner.journal.job(job)? else {
             return Ok(());
         };

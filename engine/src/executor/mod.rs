@@ -164,6 +164,17 @@ fn bounded_text(text: String) -> String {
     )
 }
 
+/// Why a job first failed, without what its rollbacks added since
+/// (`…; rollback incomplete: …`): each retry states its own outcome once,
+/// so the error does not grow with every attempt.
+fn first_error(error: Option<&str>) -> String {
+    let error = error.unwrap_or_default();
+    match error.find("rollback incomplete:") {
+        Some(i) => error[..i].trim_end_matches("; ").to_owned(),
+        None => error.to_owned(),
+    }
+}
+
 /// How long a submit waits for the daemon to answer a ping.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -213,6 +224,9 @@ struct Inner {
     stopped: Mutex<HashMap<JobId, String>>,
     /// Failed jobs retried in the background (the daemon was away).
     auto_retries: Mutex<HashMap<JobId, AutoRetryState>>,
+    /// Whether such jobs are retried in the background at all (a one-shot
+    /// command's process ends before a retry would come).
+    background_retries: std::sync::atomic::AtomicBool,
 }
 
 impl Executor {
@@ -234,6 +248,7 @@ impl Executor {
                 targets: Mutex::new(HashMap::new()),
                 stopped: Mutex::new(HashMap::new()),
                 auto_retries: Mutex::new(HashMap::new()),
+                background_retries: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -258,6 +273,15 @@ impl Executor {
                 )),
             }),
         }
+    }
+
+    /// Retry `failed` jobs whose failure was transient in the background
+    /// (the default), or not: a process that ends with its command turns
+    /// it off.
+    pub fn set_background_retries(&self, on: bool) {
+        self.inner
+            .background_retries
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The plugin host it runs.
@@ -608,7 +632,7 @@ impl Executor {
                 let reason = if job.cancel_requested {
                     RollbackReason::Cancelled
                 } else {
-                    RollbackReason::Failed(job.error.clone().unwrap_or_default())
+                    RollbackReason::Failed(first_error(job.error.as_deref()))
                 };
                 self.inner.rollback(&job, reason).await
             }
@@ -715,6 +739,23 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::{MAX_MESSAGE_BYTES, bounded_text, valid_target_name};
+
+    #[test]
+    fn a_retried_jobs_error_keeps_its_first_cause_once() {
+        use super::first_error;
+        assert_eq!(
+            first_error(Some(
+                "health check failed; rollback incomplete: undo of step 7: x"
+            )),
+            "health check failed"
+        );
+        assert_eq!(
+            first_error(Some("rollback incomplete: undo of step 7: x")),
+            ""
+        );
+        assert_eq!(first_error(Some("plain")), "plain");
+        assert_eq!(first_error(None), "");
+    }
 
     #[test]
     fn a_plugins_summary_or_error_is_kept_to_a_bounded_size() {

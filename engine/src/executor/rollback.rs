@@ -88,7 +88,7 @@ impl Inner {
             .ok_or_else(|| JournalError::UnknownJob(job.id.clone()))?;
         let error = match &reason {
             RollbackReason::Cancelled => None,
-            RollbackReason::Failed(e) => Some(e.clone()),
+            RollbackReason::Failed(e) => Some(e.clone()).filter(|e| !e.is_empty()),
         };
         // `rolling_back` goes with the first undo's intent, and each undo's
         // outcome with the next write: durable before anything is undone,
@@ -175,14 +175,14 @@ impl Inner {
             (_, true) | (None, _) => std::time::Duration::ZERO,
             (Some(call), false) => late_effect_window(call, grace, rt.pull_abort_grace()),
         };
+        let away = self.settings.daemon_retry_deadline;
         if !settled && let Some(call) = &call {
-            settle_before_undo(rt, planned, call, grace).await?;
+            while_unreachable(away, || settle_before_undo(rt, planned, call, grace)).await?;
         }
         let watch_until_at = tokio::time::Instant::now() + watch_for;
         let mut last_violation = String::new();
         // While the daemon is away, every call is tried again until it is
         // back (or the deadline passes); that costs no attempt.
-        let away = self.settings.daemon_retry_deadline;
         // A plugin's own compensation runs once: it says itself whether it
         // worked, and running it again at once would not change its mind.
         let attempts = if matches!(undo, Compensation::Plugin { .. }) {

@@ -83,7 +83,9 @@ impl DockerRuntime {
             | BollardError::HyperLegacyError { .. }
             | BollardError::SocketNotFoundError(_)
             | BollardError::RequestTimeoutError) => {
-                tracing::warn!(endpoint = %self.endpoint, "Docker daemon unreachable ({what}): {e}");
+                // The job's message says it in words; the client's error is
+                // kept as the source, and here for whoever debugs.
+                tracing::debug!(endpoint = %self.endpoint, "Docker daemon unreachable ({what}): {e}");
                 RuntimeError::Unreachable {
                     endpoint: self.endpoint.clone(),
                     operation: what.to_owned(),
