@@ -1064,3 +1064,57 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
         "the first job ran its own digest to the end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
+    let mut s = Server::start_with_env(
+        "memory",
+        None,
+        &[],
+        &[("DECKHAND_COMPENSATION_DEADLINE_S", "60")],
+    );
+    let registered = http()
+        .post(s.at("/v1/plugins?name=hostile"))
+        .header("content-type", "application/wasm")
+        .body(plugin_wasm("deckhand-test-hostile"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    // A job whose own compensation sleeps: its rollback takes a minute.
+    let job = accepted(
+        &s,
+        json!({"workflow": "hostile", "target": "slow", "params": {"mode": "slow-compensation"}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let state = |s: &Server| {
+        let url = s.at(&format!("/v1/jobs/{id}"));
+        async move {
+            let job: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+            job["state"].as_str().unwrap().to_owned()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while state(&s).await != "rolling_back" {
+        assert!(std::time::Instant::now() < deadline, "never rolled back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Killed in the middle of the compensation: the next start recovers it.
+    s.kill_and_restart();
+    let asked = std::time::Instant::now();
+    let health = http().get(s.at("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the server answers at once, not after the recovery"
+    );
+    assert_eq!(state(&s).await, "rolling_back", "recovery is still at work");
+    // The job being recovered still holds its target.
+    let busy = post_job(
+        &s,
+        json!({"workflow": "install", "target": "slow", "params": {"image": "app:1"}}),
+    )
+    .await;
+    assert_eq!(busy.status(), 409);
+}

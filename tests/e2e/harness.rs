@@ -334,6 +334,9 @@ pub struct Server {
     #[allow(dead_code)]
     pub dir: tempfile::TempDir,
     child: std::process::Child,
+    /// How it was started, to start it again.
+    command: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Server {
@@ -351,18 +354,64 @@ impl Server {
 
     /// Start one with extra `serve` arguments.
     pub fn start_with(runtime: &str, token: Option<&str>, extra: &[&str]) -> Server {
-        use std::io::{BufRead, BufReader};
+        Self::start_with_env(runtime, token, extra, &[])
+    }
+
+    /// Start one with extra `serve` arguments and environment variables.
+    pub fn start_with_env(
+        runtime: &str,
+        token: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut command: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--runtime", runtime]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        command.extend(extra.iter().map(|s| s.to_string()));
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(t) = token {
+            env.push(("DECKHAND_TOKEN".into(), t.to_owned()));
+        }
+        let (url, child) = Self::spawn(dir.path(), &command, &env);
+        Server {
+            url,
+            dir,
+            child,
+            command,
+            env,
+        }
+    }
+
+    /// Kill it (SIGKILL) and start it again on the same data directory.
+    #[allow(dead_code)]
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (url, child) = Self::spawn(self.dir.path(), &self.command, &self.env);
+        self.url = url;
+        self.child = child;
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        command: &[String],
+        env: &[(String, String)],
+    ) -> (String, std::process::Child) {
+        use std::io::{BufRead, BufReader};
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
         cmd.arg("--data-dir")
-            .arg(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--runtime", runtime])
-            .args(extra)
+            .arg(dir)
+            .args(command)
             .env("DECKHAND_SETTLE_MS", "300")
             .env_remove("DECKHAND_TOKEN")
             .stdout(std::process::Stdio::piped());
-        if let Some(t) = token {
-            cmd.env("DECKHAND_TOKEN", t);
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -375,7 +424,7 @@ impl Server {
             .to_owned();
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || for _ in out.lines() {});
-        Server { url, dir, child }
+        (url, child)
     }
 
     /// `url` + `path`.
