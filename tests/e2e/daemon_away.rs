@@ -123,13 +123,7 @@ async fn a_job_submitted_while_the_daemon_is_away_is_refused_and_nothing_is_writ
         Err(SubmitError::RuntimeUnavailable(e)) => assert!(e.is_transient()),
         other => panic!("expected the daemon to be named unavailable, got {other:?}"),
     }
-    assert!(
-        executor
-            .journal()
-            .list_jobs(&Default::default())
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_jobs(executor.journal());
     assert!(rt.containers().is_empty() && rt.images().is_empty());
 }
 

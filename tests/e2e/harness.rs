@@ -53,12 +53,17 @@ impl TestEngine {
 
     /// Start one with these host settings.
     pub async fn with_settings(settings: HostSettings) -> TestEngine {
+        Self::with_runtime(settings, DockerRuntime::connect().unwrap()).await
+    }
+
+    /// Start one with these host settings on `runtime`; [`TestEngine::docker`]
+    /// talks to `DOCKER_HOST` directly.
+    pub async fn with_runtime(settings: HostSettings, runtime: DockerRuntime) -> TestEngine {
         let docker = docker().await;
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-        let runtime = Arc::new(DockerRuntime::connect().unwrap());
         let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
-        let executor = Executor::new(journal, runtime, host, settings);
+        let executor = Executor::new(journal, Arc::new(runtime), host, settings);
         TestEngine {
             dir,
             executor,
@@ -522,17 +527,7 @@ impl TestEngine {
     /// `DOCKER_HOST` directly.
     #[allow(dead_code)]
     pub async fn with_runtime_endpoint(settings: HostSettings, endpoint: &str) -> TestEngine {
-        let docker = docker().await;
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
-        let runtime = Arc::new(DockerRuntime::connect_to(endpoint).unwrap());
-        let host = Arc::new(PluginHost::with_builtins(Some(plugin_cache())).unwrap());
-        let executor = Executor::new(journal, runtime, host, settings);
-        TestEngine {
-            dir,
-            executor,
-            docker,
-        }
+        Self::with_runtime(settings, DockerRuntime::connect_to(endpoint).unwrap()).await
     }
 }
 
@@ -682,4 +677,10 @@ impl Drop for Tmpfs {
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// The journal has no job at all (a refused request created nothing).
+pub fn assert_no_jobs(journal: &Journal) {
+    let jobs = journal.list_jobs(&Default::default()).unwrap();
+    assert!(jobs.is_empty(), "{jobs:?}");
 }

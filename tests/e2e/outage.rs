@@ -327,13 +327,13 @@ async fn a_full_disk_mid_upgrade_pauses_the_job_and_rolls_it_back_once_space_is_
     let (status, retry_after, problem) = api
         .post_job(json!({"workflow": "install", "target": other, "params": {"image": image("outage:1"), "network": "none"}}))
         .await;
-    assert_eq!(status, 507, "{problem}");
-    assert_eq!(
-        problem["type"],
-        format!("{PROBLEMS}journal-unwritable"),
-        "{problem}"
+    assert_refused_for_now(
+        status,
+        retry_after.as_deref(),
+        &problem,
+        507,
+        "journal-unwritable",
     );
-    assert_eq!(retry_after.as_deref(), Some("5"));
     assert!(containers_of(&docker, &other).await.is_empty());
     let (status, problem) = {
         let (s, _, p) = api
@@ -476,13 +476,13 @@ async fn the_docker_daemon_killed_mid_upgrade_and_restarted_ends_rolled_back_wit
         .api
         .post_job(json!({"workflow": "install", "target": other, "params": {"image": image("outage:1"), "network": "none"}}))
         .await;
-    assert_eq!(status, 503, "{problem}");
-    assert_eq!(
-        problem["type"],
-        format!("{PROBLEMS}docker-unavailable"),
-        "{problem}"
+    assert_refused_for_now(
+        status,
+        retry_after.as_deref(),
+        &problem,
+        503,
+        "docker-unavailable",
     );
-    assert_eq!(retry_after.as_deref(), Some("5"));
     let (status, ready) = t.api.get("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["docker"], "unreachable", "{ready}");
@@ -575,13 +575,13 @@ async fn a_job_submitted_while_the_daemon_is_down_is_refused_and_creates_nothing
             json!({"workflow": "install", "target": target, "params": {"image": img, "network": "none"}}),
         )
         .await;
-    assert_eq!(status, 503, "{problem}");
-    assert_eq!(
-        problem["type"],
-        format!("{PROBLEMS}docker-unavailable"),
-        "{problem}"
+    assert_refused_for_now(
+        status,
+        retry_after.as_deref(),
+        &problem,
+        503,
+        "docker-unavailable",
     );
-    assert_eq!(retry_after.as_deref(), Some("5"));
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("no job was created"), "{problem}");
     let (_, page) = api.get("/v1/jobs?all=true").await;
@@ -876,4 +876,18 @@ async fn a_daemon_restart_while_the_rollback_waits_out_an_interrupted_stop_ends_
     );
     let after = snapshot(&docker, &journal, &target, &images).await;
     assert_eq!(after, before, "the old app runs with the same id, no -next");
+}
+
+/// A refusal that asks the client to come back: `status`, the problem type
+/// `kind`, and `Retry-After: 5`.
+fn assert_refused_for_now(
+    status: u16,
+    retry_after: Option<&str>,
+    problem: &Value,
+    expected_status: u16,
+    kind: &str,
+) {
+    assert_eq!(status, expected_status, "{problem}");
+    assert_eq!(problem["type"], format!("{PROBLEMS}{kind}"), "{problem}");
+    assert_eq!(retry_after, Some("5"), "{problem}");
 }

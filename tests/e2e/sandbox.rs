@@ -279,13 +279,7 @@ async fn an_install_asking_for_the_hosts_network_is_refused_before_a_job_exists(
         }
         other => panic!("expected invalid params, got {other:?}"),
     }
-    assert!(
-        executor
-            .journal()
-            .list_jobs(&Default::default())
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_jobs(executor.journal());
 }
 
 #[test]
