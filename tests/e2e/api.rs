@@ -10,7 +10,7 @@ fn is_journal_event(e: &(String, String, Value)) -> bool {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::new()
+    http_client()
 }
 
 /// POST a job that must be accepted; its JSON.
@@ -431,18 +431,51 @@ async fn job_count_with(s: &Server, token: &str) -> usize {
     page["jobs"].as_array().unwrap().len()
 }
 
-#[test]
-fn without_a_token_the_server_refuses_a_non_loopback_address() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_started_without_a_token_refuses_strangers_and_the_cli_on_its_machine_needs_none()
+{
+    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["serve", "--listen", "0.0.0.0:0", "--runtime", "memory"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
         .env_remove("DECKHAND_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("deckhand listening on ")
+        .unwrap()
+        .to_owned();
+    // No token configured, yet nothing is open, loopback included.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{url}/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let token_file = dir.path().join("api-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the token is its owner's only");
+    // The CLI on the same machine (same data directory) just works.
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("DECKHAND_TOKEN")
+        .args(["--server", &url, "jobs", "list"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("without a token"));
+    assert!(list.status.success(), "{}", cli_text(&list));
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -710,6 +743,7 @@ async fn cli_talks_to_the_server_with_server_url() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .arg("--data-dir")
         .arg(work.path())
+        .env("DECKHAND_TOKEN", TEST_TOKEN)
         .args([
             "--server",
             &s.url,
@@ -736,6 +770,7 @@ async fn cli_talks_to_the_server_with_server_url() {
         "nothing ran in-process"
     );
     let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .env("DECKHAND_TOKEN", TEST_TOKEN)
         .args([
             "--server", &s.url, "jobs", "list", "--target", &target, "--json",
         ])
@@ -745,6 +780,7 @@ async fn cli_talks_to_the_server_with_server_url() {
     assert_eq!(jobs[0]["state"], "succeeded");
     let id = jobs[0]["id"].as_str().unwrap();
     let watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .env("DECKHAND_TOKEN", TEST_TOKEN)
         .args(["--server", &s.url, "jobs", "watch", id])
         .output()
         .unwrap();
@@ -757,7 +793,7 @@ async fn load_of_200_jobs_100_pollers_and_100_subscribers_has_no_errors() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let s = Arc::new(Server::start("memory", None));
-    let client = reqwest::Client::builder()
+    let client = http_client_builder()
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
@@ -932,7 +968,7 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
             .arg("--data-dir")
             .arg(dir.path())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("DECKHAND_TOKEN")
+            .env("DECKHAND_TOKEN", TEST_TOKEN)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -956,6 +992,7 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
         .unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
     let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .env("DECKHAND_TOKEN", TEST_TOKEN)
         .args(["--server", &url, "jobs", "watch", &id])
         .stdout(std::process::Stdio::piped())
         .spawn()

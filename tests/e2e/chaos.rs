@@ -144,7 +144,7 @@ impl Serve {
             .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "docker"])
             .env("DECKHAND_SETTLE_MS", "300")
             .env("DOCKER_HOST", &self.docker_host)
-            .env_remove("DECKHAND_TOKEN")
+            .env("DECKHAND_TOKEN", TEST_TOKEN)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -330,7 +330,7 @@ enum Fault {
 const UNWRITABLE_LOG: &str = "the journal cannot be written";
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()

@@ -331,6 +331,25 @@ pub fn memory_engine_with(
     (dir, Executor::new(journal, runtime, host, settings))
 }
 
+/// The token test servers require when a test names none (a server never
+/// runs open); [`http_client`] presents it.
+pub const TEST_TOKEN: &str = "deckhand-test-token";
+
+/// An HTTP client that presents [`TEST_TOKEN`].
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
+/// A client builder that presents [`TEST_TOKEN`].
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TEST_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
 /// A `deckhand serve` child process on a free loopback port.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.
@@ -352,7 +371,8 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Start one on `runtime` (`docker` or `memory`), with `token` if given.
+    /// Start one on `runtime` (`docker` or `memory`), with `token` if given,
+    /// else [`TEST_TOKEN`].
     pub fn start(runtime: &str, token: Option<&str>) -> Server {
         Self::start_with(runtime, token, &[])
     }
@@ -379,9 +399,10 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        if let Some(t) = token {
-            env.push(("DECKHAND_TOKEN".into(), t.to_owned()));
-        }
+        env.push((
+            "DECKHAND_TOKEN".into(),
+            token.unwrap_or(TEST_TOKEN).to_owned(),
+        ));
         let (url, child) = Self::spawn(dir.path(), &command, &env);
         Server {
             url,

@@ -14,6 +14,7 @@ mod replay;
 mod run;
 mod serve;
 mod targets;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +41,8 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
     /// Talk to a `deckhand serve` at this URL instead of working in-process
-    /// (the token comes from `DECKHAND_TOKEN`).
+    /// (the token comes from `DECKHAND_TOKEN`, else from the data directory's
+    /// `api-token`, which a server on this machine wrote).
     #[arg(long, global = true, env = "DECKHAND_URL")]
     pub server: Option<String>,
     /// What to do.
@@ -149,7 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let remote = cli
         .server
         .as_deref()
-        .map(|url| remote::Client::new(url, std::env::var("DECKHAND_TOKEN").ok()));
+        .map(|url| remote::Client::new(url, token::client_token(&cli.data_dir)));
     let job = |req: crate::executor::JobRequest| async {
         match &remote {
             Some(client) => remote::foreground(client, req).await,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::api::{self, ApiConfig};
@@ -36,15 +36,8 @@ pub struct ServeArgs {
 
 /// Run the server until Ctrl-C.
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let token = std::env::var("DECKHAND_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    if token.is_none() && !args.listen.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {} without a token: set DECKHAND_TOKEN, or listen on loopback",
-            args.listen
-        );
-    }
+    // Never open: loopback is no boundary once containers share the machine.
+    let token = Some(super::token::server_token(data_dir)?);
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
         RuntimeKind::Docker => {
             let docker = DockerRuntime::connect()?;
