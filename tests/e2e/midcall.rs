@@ -314,8 +314,8 @@ enum Outcome {
 /// A lock per image alias: exclusive for tests that remove its images,
 /// shared for tests that keep them present.
 fn alias_lock(alias: &'static str) -> Arc<tokio::sync::RwLock<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<&'static str, Arc<tokio::sync::RwLock<()>>>>> =
-        LazyLock::new(Mutex::default);
+    type AliasLocks = Mutex<HashMap<&'static str, Arc<tokio::sync::RwLock<()>>>>;
+    static LOCKS: LazyLock<AliasLocks> = LazyLock::new(Mutex::default);
     LOCKS.lock().unwrap().entry(alias).or_default().clone()
 }
 

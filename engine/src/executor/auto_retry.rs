@@ -127,25 +127,16 @@ impl Executor {
         let mut pause = FIRST_PAUSE;
         loop {
             tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
             let attempts = {
                 let mut planned = self.inner.auto_retries.lock().expect("auto-retry lock");
                 let Some(state) = planned.get_mut(job) else {
                     return;
                 };
                 state.attempts += 1;
+                state.next_at = now_millis() + pause.as_millis() as Millis;
                 state.attempts
             };
-            pause = (pause * 2).min(LONGEST_PAUSE);
-            let next_at = now_millis() + pause.as_millis() as Millis;
-            if let Some(state) = self
-                .inner
-                .auto_retries
-                .lock()
-                .expect("auto-retry lock")
-                .get_mut(job)
-            {
-                state.next_at = next_at;
-            }
             if self.check_runtime().await.is_err() {
                 continue;
             }

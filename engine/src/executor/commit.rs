@@ -93,33 +93,6 @@ impl Inner {
         .map(|_| ())
     }
 
-    /// Remove a container and see it gone. A removal that an interrupted
-    /// earlier request (the engine was killed while it was on its way)
-    /// has in progress answers "already in progress": it is waited out.
-    pub(super) async fn remove_container_settled(&self, id: &str) -> Result<(), RuntimeError> {
-        let rt = &self.runtime;
-        let until = tokio::time::Instant::now()
-            + self
-                .settings
-                .call_settle_grace
-                .max(std::time::Duration::from_secs(5));
-        loop {
-            match rt.remove_container(id).await {
-                Ok(()) | Err(RuntimeError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if rt.inspect_container(id).await?.is_none() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= until {
-                return Err(RuntimeError::Daemon(format!(
-                    "container {id} is still there after its removal"
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-
     async fn apply_deferred(&self, job: &JobRecord, effect: Deferred) -> Result<(), RuntimeError> {
         let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
         match effect {
@@ -148,7 +121,12 @@ impl Inner {
                     if c.label(LABEL_MANAGED) == Some("true")
                         && c.label(LABEL_TARGET) == Some(job.target.as_str()) =>
                 {
-                    self.remove_container_settled(&c.id).await
+                    super::settle::remove_container_settled(
+                        self.runtime.as_ref(),
+                        &c.id,
+                        self.settings.call_settle_grace,
+                    )
+                    .await
                 }
                 Some(_) => Err(RuntimeError::Daemon(format!(
                     "container {id} is not owned by target `{}`",

@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 use super::auto_retry::TRANSIENT;
 use super::plan::{PlannedUndo, last_step, rollback_plan};
 use super::settle::{
-    MAX_ATTEMPTS, Observed, Postcondition, backoff, late_effect_window, settle_before_undo,
-    watch_until, while_unreachable,
+    MAX_ATTEMPTS, Observed, Postcondition, backoff, late_effect_window, remove_container_settled,
+    settle_before_undo, watch_until, while_unreachable,
 };
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
@@ -181,8 +181,6 @@ impl Inner {
         }
         let watch_until_at = tokio::time::Instant::now() + watch_for;
         let mut last_violation = String::new();
-        // While the daemon is away, every call is tried again until it is
-        // back (or the deadline passes); that costs no attempt.
         // A plugin's own compensation runs once: it says itself whether it
         // worked, and running it again at once would not change its mind.
         let attempts = if matches!(undo, Compensation::Plugin { .. }) {
@@ -190,6 +188,8 @@ impl Inner {
         } else {
             MAX_ATTEMPTS
         };
+        // While the daemon is away, every call is tried again until it is
+        // back (or the deadline passes); that costs no attempt.
         for attempt in 1..=attempts {
             tokio::time::sleep(backoff(attempt)).await;
             let post =
@@ -214,7 +214,7 @@ impl Inner {
             }
         }
         Err(RuntimeError::Daemon(format!(
-            "the prior state could not be established after {MAX_ATTEMPTS} attempts: {last_violation}"
+            "the prior state could not be established after {attempts} attempts: {last_violation}"
         )))
     }
 
@@ -263,11 +263,17 @@ impl Inner {
                     .and_then(|v| v.as_str())
                     .map(str::to_owned);
                 if let Some(id) = &id {
-                    self.remove_container_settled(id).await?;
+                    remove_container_settled(rt.as_ref(), id, self.settings.call_settle_grace)
+                        .await?;
                 }
                 match rt.inspect_container(name).await? {
                     Some(c) if c.label(LABEL_JOB) == Some(creator.as_str()) => {
-                        self.remove_container_settled(&c.id).await?
+                        remove_container_settled(
+                            rt.as_ref(),
+                            &c.id,
+                            self.settings.call_settle_grace,
+                        )
+                        .await?
                     }
                     // Missing (create never happened) or not ours: nothing to undo.
                     _ => {}

@@ -233,6 +233,33 @@ where
     }
 }
 
+/// Remove a container and see it gone. A removal that an interrupted
+/// earlier request (the engine was killed while it was on its way) has in
+/// progress answers "already in progress": it is waited out, for the grace
+/// time and at least 5 s. Used by undos and commits alike.
+pub(crate) async fn remove_container_settled(
+    rt: &dyn ContainerRuntime,
+    id: &str,
+    grace: Duration,
+) -> Result<(), RuntimeError> {
+    let until = Instant::now() + grace.max(Duration::from_secs(5));
+    loop {
+        match rt.remove_container(id).await {
+            Ok(()) | Err(RuntimeError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if rt.inspect_container(id).await?.is_none() {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            return Err(RuntimeError::Daemon(format!(
+                "container {id} is still there after its removal"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The pause before attempt `n` (1-based) of a compensation.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100 * u64::from(attempt.saturating_sub(1)).pow(2))
