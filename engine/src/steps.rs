@@ -208,9 +208,17 @@ pub enum Deferred {
         /// Image reference.
         image: String,
     },
-    /// Clear the target's current revision (teardown).
+    /// Remove every container the engine created for the target that is
+    /// still there, then clear its current revision (teardown).
     DeleteTarget,
 }
+
+/// The journal's name for a container the engine owns (see
+/// [`crate::journal::OwnedResource`]); its id is the container's id.
+pub const RESOURCE_CONTAINER: &str = "container";
+/// The journal's name for an image the engine brought onto the machine; its
+/// id is the image id, its name the reference it was pulled as.
+pub const RESOURCE_IMAGE: &str = "image";
 
 /// The intent fields that find the journaled pulls of `image` with
 /// `Journal::jobs_with_intent`; with `brought_here`, only the pulls that

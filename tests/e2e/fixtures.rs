@@ -430,11 +430,47 @@ async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
     // Features of the newer schemas work on it.
     assert!(journal.plugin_registrations().unwrap().is_empty());
     assert!(journal.job_by_idempotency_key("k").unwrap().is_none());
+    // The install's container counts as the engine's: migration derives
+    // what the engine owns from the create steps of the old journal.
+    let current = journal.target("web").unwrap().unwrap().current.unwrap();
+    let owned = journal.owned_by_target("container", "web").unwrap();
+    assert_eq!(
+        owned.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        [current.container_id.as_str()]
+    );
     let host = PluginHost::with_builtins(None).unwrap();
     let report = deckhand::replay::replay(&host, &journal, &jobs[0], host.get("install"), None)
         .await
         .unwrap();
     assert!(report.divergence.is_none(), "{:?}", report.divergence);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_of_an_older_schema_imports_with_its_created_containers_owned() {
+    let text = std::fs::read_to_string(fixtures_dir().join("schema-v3-upgrade.jsonl")).unwrap();
+    assert!(
+        text.starts_with(r#"{"type":"header","format":"deckhand-journal","version":1,"schema":3}"#)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    journal.import(&text).await.unwrap();
+    let web = journal.target("web").unwrap().unwrap();
+    let owned: Vec<String> = journal
+        .owned_by_target("container", "web")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    // The install's container and the upgrade's both were created by jobs
+    // the journal records; the first was removed at commit, but a journal of
+    // this age did not record releases, so both still count.
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    for revision in &web.history {
+        assert!(owned.contains(&revision.container_id), "{revision:?}");
+    }
+    // No image ids were recorded then: none is the engine's to remove.
+    let images = journal.owned_named("image", &web.current.unwrap().image);
+    assert!(images.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

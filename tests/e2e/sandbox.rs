@@ -442,3 +442,205 @@ async fn a_container_name_with_a_huge_suffix_is_refused_before_anything_is_creat
     );
     assert_eq!(rt.containers(), before, "the live container is untouched");
 }
+
+/// Containers of `target` by their labels (what a label-trusting engine
+/// would have taken for the target's).
+fn labelled(
+    rt: &MemoryRuntime,
+    target: &str,
+) -> std::collections::BTreeMap<String, deckhand::runtime::ContainerState> {
+    rt.containers()
+        .into_iter()
+        .filter(|(_, c)| c.label("io.deckhand.target") == Some(target))
+        .collect()
+}
+
+/// Attack B: `docker commit deckhand-T` then `docker run` gives a user's
+/// container the engine's labels. It is still not the engine's: the journal
+/// never recorded creating it.
+#[tokio::test(flavor = "multi_thread")]
+async fn b_a_users_container_with_copied_deckhand_labels_is_not_adopted_touched_or_torn_down() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    engine
+        .executor
+        .host()
+        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
+        .unwrap();
+    let target = unique_target("labelled");
+    let app = image("app:1");
+    let install = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": app, "network": "none"}),
+    )
+    .await;
+    assert_eq!(install.state, JobState::Succeeded, "{:?}", install.error);
+    let docker_cli = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let copy = format!("deckhand-test/copy-of-{target}:1");
+    docker_cli(&["commit", &format!("deckhand-{target}"), &copy]);
+    let users = format!("users-{target}");
+    docker_cli(&["run", "-d", "--network", "none", "--name", &users, &copy]);
+    let labels = docker_cli(&["inspect", "-f", "{{json .Config.Labels}}", &users]);
+    assert!(
+        labels.contains(&format!("\"io.deckhand.target\":\"{target}\"")),
+        "the copy carries the target's labels: {labels}"
+    );
+
+    let job = run_job(
+        &engine,
+        "hostile",
+        &target,
+        json!({"mode": "adopt", "container": users, "image": copy}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let answers = job.summary.unwrap();
+    assert!(answers.starts_with("inspect: Ok(None)"), "{answers}");
+    for refused in [
+        "stop: not found",
+        "rename: not found",
+        "remove-at-commit: not found",
+        "record-revision: denied",
+    ] {
+        assert!(answers.contains(refused), "{refused}: {answers}");
+    }
+    let revision = engine.journal().target(&target).unwrap().unwrap();
+    assert_eq!(revision.current.unwrap().revision, 1, "nothing adopted");
+
+    let teardown = run_job(&engine, "teardown", &target, json!({})).await;
+    assert_eq!(teardown.state, JobState::Succeeded, "{:?}", teardown.error);
+    assert_eq!(
+        docker_cli(&["inspect", "-f", "{{.State.Running}} {{.Name}}", &users]),
+        format!("true /{users}"),
+        "the user's container runs on, under its name"
+    );
+    docker_cli(&["rm", "-f", &users]);
+    docker_cli(&["rmi", &copy]);
+}
+
+/// Attack C, first half: an image the engine pulled and removed again (a
+/// rolled-back job), then pulled by the user, is the user's: a revision
+/// cannot claim it for a container made from another image, and a removal
+/// at commit is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_an_image_the_user_pulled_after_the_engine_removed_it_cannot_be_claimed_or_removed() {
+    let (_dir, executor, rt) = hostile_engine();
+    let failed = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "many-containers", "n": 0, "image": "v:1"}),
+    )
+    .await;
+    assert_eq!(failed.state, JobState::RolledBack);
+    assert!(!rt.images().contains("v:1:latest") && !rt.images().contains("v:1"));
+    rt.add_image("v:1");
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(install.state, JobState::Succeeded);
+
+    let job = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "fake-revision", "image": "app:2", "claimed": "v:1"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let answers = job.summary.unwrap();
+    assert!(
+        answers.contains("record-revision: invalid") && answers.contains("runs image app:2"),
+        "{answers}"
+    );
+    assert!(
+        answers.contains("remove-image-at-commit: denied"),
+        "{answers}"
+    );
+    assert!(rt.images().contains("v:1"), "the user's image stays");
+    let web = executor.journal().target("web").unwrap().unwrap();
+    assert_eq!(web.current.unwrap().image, "app:1", "no revision claims it");
+
+    let teardown = submit_and_wait(&executor, "teardown", "web", json!({})).await;
+    assert_eq!(teardown.state, JobState::Succeeded, "{:?}", teardown.error);
+    assert!(rt.images().contains("v:1"), "teardown leaves it too");
+}
+
+/// Attack C, second half: the engine pulled an image, then the user pulled
+/// a newer one under the same name. The name is the user's now: teardown
+/// removes only the image id the engine brought.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_teardown_leaves_an_image_whose_name_was_moved_to_another_pull() {
+    let (_dir, executor, rt) = hostile_engine();
+    let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(install.state, JobState::Succeeded);
+    rt.retag_image("app:1", "sha256:users-newer-pull");
+    let teardown = submit_and_wait(&executor, "teardown", "web", json!({})).await;
+    assert_eq!(teardown.state, JobState::Succeeded, "{:?}", teardown.error);
+    assert!(rt.images().contains("app:1"), "the moved name stays");
+    assert!(labelled(&rt, "web").is_empty(), "the container went");
+
+    // Unmoved, the engine's own pull goes with the target.
+    let install = submit_and_wait(&executor, "install", "api", json!({"image": "app:3"})).await;
+    assert_eq!(install.state, JobState::Succeeded);
+    let teardown = submit_and_wait(&executor, "teardown", "api", json!({})).await;
+    assert_eq!(teardown.state, JobState::Succeeded, "{:?}", teardown.error);
+    assert!(
+        !rt.images().contains("app:3"),
+        "the engine's pull is removed"
+    );
+}
+
+/// Attack I: a plugin that leaves extra containers behind in a committed
+/// job does not leave them for good: teardown removes every container the
+/// engine created for the target, and only those.
+#[tokio::test(flavor = "multi_thread")]
+async fn i_teardown_removes_every_container_the_engine_created_for_the_target() {
+    let (_dir, executor, rt) = hostile_engine();
+    for target in ["web", "other"] {
+        let install =
+            submit_and_wait(&executor, "install", target, json!({"image": "app:1"})).await;
+        assert_eq!(install.state, JobState::Succeeded);
+    }
+    let extra = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "extra-containers", "n": 3, "image": "app:1"}),
+    )
+    .await;
+    assert_eq!(extra.state, JobState::Succeeded, "{:?}", extra.error);
+    assert_eq!(labelled(&rt, "web").len(), 4);
+    let other_before = labelled(&rt, "other");
+
+    let teardown = submit_and_wait(&executor, "teardown", "web", json!({})).await;
+    assert_eq!(teardown.state, JobState::Succeeded, "{:?}", teardown.error);
+    assert!(
+        labelled(&rt, "web").is_empty(),
+        "{:?}",
+        labelled(&rt, "web")
+    );
+    assert_eq!(
+        labelled(&rt, "other"),
+        other_before,
+        "another target's stay"
+    );
+    assert!(
+        executor
+            .journal()
+            .owned_by_target("container", "web")
+            .unwrap()
+            .is_empty(),
+        "and the journal no longer counts them as the engine's"
+    );
+}

@@ -35,7 +35,9 @@ pub fn kind_of(e: &Event) -> &'static str {
         | Event::UndoIntent { .. }
         | Event::UndoResult { .. }
         | Event::CommitIntent { .. }
-        | Event::CommitResult { .. } => "step",
+        | Event::CommitResult { .. }
+        | Event::Acquired { .. }
+        | Event::Released { .. } => "step",
         Event::Created { .. }
         | Event::State { .. }
         | Event::Phase { .. }

@@ -211,10 +211,22 @@ pub fn timeline(events: &[EventRecord]) -> String {
                     .unwrap_or_default()
             ),
             Event::Finished { summary } => format!("plugin finished: {summary}"),
+            Event::Acquired { resource, id, name } => {
+                format!("owns    {resource} {} ({name})", short_id(id))
+            }
+            Event::Released { resource, id } => {
+                format!("removed {resource} {} (no longer owned)", short_id(id))
+            }
         };
         out += &format!("{:>6}  +{offset:>7.3}s  {line}\n", e.seq);
     }
     out
+}
+
+/// The first 12 hex digits of an id (`sha256:` dropped), as Docker shows it.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.get(..12).unwrap_or(hex)
 }
 
 #[cfg(test)]

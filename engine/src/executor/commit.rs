@@ -1,15 +1,17 @@
 //! Commit: past the point of no return, apply the effects the plugin
 //! deferred (new revision, removal of the prior container and image, target
 //! deletion) in the order it asked for them. Each is journaled and
-//! idempotent, so recovery can finish an interrupted commit.
+//! idempotent, so recovery can finish an interrupted commit. What is
+//! removed must be the engine's by the journal's record (see
+//! [`crate::journal::OwnedResource`]), and its removal releases it.
 
 use super::plan::commit_plan;
 use super::{Inner, RollbackReason};
 use crate::journal::{
     Event, JobLog, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis,
 };
-use crate::runtime::{LABEL_MANAGED, LABEL_TARGET, RuntimeError};
-use crate::steps::Deferred;
+use crate::runtime::RuntimeError;
+use crate::steps::{Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
 impl Inner {
     /// Commit `job` and record `succeeded` (or `failed` if an effect cannot
@@ -51,21 +53,27 @@ impl Inner {
             })
             .await?;
             crate::fault::call_starting(&format!("commit:{}", crate::steps::op_of(&effect)));
-            let result = match serde_json::from_value::<Deferred>(effect) {
-                Ok(d) => {
-                    let away = self.settings.daemon_retry_deadline;
-                    super::settle::while_unreachable(away, || self.apply_deferred(job, d.clone()))
+            let result: Result<Vec<Event>, RuntimeError> =
+                match serde_json::from_value::<Deferred>(effect) {
+                    Ok(d) => {
+                        let away = self.settings.daemon_retry_deadline;
+                        super::settle::while_unreachable(away, || {
+                            self.apply_deferred(job, d.clone())
+                        })
                         .await
-                }
-                Err(e) => Err(RuntimeError::Daemon(format!(
-                    "unreadable deferred effect: {e}"
-                ))),
-            };
+                    }
+                    Err(e) => Err(RuntimeError::Daemon(format!(
+                        "unreadable deferred effect: {e}"
+                    ))),
+                };
             let failed = result.as_ref().err().map(ToString::to_string);
             let outcome = match result {
-                Ok(()) => Outcome::Ok {
-                    value: serde_json::Value::Null,
-                },
+                Ok(released) => {
+                    released.into_iter().for_each(|e| log.later(e));
+                    Outcome::Ok {
+                        value: serde_json::Value::Null,
+                    }
+                }
                 Err(e) => Outcome::Err {
                     error: e.to_string(),
                     error_kind: e
@@ -93,7 +101,13 @@ impl Inner {
         .map(|_| ())
     }
 
-    async fn apply_deferred(&self, job: &JobRecord, effect: Deferred) -> Result<(), RuntimeError> {
+    /// Apply one deferred effect; returns the `released` events of what it
+    /// removed.
+    async fn apply_deferred(
+        &self,
+        job: &JobRecord,
+        effect: Deferred,
+    ) -> Result<Vec<Event>, RuntimeError> {
         let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
         match effect {
             Deferred::CommitRevision {
@@ -113,56 +127,102 @@ impl Inner {
                 self.journal
                     .commit_revision(&job.target, rev)
                     .await
-                    .map(|_| ())
+                    .map(|_| Vec::new())
                     .map_err(journal_err)
             }
-            Deferred::RemoveContainer { id } => match self.runtime.inspect_container(&id).await? {
-                Some(c)
-                    if c.label(LABEL_MANAGED) == Some("true")
-                        && c.label(LABEL_TARGET) == Some(job.target.as_str()) =>
-                {
-                    super::settle::remove_container_settled(
-                        self.runtime.as_ref(),
-                        &c.id,
-                        self.settings.call_settle_grace,
-                    )
-                    .await
-                }
-                Some(_) => Err(RuntimeError::Daemon(format!(
-                    "container {id} is not owned by target `{}`",
-                    job.target
-                ))),
-                None => Ok(()),
-            },
-            Deferred::RemoveImage { image } => {
-                let in_use = self
+            Deferred::RemoveContainer { id } => {
+                let owner = self
                     .journal
-                    .images_in_use(&job.target)
+                    .owned(RESOURCE_CONTAINER, &id)
                     .map_err(journal_err)?;
-                let current = self
-                    .journal
-                    .target(&job.target)
-                    .map_err(journal_err)?
-                    .and_then(|t| t.current);
-                if in_use.contains(&image)
-                    || current.is_some_and(|r| r.image == image)
-                    || !self.engine_pulled(&image)?
-                {
-                    return Ok(());
-                }
-                if self.image_in_flight(&image, &job.id)? {
-                    return Ok(());
-                }
-                match self.runtime.remove_image(&image).await {
-                    Err(RuntimeError::Conflict(_)) => Ok(()),
-                    other => other,
+                match owner {
+                    Some(o) if o.target == job.target => self.remove_owned_container(&id).await,
+                    // Removed already (a commit run again after a crash).
+                    _ if self.runtime.inspect_container(&id).await?.is_none() => Ok(Vec::new()),
+                    _ => Err(RuntimeError::Daemon(format!(
+                        "container {id} is not one the engine created for target `{}`",
+                        job.target
+                    ))),
                 }
             }
-            Deferred::DeleteTarget => self
-                .journal
-                .clear_target(&job.target)
-                .await
-                .map_err(journal_err),
+            Deferred::RemoveImage { image } => self.remove_image_if_owned(job, &image).await,
+            Deferred::DeleteTarget => {
+                // Every container the engine created for the target goes,
+                // not only the one its current revision names.
+                let mut released = Vec::new();
+                let owned = self
+                    .journal
+                    .owned_by_target(RESOURCE_CONTAINER, &job.target)
+                    .map_err(journal_err)?;
+                for container in owned {
+                    released.extend(self.remove_owned_container(&container.id).await?);
+                }
+                self.journal
+                    .clear_target(&job.target)
+                    .await
+                    .map_err(journal_err)?;
+                Ok(released)
+            }
+        }
+    }
+
+    /// Remove a container the journal records as the engine's (and its
+    /// anonymous volumes), settled; it is released.
+    async fn remove_owned_container(&self, id: &str) -> Result<Vec<Event>, RuntimeError> {
+        super::settle::remove_container_settled(
+            self.runtime.as_ref(),
+            id,
+            self.settings.call_settle_grace,
+        )
+        .await?;
+        Ok(vec![Event::Released {
+            resource: RESOURCE_CONTAINER.into(),
+            id: id.to_owned(),
+        }])
+    }
+
+    /// Remove `image` if the engine brought the very image it names now
+    /// onto the machine and nothing else needs it; it is released. An image
+    /// the name was moved to since (a newer pull by someone else) is not
+    /// the engine's, nor one that was there before the engine's pull.
+    async fn remove_image_if_owned(
+        &self,
+        job: &JobRecord,
+        image: &str,
+    ) -> Result<Vec<Event>, RuntimeError> {
+        let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
+        let Some(id) = self.runtime.image_id(image).await? else {
+            return Ok(Vec::new());
+        };
+        let owned = self
+            .journal
+            .owned(RESOURCE_IMAGE, &id)
+            .map_err(journal_err)?
+            .is_some();
+        let in_use = self
+            .journal
+            .images_in_use(&job.target)
+            .map_err(journal_err)?;
+        let current = self
+            .journal
+            .target(&job.target)
+            .map_err(journal_err)?
+            .and_then(|t| t.current);
+        if !owned
+            || in_use.contains(&image.to_owned())
+            || current.is_some_and(|r| r.image == image)
+            || self.image_in_flight(image, &job.id)?
+        {
+            return Ok(Vec::new());
+        }
+        match self.runtime.remove_image(image).await {
+            // Still used by some container: left, and still the engine's.
+            Err(RuntimeError::Conflict(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+            Ok(()) => Ok(vec![Event::Released {
+                resource: RESOURCE_IMAGE.into(),
+                id,
+            }]),
         }
     }
 }

@@ -13,19 +13,9 @@ use super::settle::{
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
-use crate::steps::{Call, Compensation, pull_intent_fields};
+use crate::steps::{Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE, pull_intent_fields};
 
 impl Inner {
-    /// Whether the engine brought `image` onto the machine: some job pulled
-    /// it while it was absent. An image that was there first is never ours.
-    pub(super) fn engine_pulled(&self, image: &str) -> Result<bool, RuntimeError> {
-        let fields = pull_intent_fields(image, true);
-        self.journal
-            .jobs_with_intent(&fields, false, None)
-            .map(|j| !j.is_empty())
-            .map_err(|e| RuntimeError::Daemon(e.to_string()))
-    }
-
     /// Whether an unfinished job other than `except` pulled `image`.
     pub(super) fn image_in_flight(
         &self,
@@ -122,7 +112,10 @@ impl Inner {
             .await?;
             crate::fault::call_starting(&format!("undo:{}", crate::steps::op_of(&planned.undo)));
             let outcome = match self.undo_step(job, &planned, &next_step).await {
-                Ok(observed) => Outcome::Ok { value: observed },
+                Ok((observed, released)) => {
+                    released.into_iter().for_each(|e| log.later(e));
+                    Outcome::Ok { value: observed }
+                }
                 Err(e) => {
                     failures.push(format!("undo of step {step}: {e}"));
                     Outcome::Err {
@@ -157,13 +150,14 @@ impl Inner {
     /// Undo one step so that its postcondition is observed (see
     /// [`super::settle`]): settle an unfinished call, compensate, check, and
     /// for an unsettled call keep checking while it may still land. Returns
-    /// what was observed, for the journal.
+    /// what was observed, for the journal, and the release of what the undo
+    /// removed.
     async fn undo_step(
         &self,
         job: &JobRecord,
         planned: &PlannedUndo,
         next_step: &std::sync::atomic::AtomicU32,
-    ) -> Result<serde_json::Value, RuntimeError> {
+    ) -> Result<(serde_json::Value, Option<Event>), RuntimeError> {
         let undo: Compensation = serde_json::from_value(planned.undo.clone())
             .map_err(|e| RuntimeError::Daemon(format!("unreadable compensation: {e}")))?;
         let call: Option<Call> = serde_json::from_value(planned.call.clone()).ok();
@@ -209,7 +203,12 @@ impl Inner {
                 while_unreachable(away, || watch_until(rt, &post, watch_until_at)).await?
             };
             match seen {
-                Observed::Holds(value) => return Ok(serde_json::json!({ "observed": value })),
+                Observed::Holds(value) => {
+                    return Ok((
+                        serde_json::json!({ "observed": value }),
+                        released(planned, &post),
+                    ));
+                }
                 Observed::Violated(why) => last_violation = why,
             }
         }
@@ -245,6 +244,14 @@ impl Inner {
                 }
                 if self.image_in_flight(image, job)? {
                     // Another unfinished job pulled it too and may be about to use it.
+                    return Ok(Postcondition::Unobservable);
+                }
+                // The image the pull brought (its journaled result); a name
+                // moved to another image since is someone else's now.
+                let pulled = planned.result.as_ref().and_then(|v| v.as_str());
+                if let Some(pulled) = pulled
+                    && rt.image_id(image).await?.is_some_and(|now| now != pulled)
+                {
                     return Ok(Postcondition::Unobservable);
                 }
                 match rt.remove_image(image).await {
@@ -311,4 +318,19 @@ impl Inner {
             }
         }
     }
+}
+
+/// The `released` event for what an undo removed: the image its pull brought,
+/// or the container its create made, by the id the step's result recorded.
+fn released(planned: &PlannedUndo, post: &Postcondition) -> Option<Event> {
+    let id = planned.result.as_ref()?.as_str()?.to_owned();
+    let resource = match post {
+        Postcondition::ImageAbsent(_) => RESOURCE_IMAGE,
+        Postcondition::CreatedContainerGone { .. } => RESOURCE_CONTAINER,
+        _ => return None,
+    };
+    Some(Event::Released {
+        resource: resource.into(),
+        id,
+    })
 }

@@ -198,7 +198,10 @@ impl Journal {
         let parsed = lines.0;
         self.inner
             .writer
-            .write(move |c, _| insert_all(c, &parsed))
+            .write(move |c, _| {
+                insert_all(c, &parsed)?;
+                super::resources::rebuild(c)
+            })
             .await
             .map_err(|e| match e {
                 JournalError::Corrupt { what, detail } => ImportError {

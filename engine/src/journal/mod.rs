@@ -3,7 +3,8 @@
 //! Two representations live here. The **event log** (`events`) is the truth:
 //! every state change, every step's intent (call + undo) before it runs and
 //! its result after, progress, logs and cancels, in one global order (`seq`).
-//! The **projections** (`jobs`, `targets`, `revisions`) are derived from it in
+//! The **projections** (`jobs`, `targets`, `revisions`, and the
+//! [`resources`] the engine owns) are derived from it in
 //! the same transaction, so reads never replay the log.
 //!
 //! All writes go through one writer thread with group commit (see
@@ -15,6 +16,7 @@ mod health;
 mod job_log;
 mod live;
 mod model;
+mod resources;
 mod schema;
 mod writer;
 
@@ -28,6 +30,7 @@ use tokio::sync::broadcast;
 pub use health::JournalHealth;
 pub use job_log::JobLog;
 pub use model::*;
+pub use resources::OwnedResource;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 /// Why a journal operation failed.
@@ -624,6 +627,23 @@ impl Journal {
         })
     }
 
+    /// The resource of `kind` with `id`, if the engine created it and has
+    /// not removed it (see [`OwnedResource`]).
+    pub fn owned(&self, kind: &str, id: &str) -> Result<Option<OwnedResource>> {
+        self.read(|c| resources::owned(c, kind, id))
+    }
+
+    /// The owned resources of `kind` acquired under `name`, oldest first.
+    pub fn owned_named(&self, kind: &str, name: &str) -> Result<Vec<OwnedResource>> {
+        self.read(|c| resources::owned_named(c, kind, name))
+    }
+
+    /// The owned resources of `kind` that jobs of `target` acquired, oldest
+    /// first.
+    pub fn owned_by_target(&self, kind: &str, target: &str) -> Result<Vec<OwnedResource>> {
+        self.read(|c| resources::owned_by_target(c, kind, target))
+    }
+
     /// Images referenced by the current revision of any target other than `except`.
     pub fn images_in_use(&self, except: &str) -> Result<Vec<String>> {
         self.read(|c| {
@@ -824,6 +844,7 @@ fn append_event(
         cancel,
         at
     ])?;
+    resources::project(c, job, at, &event)?;
     let rec = insert_event(c, job, at, event)?;
     let seq = rec.seq;
     out.push(rec);
@@ -911,6 +932,51 @@ mod tests {
             }
         );
         assert!(events[0].seq < events[1].seq);
+    }
+
+    #[tokio::test]
+    async fn a_resource_is_owned_from_its_acquisition_until_its_release_and_again_after_a_new_one()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let job = j.create_job(new_job("web")).await.unwrap();
+        let acquired = || Event::Acquired {
+            resource: "image".into(),
+            id: "sha256:aa".into(),
+            name: "app:1".into(),
+        };
+        assert!(j.owned("image", "sha256:aa").unwrap().is_none());
+        j.append(&job.id, acquired()).await.unwrap();
+        let owned = j.owned("image", "sha256:aa").unwrap().unwrap();
+        assert_eq!((owned.target.as_str(), &owned.job_id), ("web", &job.id));
+        assert_eq!(j.owned_named("image", "app:1").unwrap(), std::slice::from_ref(&owned));
+        assert_eq!(j.owned_by_target("image", "web").unwrap(), [owned]);
+        assert!(
+            j.owned("container", "sha256:aa").unwrap().is_none(),
+            "kinds are apart"
+        );
+        j.append(
+            &job.id,
+            Event::Released {
+                resource: "image".into(),
+                id: "sha256:aa".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(j.owned("image", "sha256:aa").unwrap().is_none());
+        assert!(j.owned_by_target("image", "web").unwrap().is_empty());
+        j.append(&job.id, acquired()).await.unwrap();
+        assert!(j.owned("image", "sha256:aa").unwrap().is_some());
+        // An export carries the events; the import derives the same.
+        let text = j.export(None).unwrap();
+        let dir2 = tempfile::tempdir().unwrap();
+        let k = Journal::open(dir2.path().join("j.sqlite")).unwrap();
+        k.import(&text).await.unwrap();
+        assert_eq!(
+            k.owned("image", "sha256:aa").unwrap(),
+            j.owned("image", "sha256:aa").unwrap()
+        );
     }
 
     #[tokio::test]

@@ -287,6 +287,26 @@ pub enum Event {
         /// One line from the plugin.
         summary: String,
     },
+    /// The engine created a resource and owns it from now on (see
+    /// [`crate::journal::OwnedResource`]): only what the journal records
+    /// this way is ever changed or removed as the engine's.
+    Acquired {
+        /// What kind of resource (`container`, `image`).
+        resource: String,
+        /// Its identity: a container id, an image id.
+        id: String,
+        /// Its name when acquired (container name, image reference).
+        name: String,
+    },
+    /// The engine removed a resource it owned; it is no longer the
+    /// engine's (an image of the same id pulled later by someone else is
+    /// theirs).
+    Released {
+        /// What kind of resource.
+        resource: String,
+        /// Its identity.
+        id: String,
+    },
 }
 
 impl Event {
@@ -307,6 +327,8 @@ impl Event {
             Event::CommitIntent { .. } => "commit_intent",
             Event::CommitResult { .. } => "commit_result",
             Event::Finished { .. } => "finished",
+            Event::Acquired { .. } => "acquired",
+            Event::Released { .. } => "released",
         }
     }
 }

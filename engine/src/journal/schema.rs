@@ -69,6 +69,25 @@ const MIGRATIONS: &[&str] = &[
         registered_at INTEGER NOT NULL
     );
     "#,
+    // 4: what the engine owns (a projection of `acquired` / `released`
+    // events), filled for older journals from their create steps.
+    concat!(
+        r#"
+    CREATE TABLE resources (
+        kind        TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        job_id      TEXT NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        released_at INTEGER,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE INDEX resources_by_target ON resources (kind, target) WHERE released_at IS NULL;
+    CREATE INDEX resources_by_name ON resources (kind, name) WHERE released_at IS NULL;
+    "#,
+        super::resources::legacy_containers_sql!()
+    ),
 ];
 
 /// The schema version this build writes.

@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::bindings::{ContainerInfo, ContainerSpec, HostError, container};
 use super::host_state::HostState;
-use super::scope::{HostSettings, JobScope, host_error};
+use super::scope::{HostSettings, JobScope, host_error, journal_error};
 use crate::journal::{Event, JobId, Journal, Progress};
 use crate::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET,
     PullPhase, PullProgress, RuntimeError,
 };
-use crate::steps::{Call, Compensation, Deferred};
+use crate::steps::{Call, Compensation, Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
 type HostResult<T> = wasmtime::Result<Result<T, HostError>>;
 
@@ -55,31 +55,48 @@ fn progress_of(p: &PullProgress) -> Progress {
 
 impl JobScope {
     /// Inspect a container of this job's target (a journaled read). A
-    /// container that is not the target's answers exactly like a missing
-    /// one, and nothing about it reaches the journal: the filter runs before
-    /// the answer is recorded.
+    /// container counts as the target's only if the journal records that a
+    /// job of the target created that very id (labels can be copied onto
+    /// any container). One that is not answers exactly like a missing one,
+    /// and nothing about it reaches the journal: the filter runs before the
+    /// answer is recorded.
     pub(super) async fn inspect(&mut self, id: &str) -> HostResult<Option<ContainerState>> {
         check!(self.check_size("container id", id));
         let rt = self.runtime.clone();
-        let target = self.target.clone();
-        let belongs = move |s: &ContainerState| {
-            s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(target.as_str())
-        };
+        let (journal, target) = (self.journal.clone(), self.target.clone());
         let id = id.to_owned();
-        let filter = belongs.clone();
         let found = self
             .perform(
                 Call::InspectContainer { id: id.clone() },
                 None,
                 async move {
-                    let found = rt.inspect_container(&id).await.map_err(host_error)?;
-                    Ok(found.filter(filter))
+                    let Some(found) = rt.inspect_container(&id).await.map_err(host_error)? else {
+                        return Ok(None);
+                    };
+                    let owner = journal
+                        .owned(RESOURCE_CONTAINER, &found.id)
+                        .map_err(journal_error)?;
+                    Ok(owner.is_some_and(|o| o.target == target).then_some(found))
                 },
             )
             .await?;
         // Filtered again for records made before the journal kept only
         // the target's containers (replay answers from the record).
-        Ok(found.map(|f| f.filter(|s| belongs(s))))
+        let target = self.target.clone();
+        Ok(found.map(|f| {
+            f.filter(|s| {
+                s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(&target)
+            })
+        }))
+    }
+
+    /// The job that created container `id`, as the journal records it.
+    fn creator_of(&self, id: &str) -> Result<Option<JobId>, HostError> {
+        Ok(self
+            .journal
+            .owned(RESOURCE_CONTAINER, id)
+            .map_err(journal_error)?
+            .map(|o| o.job_id))
     }
 
     /// The container `id`, if it belongs to this job's target. Any other —
@@ -293,7 +310,9 @@ impl container::Host for HostState {
             image: image.clone(),
             present_before,
         };
-        let effect = pull_with_progress(
+        let rt = scope.runtime.clone();
+        let (pulled, pulled_name) = (image.clone(), image.clone());
+        let pull = pull_with_progress(
             scope.runtime.clone(),
             scope.journal.clone(),
             scope.job_id.clone(),
@@ -301,7 +320,24 @@ impl container::Host for HostState {
             scope.settings.clone(),
             image,
         );
-        scope.perform(call, undo, effect).await
+        // The pull's result is the id the name then points at: what the
+        // engine brought here, should the name move on later.
+        let effect = async move {
+            pull.await?;
+            rt.image_id(&pulled).await.map_err(host_error)
+        };
+        let id: Option<String> = check!(scope.perform(call, undo, effect).await?);
+        if let (false, Some(id)) = (present_before, id) {
+            let name = crate::runtime::with_default_tag(&pulled_name);
+            scope
+                .record(Event::Acquired {
+                    resource: RESOURCE_IMAGE.into(),
+                    id,
+                    name,
+                })
+                .await?;
+        }
+        Ok(Ok(()))
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
@@ -349,24 +385,36 @@ impl container::Host for HostState {
             .into(),
         };
         let undo = Compensation::RemoveCreatedContainer {
-            name: spec.name,
+            name: spec.name.clone(),
             job: scope.job_id.to_string(),
         };
         let rt = scope.runtime.clone();
         let create = config.clone();
+        let id = check!(
+            scope
+                .perform(Call::CreateContainer { config }, Some(undo), async move {
+                    let id = rt.create_container(&create).await.map_err(host_error)?;
+                    // Record the daemon's settled result, not just its answer.
+                    match rt.inspect_container(&id).await.map_err(host_error)? {
+                        Some(c) if c.name == create.name => Ok(id),
+                        _ => Err(HostError::Runtime(format!(
+                            "the daemon said it created {} as {id}, but no such container exists",
+                            create.name
+                        ))),
+                    }
+                })
+                .await?
+        );
+        // The container is the engine's from here on, by its id: durable
+        // before the plugin can name it in another call.
         scope
-            .perform(Call::CreateContainer { config }, Some(undo), async move {
-                let id = rt.create_container(&create).await.map_err(host_error)?;
-                // Record the daemon's settled result, not just its answer.
-                match rt.inspect_container(&id).await.map_err(host_error)? {
-                    Some(c) if c.name == create.name => Ok(id),
-                    _ => Err(HostError::Runtime(format!(
-                        "the daemon said it created {} as {id}, but no such container exists",
-                        create.name
-                    ))),
-                }
+            .record(Event::Acquired {
+                resource: RESOURCE_CONTAINER.into(),
+                id: id.clone(),
+                name: spec.name,
             })
-            .await
+            .await?;
+        Ok(Ok(id))
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {
@@ -461,7 +509,10 @@ impl container::Host for HostState {
     async fn remove_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
         let c = check!(self.scope.owned_container(&id).await?);
-        if c.label(LABEL_JOB) != Some(self.scope.job_id.as_str()) {
+        // Replaying, the record already holds the answer.
+        if self.scope.replay.is_none()
+            && check!(self.scope.creator_of(&c.id)).as_ref() != Some(&self.scope.job_id)
+        {
             return Ok(Err(HostError::Denied(format!(
                 "container {id} was not created by this job; use remove-container-at-commit"
             ))));
@@ -469,17 +520,31 @@ impl container::Host for HostState {
         check!(self.scope.ensure_not_cancelled());
         let rt = self.scope.runtime.clone();
         let cid = c.id.clone();
-        self.scope
-            .perform(Call::RemoveContainer { id: c.id }, None, async move {
-                rt.remove_container(&cid).await.map_err(host_error)?;
-                match rt.inspect_container(&cid).await.map_err(host_error)? {
-                    None => Ok(()),
-                    Some(_) => Err(HostError::Runtime(format!(
-                        "container {cid} still exists after the daemon removed it"
-                    ))),
-                }
-            })
-            .await
+        let removed = self
+            .scope
+            .perform(
+                Call::RemoveContainer { id: c.id.clone() },
+                None,
+                async move {
+                    rt.remove_container(&cid).await.map_err(host_error)?;
+                    match rt.inspect_container(&cid).await.map_err(host_error)? {
+                        None => Ok(()),
+                        Some(_) => Err(HostError::Runtime(format!(
+                            "container {cid} still exists after the daemon removed it"
+                        ))),
+                    }
+                },
+            )
+            .await?;
+        if removed.is_ok() {
+            self.scope
+                .record(Event::Released {
+                    resource: RESOURCE_CONTAINER.into(),
+                    id: c.id,
+                })
+                .await?;
+        }
+        Ok(removed)
     }
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
@@ -499,9 +564,9 @@ impl container::Host for HostState {
             self.scope.job_id.clone(),
         );
         let probe = image.clone();
+        // Whether the job may ask at all; whether the image really goes is
+        // decided at commit, by the image id the engine pulled.
         let owned = async move {
-            let journal_error =
-                |e: crate::journal::JournalError| HostError::Runtime(format!("journal: {e}"));
             let runs_it = journal
                 .target(&target)
                 .map_err(journal_error)?

@@ -598,6 +598,11 @@ fn host_error_from(kind: Option<&str>, message: String) -> HostError {
     }
 }
 
+/// The plugin-visible form of a journal read that failed.
+pub(super) fn journal_error(e: crate::journal::JournalError) -> HostError {
+    HostError::Runtime(format!("journal: {e}"))
+}
+
 /// The plugin-visible form of a runtime error.
 pub(super) fn host_error(e: RuntimeError) -> HostError {
     match e {

@@ -3,6 +3,8 @@
 
 use super::bindings::{HostError, Revision, state};
 use super::host_state::HostState;
+use super::scope::journal_error;
+use crate::runtime::with_default_tag;
 use crate::steps::{Call, Deferred};
 
 fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
@@ -12,10 +14,6 @@ fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
         container_id: r.container_id,
         spec: r.spec.to_string(),
     }
-}
-
-fn journal_error(e: crate::journal::JournalError) -> HostError {
-    HostError::Runtime(format!("journal: {e}"))
 }
 
 impl HostState {
@@ -37,6 +35,45 @@ impl HostState {
         found
             .map(|r| r.map(revision_of))
             .map_err(|e| wasmtime::Error::msg(format!("reading the target's revision: {e:?}")))
+    }
+}
+
+impl HostState {
+    /// A revision may name only a container this job created, or the one
+    /// the target's current revision runs, and only with the image that
+    /// container really runs: a revision's image is what teardown and later
+    /// upgrades may remove, so it must not be a name the plugin made up.
+    fn check_revision_container(
+        &self,
+        container: &crate::runtime::ContainerState,
+        image: &str,
+    ) -> Result<(), HostError> {
+        let scope = &self.scope;
+        let created_here = scope
+            .journal
+            .owned(crate::steps::RESOURCE_CONTAINER, &container.id)
+            .map_err(journal_error)?
+            .is_some_and(|o| o.job_id == scope.job_id);
+        let current = scope
+            .journal
+            .target(&scope.target)
+            .map_err(journal_error)?
+            .and_then(|t| t.current)
+            .is_some_and(|r| r.container_id == container.id);
+        if !created_here && !current {
+            return Err(HostError::Denied(format!(
+                "container {} was not created by this job and is not `{}`'s current container",
+                container.id, scope.target
+            )));
+        }
+        if with_default_tag(&container.image) != with_default_tag(image) {
+            let shown: String = image.chars().take(200).collect();
+            return Err(HostError::Invalid(format!(
+                "container {} runs image {}, not {shown}",
+                container.id, container.image
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -72,12 +109,8 @@ impl state::Host for HostState {
             _ => return Ok(Err(HostError::Invalid("spec must be a JSON object".into()))),
         };
         let container = match self.scope.inspect(&container_id).await? {
-            Ok(Some(c))
-                if c.label(crate::runtime::LABEL_TARGET) == Some(self.scope.target.as_str()) =>
-            {
-                c
-            }
-            Ok(_) => {
+            Ok(Some(c)) => c,
+            Ok(None) => {
                 return Ok(Err(HostError::Denied(format!(
                     "container {container_id} is not a container of `{}`",
                     self.scope.target
@@ -85,6 +118,12 @@ impl state::Host for HostState {
             }
             Err(e) => return Ok(Err(e)),
         };
+        // Replaying, the record of the deferral holds the answer.
+        if self.scope.replay.is_none()
+            && let Err(e) = self.check_revision_container(&container, &image)
+        {
+            return Ok(Err(e));
+        }
         let journal = self.scope.journal.clone();
         let target = self.scope.target.clone();
         let last = async move {

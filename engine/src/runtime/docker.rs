@@ -155,6 +155,16 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(&with_default_tag(image)).await {
+            Ok(found) => Ok(found.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.map_err("inspect image", e)),
+        }
+    }
+
     /// Measured: a pull whose client goes away during its last step still
     /// tags the image some milliseconds later; a second leaves margin.
     fn pull_abort_grace(&self) -> std::time::Duration {

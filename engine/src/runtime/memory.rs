@@ -68,7 +68,8 @@ enum LateEffect {
 
 #[derive(Debug, Default)]
 struct State {
-    images: BTreeSet<String>,
+    /// Image references and the ids they point at.
+    images: BTreeMap<String, String>,
     containers: BTreeMap<String, ContainerState>,
     next_id: u64,
     faults: Vec<(Op, Fault, usize)>,
@@ -134,9 +135,20 @@ impl MemoryRuntime {
         self
     }
 
+    /// Point `image` at the image `id`, as if the user had pulled a newer
+    /// image of that name (or tagged another one with it).
+    pub fn retag_image(&self, image: &str, id: &str) {
+        self.lock()
+            .images
+            .insert(with_default_tag(image), id.to_owned());
+    }
+
     /// Put an image in the local store, as if the user had pulled it.
     pub fn add_image(&self, image: &str) {
-        self.lock().images.insert(with_default_tag(image));
+        let reference = with_default_tag(image);
+        self.lock()
+            .images
+            .insert(reference.clone(), image_id_of(&reference));
     }
 
     /// Make the next `times` calls of `op` fail or hang.
@@ -146,7 +158,7 @@ impl MemoryRuntime {
 
     /// Images in the local store.
     pub fn images(&self) -> BTreeSet<String> {
-        self.lock().images.clone()
+        self.lock().images.keys().cloned().collect()
     }
 
     /// Every container, by id.
@@ -170,7 +182,8 @@ impl MemoryRuntime {
             // The daemon's own answer went nowhere: errors are dropped.
             let _ = match effect {
                 LateEffect::LandImage(image) => {
-                    state.images.insert(image);
+                    let id = image_id_of(&image);
+                    state.images.insert(image, id);
                     Ok(())
                 }
                 LateEffect::Create(c) => state.create(c).map(|_| ()),
@@ -258,7 +271,7 @@ impl State {
     }
 
     fn create(&mut self, c: ContainerState) -> Result<String> {
-        if !self.images.contains(&c.image) {
+        if !self.images.contains_key(&c.image) {
             return Err(RuntimeError::NotFound(format!(
                 "No such image: {}",
                 c.image
@@ -326,7 +339,12 @@ impl ContainerRuntime for MemoryRuntime {
 
     async fn image_present(&self, image: &str) -> Result<bool> {
         self.enter(Op::ImagePresent, None).await?;
-        Ok(self.lock().images.contains(&with_default_tag(image)))
+        Ok(self.lock().images.contains_key(&with_default_tag(image)))
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.enter(Op::ImagePresent, None).await?;
+        Ok(self.lock().images.get(&with_default_tag(image)).cloned())
     }
 
     fn pull_abort_grace(&self) -> Duration {
@@ -382,7 +400,8 @@ impl ContainerRuntime for MemoryRuntime {
                 fraction: Some((i as f64 / steps as f64).min(0.999)),
             });
         }
-        self.lock().images.insert(reference);
+        let id = image_id_of(&reference);
+        self.lock().images.insert(reference, id);
         Ok(())
     }
 
@@ -466,4 +485,14 @@ impl ContainerRuntime for MemoryRuntime {
             tokio::time::sleep(Duration::from_millis(10).min(limit)).await;
         }
     }
+}
+
+/// The id of the image a reference names: derived from the reference, so
+/// that pulling the same image again, by anyone, gives the same id (as a
+/// registry's content addressing does).
+fn image_id_of(reference: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(reference.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }

@@ -147,6 +147,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Whether the image is in the local store.
     async fn image_present(&self, image: &str) -> Result<bool>;
+    /// The id (`sha256:…`) of the image `image` names in the local store,
+    /// `None` when it names none. A name can be moved to another image; an
+    /// id cannot.
+    async fn image_id(&self, image: &str) -> Result<Option<String>>;
     /// Pull an image, publishing progress to `progress`, aborting when
     /// `cancel` fires. Succeeds only on the daemon's final status line.
     async fn pull_image(

@@ -7,7 +7,13 @@
 //! `foreign-image` (asks for the image `image`, not its target's, to be
 //! removed at commit), `network` (creates a container on the network mode
 //! `network`, e.g. `host` or `container:<name>`), `inspect` (inspects the
-//! container `container` and reports what it learnt).
+//! container `container` and reports what it learnt), `adopt` (tries to
+//! inspect, stop, rename, remove at commit and record as a revision the
+//! container `container`, and succeeds with what each answered),
+//! `fake-revision` (creates a container from `image`, records it as a
+//! revision running `claimed`, asks for `claimed` to be removed at commit,
+//! and succeeds with the answers), `extra-containers` (creates `n`
+//! containers besides the live one and succeeds).
 
 use deckhand_sdk::{Spec, Workflow, container, export, job, state};
 use serde::Deserialize;
@@ -24,7 +30,28 @@ struct Params {
     #[serde(default)]
     network: Option<String>,
     #[serde(default)]
+    claimed: Option<String>,
+    #[serde(default)]
     n: u32,
+}
+
+/// What a host call answered, in a word or the host's message.
+fn answer<T>(r: Result<T, deckhand_sdk::HostError>) -> String {
+    match r {
+        Ok(_) => "allowed".into(),
+        Err(e) => deckhand_sdk::describe(&e),
+    }
+}
+
+/// A container of the job's target named `deckhand-<target>-<suffix>`.
+fn extra_container(image: &str, suffix: &str) -> deckhand_sdk::ContainerSpec {
+    deckhand_sdk::ContainerSpec {
+        name: format!("deckhand-{}-{suffix}", job::target()),
+        image: image.to_owned(),
+        env: Vec::new(),
+        cmd: None,
+        network: Some("none".into()),
+    }
 }
 
 fn recurse(n: u64, pad: &mut [u8; 1024]) -> u64 {
@@ -159,6 +186,37 @@ impl Workflow for Hostile {
                 };
                 container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
                 Ok("created".into())
+            }
+            "adopt" => {
+                let victim = p.container.ok_or("container needed")?;
+                let image = p.image.ok_or("image needed")?;
+                let seen = container::inspect_container(&victim).map(|c| c.map(|c| c.id));
+                Ok(format!(
+                    "inspect: {seen:?}; stop: {}; rename: {}; remove-at-commit: {}; record-revision: {}",
+                    answer(container::stop_container(&victim, 1)),
+                    answer(container::rename_container(&victim, &format!("deckhand-{}-mine", job::target()))),
+                    answer(container::remove_container_at_commit(&victim)),
+                    answer(state::record_revision(&image, &victim, "{}")),
+                ))
+            }
+            "fake-revision" => {
+                let image = p.image.ok_or("image needed")?;
+                let claimed = p.claimed.ok_or("claimed needed")?;
+                container::pull_image(&image)?;
+                let id = container::create_container(&extra_container(&image, "fake"))?;
+                Ok(format!(
+                    "record-revision: {}; remove-image-at-commit: {}",
+                    answer(state::record_revision(&claimed, &id, "{}")),
+                    answer(container::remove_image_at_commit(&claimed)),
+                ))
+            }
+            "extra-containers" => {
+                let image = p.image.ok_or("image needed")?;
+                container::pull_image(&image)?;
+                for i in 0..p.n {
+                    container::create_container(&extra_container(&image, &format!("x{i}")))?;
+                }
+                Ok(format!("created {} extra containers", p.n))
             }
             other => Err(format!("unknown mode {other}")),
         }
