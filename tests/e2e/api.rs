@@ -1108,7 +1108,10 @@ async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
         "memory",
         None,
         &[],
-        &[("DECKHAND_COMPENSATION_DEADLINE_S", "60")],
+        &[
+            ("DECKHAND_COMPENSATION_DEADLINE_S", "60"),
+            ("DECKHAND_PLUGIN_CPU_MS", "120000"),
+        ],
     );
     let registered = http()
         .post(s.at("/v1/plugins?name=hostile"))
@@ -1118,7 +1121,7 @@ async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
         .await
         .unwrap();
     assert_eq!(registered.status(), 201);
-    // A job whose own compensation sleeps: its rollback takes a minute.
+    // A job whose own compensation spins: its rollback takes a minute.
     let job = accepted(
         &s,
         json!({"workflow": "hostile", "target": "slow", "params": {"mode": "slow-compensation"}}),

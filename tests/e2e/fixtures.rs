@@ -126,6 +126,7 @@ async fn generate_journal_fixtures() {
         let c = rusqlite::Connection::open(d.path().join(Journal::FILE_NAME)).unwrap();
         c.execute_batch(&format!(
             "DROP INDEX jobs_by_idempotency_key; ALTER TABLE jobs DROP COLUMN idempotency_key; DROP TABLE plugins;
+             DROP TABLE resources; DELETE FROM events WHERE kind IN ('acquired', 'released');
              PRAGMA user_version = 1; PRAGMA journal_mode = DELETE; VACUUM INTO '{}';",
             old.display()
         ))
@@ -389,8 +390,8 @@ async fn a_changed_plugin_replayed_against_a_fixture_reports_where_it_diverges()
     let expected = serde_json::to_value(d.expected.unwrap()).unwrap();
     let actual = serde_json::to_value(d.actual.unwrap()).unwrap();
     assert_eq!(expected["call"]["op"], "create_container");
-    assert_eq!(expected["call"]["config"]["name"], "deckhand-web-next");
-    assert_eq!(actual["call"]["config"]["name"], "deckhand-web-green");
+    assert_eq!(expected["call"]["config"]["name"], "deckhand-web-Next");
+    assert_eq!(actual["call"]["config"]["name"], "deckhand-web-Green");
     assert_eq!(
         report.matched_steps as u32,
         d.step - 1,

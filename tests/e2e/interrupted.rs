@@ -79,7 +79,7 @@ async fn a_rename_that_lands_after_its_undo_looked_is_renamed_back_again() {
     let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     let (id, _, _) = only_container(&rt);
-    // The old container's rename to `deckhand-web-prev` lands 300 ms late.
+    // The old container's rename to `deckhand-web-Prev` lands 300 ms late.
     rt.inject(
         Op::Rename,
         Fault::CompleteLate(Duration::from_millis(300)),

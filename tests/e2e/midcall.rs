@@ -99,7 +99,7 @@ impl Workflow {
                 ("wait_healthy", 1),
             ],
             Workflow::Teardown => &[("stop_container", 1)],
-            // Old renamed to -prev, then the new one to the live name.
+            // Old renamed to -Prev, then the new one to the live name.
             Workflow::Upgrade | Workflow::Rollback => &[
                 ("pull_image", 1),
                 ("create_container", 1),

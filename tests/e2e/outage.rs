@@ -247,7 +247,7 @@ async fn a_full_disk_mid_upgrade_pauses_the_job_and_rolls_it_back_once_space_is_
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(create["config"]["name"], format!("deckhand-{target}-next"));
+    assert_eq!(create["config"]["name"], format!("deckhand-{target}-Next"));
     wait_for_intent(
         &mut live,
         &job.id,
@@ -311,7 +311,7 @@ async fn a_full_disk_mid_upgrade_pauses_the_job_and_rolls_it_back_once_space_is_
         );
         assert_eq!(
             name_and_running(&docker, &next_id).await,
-            (format!("deckhand-{target}-next"), false),
+            (format!("deckhand-{target}-Next"), false),
             "the new container is neither renamed nor started"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -377,7 +377,7 @@ async fn a_full_disk_mid_upgrade_pauses_the_job_and_rolls_it_back_once_space_is_
     let after = snapshot(&docker, executor.journal(), &target, &images).await;
     assert_eq!(
         after, before,
-        "the old container runs with the same id and name, no -next, images as before"
+        "the old container runs with the same id and name, no -Next, images as before"
     );
     assert!(timeline_says(
         executor.journal(),
@@ -512,7 +512,7 @@ async fn the_docker_daemon_killed_mid_upgrade_and_restarted_ends_rolled_back_wit
     let error = done.error.unwrap_or_default();
     assert!(error.contains("not reachable"), "{error}");
     let after = snapshot(&t.docker, t.engine.journal(), &target, &images).await;
-    assert_eq!(after, before, "old container {old_id} running, no -next");
+    assert_eq!(after, before, "old container {old_id} running, no -Next");
     let jobs = t
         .engine
         .journal()
@@ -626,11 +626,15 @@ async fn wait_for_attempts(api: &Api, job: &JobId, n: u64) -> Value {
     loop {
         let v = api.job(job).await;
         assert_eq!(v["state"], "failed", "{v}");
-        assert!(v["auto_retry"].is_object(), "no background retry: {v}");
+        // The retry is planned just after the failure is journaled.
         if v["auto_retry"]["attempts"].as_u64().unwrap_or(0) >= n {
             return v;
         }
-        assert!(Instant::now() < deadline, "attempt {n} never came: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "attempt {n} never came (auto_retry: {}): {v}",
+            v["auto_retry"]
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -679,7 +683,7 @@ async fn a_job_failed_while_the_daemon_was_away_is_retried_by_itself_once_it_is_
     let after = snapshot(&t.docker, t.engine.journal(), &target, &images).await;
     assert_eq!(
         after, before,
-        "the old container runs with the same id, no -next"
+        "the old container runs with the same id, no -Next"
     );
 }
 
@@ -875,7 +879,7 @@ async fn a_daemon_restart_while_the_rollback_waits_out_an_interrupted_stop_ends_
         upgrade.error
     );
     let after = snapshot(&docker, &journal, &target, &images).await;
-    assert_eq!(after, before, "the old app runs with the same id, no -next");
+    assert_eq!(after, before, "the old app runs with the same id, no -Next");
 }
 
 /// A refusal that asks the client to come back: `status`, the problem type

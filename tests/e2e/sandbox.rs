@@ -1,5 +1,11 @@
 //! Hostile plugins: each misbehaves in one way; the engine keeps serving,
-//! the job ends `rolled_back` with a clear error, and the prior state stays.
+//! the job ends `rolled_back` with a clear error (or, where the attack is
+//! to commit, succeeds with each host call refused), and the prior state
+//! stays. `attack_<letter>_…` tests replay the attacks A–J of the security
+//! review: host network (A), adopted look-alike containers (B), images the
+//! engine does not own (C), huge names (D), endless compensations (E),
+//! WASI sleeps (F, J), names of other targets (G), what inspecting reveals
+//! (H), unbounded sizes and leftovers (I).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -130,7 +136,7 @@ async fn a_trap_in_the_middle_of_an_upgrade_rolls_back_to_the_old_container() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
+async fn attack_b_a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
     let engine = TestEngine::with_settings(quick_settings()).await;
     engine
         .executor
@@ -183,7 +189,7 @@ async fn a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn inspecting_another_targets_container_answers_as_for_a_missing_one_and_journals_nothing_of_it()
+async fn attack_h_inspecting_another_targets_container_answers_as_for_a_missing_one_and_journals_nothing_of_it()
  {
     let (_dir, executor, rt) = hostile_engine();
     let other = submit_and_wait(&executor, "install", "other", json!({"image": "app:1"})).await;
@@ -224,7 +230,8 @@ async fn inspecting_another_targets_container_answers_as_for_a_missing_one_and_j
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plugin_cannot_put_a_container_on_the_hosts_network_unless_the_server_allows_it() {
+async fn attack_a_a_plugin_cannot_put_a_container_on_the_hosts_network_unless_the_server_allows_it()
+{
     for network in ["host", "container:deckhand-other"] {
         let (_dir, executor, rt) = hostile_engine();
         let job = submit_and_wait(
@@ -264,7 +271,7 @@ async fn a_plugin_cannot_put_a_container_on_the_hosts_network_unless_the_server_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_install_asking_for_the_hosts_network_is_refused_before_a_job_exists() {
+async fn attack_a_an_install_asking_for_the_hosts_network_is_refused_before_a_job_exists() {
     let (_dir, executor, _rt) = hostile_engine();
     let refused = executor
         .submit(JobRequest::new(
@@ -297,7 +304,7 @@ fn a_component_importing_an_interface_the_host_does_not_provide_is_rejected_at_r
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plugin_cannot_have_an_image_it_does_not_own_removed() {
+async fn attack_c_a_plugin_cannot_have_an_image_it_does_not_own_removed() {
     let (_dir, executor, rt) = hostile_engine();
     rt.add_image("users-own:1");
     assert_eq!(
@@ -328,30 +335,44 @@ async fn a_plugin_cannot_have_an_image_it_does_not_own_removed() {
     );
 }
 
+/// Attacks F and J: WASI timers are frozen like the clocks. A guest's
+/// 90 s sleep is due at once (it cannot hold its job, nor a cancel of it),
+/// its clock does not move, and a replay takes the same path.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cancel_stops_a_plugin_sleeping_in_wasi_at_once() {
-    let (_dir, executor, _rt) = hostile_engine();
-    let job = executor
-        .submit(JobRequest::new("hostile", "web", json!({"mode": "sleep"})))
+async fn attack_f_j_a_wasi_sleep_takes_no_time_and_the_guest_clock_stands_still_so_replay_agrees() {
+    let (_dir, executor, rt) = hostile_engine();
+    let before = (rt.containers(), rt.images());
+    let started = Instant::now();
+    let done = submit_and_wait(&executor, "hostile", "web", json!({"mode": "sleep"})).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the sleep took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.error);
+    let summary = done.summary.clone().unwrap();
+    assert_eq!(summary, "slept 90 s; the guest's clock moved 0ns");
+    assert_eq!((rt.containers(), rt.images()), before, "nothing changed");
+    let host = executor.host();
+    let report = deckhand::replay::replay(host, executor.journal(), &done, None, None)
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let asked = Instant::now();
-    assert!(executor.cancel(&job.id, None).await.unwrap().cancelled);
-    let done = executor.wait(&job.id).await.unwrap();
-    assert_eq!(done.state, JobState::Cancelled);
-    assert!(
-        asked.elapsed() < std::time::Duration::from_secs(3),
-        "cancelled after {:?}, not after the 90 s sleep",
-        asked.elapsed()
+    assert!(report.divergence.is_none(), "{:?}", report.divergence);
+    assert!(report.same_outcome);
+    assert_eq!(
+        report.end,
+        deckhand::replay::ReplayEnd::Finished { summary }
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_compensation_past_its_deadline_ends_the_job_failed_with_its_undo_kept() {
+async fn attack_e_a_compensation_past_its_deadline_ends_the_job_failed_with_its_undo_kept() {
     let rt = std::sync::Arc::new(deckhand::runtime::MemoryRuntime::new());
+    // Guest CPU time would stop the spinning compensation too; the
+    // wall-clock deadline comes first here.
     let settings = deckhand::plugin::HostSettings {
         max_compensation_time: std::time::Duration::from_secs(1),
+        max_guest_time: std::time::Duration::from_secs(600),
         ..quick_settings()
     };
     let (_dir, executor) = memory_engine_with(rt, settings);
@@ -377,7 +398,7 @@ async fn a_compensation_past_its_deadline_ends_the_job_failed_with_its_undo_kept
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_creating_more_containers_than_its_cap_is_refused_and_leaves_none() {
+async fn attack_i_a_job_creating_more_containers_than_its_cap_is_refused_and_leaves_none() {
     let (_dir, executor, rt) = hostile_engine();
     let done = submit_and_wait(
         &executor,
@@ -397,7 +418,7 @@ async fn a_job_creating_more_containers_than_its_cap_is_refused_and_leaves_none(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_registering_more_compensations_than_its_cap_is_refused_and_rolls_back() {
+async fn attack_i_a_job_registering_more_compensations_than_its_cap_is_refused_and_rolls_back() {
     let (_dir, executor, _rt) = hostile_engine();
     let done = submit_and_wait(
         &executor,
@@ -420,7 +441,7 @@ async fn a_job_registering_more_compensations_than_its_cap_is_refused_and_rolls_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_container_name_with_a_huge_suffix_is_refused_before_anything_is_created() {
+async fn attack_d_a_container_name_with_a_huge_suffix_is_refused_before_anything_is_created() {
     let (_dir, executor, rt) = hostile_engine();
     let installed = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(installed.state, JobState::Succeeded);
@@ -459,7 +480,8 @@ fn labelled(
 /// container the engine's labels. It is still not the engine's: the journal
 /// never recorded creating it.
 #[tokio::test(flavor = "multi_thread")]
-async fn b_a_users_container_with_copied_deckhand_labels_is_not_adopted_touched_or_torn_down() {
+async fn attack_b_a_users_container_with_copied_deckhand_labels_is_not_adopted_touched_or_torn_down()
+ {
     let engine = TestEngine::with_settings(quick_settings()).await;
     engine
         .executor
@@ -535,7 +557,8 @@ async fn b_a_users_container_with_copied_deckhand_labels_is_not_adopted_touched_
 /// cannot claim it for a container made from another image, and a removal
 /// at commit is refused.
 #[tokio::test(flavor = "multi_thread")]
-async fn c_an_image_the_user_pulled_after_the_engine_removed_it_cannot_be_claimed_or_removed() {
+async fn attack_c_an_image_the_user_pulled_after_the_engine_removed_it_cannot_be_claimed_or_removed()
+ {
     let (_dir, executor, rt) = hostile_engine();
     let failed = submit_and_wait(
         &executor,
@@ -580,7 +603,7 @@ async fn c_an_image_the_user_pulled_after_the_engine_removed_it_cannot_be_claime
 /// a newer one under the same name. The name is the user's now: teardown
 /// removes only the image id the engine brought.
 #[tokio::test(flavor = "multi_thread")]
-async fn c_teardown_leaves_an_image_whose_name_was_moved_to_another_pull() {
+async fn attack_c_teardown_leaves_an_image_whose_name_was_moved_to_another_pull() {
     let (_dir, executor, rt) = hostile_engine();
     let install = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
@@ -605,7 +628,7 @@ async fn c_teardown_leaves_an_image_whose_name_was_moved_to_another_pull() {
 /// job does not leave them for good: teardown removes every container the
 /// engine created for the target, and only those.
 #[tokio::test(flavor = "multi_thread")]
-async fn i_teardown_removes_every_container_the_engine_created_for_the_target() {
+async fn attack_i_teardown_removes_every_container_the_engine_created_for_the_target() {
     let (_dir, executor, rt) = hostile_engine();
     for target in ["web", "other"] {
         let install =
@@ -642,5 +665,52 @@ async fn i_teardown_removes_every_container_the_engine_created_for_the_target() 
             .unwrap()
             .is_empty(),
         "and the journal no longer counts them as the engine's"
+    );
+}
+
+/// Attack G: target `p`'s plugin asks for `deckhand-p-q`, the live name of
+/// a target `p-q`. Refused: a name of `p` other than `deckhand-p` has a
+/// suffix starting with an uppercase letter, which no target name has. So
+/// `p-q` installs as usual, and `p` upgrades while a target `p-next` exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_g_no_name_of_one_target_can_be_a_name_of_another() {
+    let (_dir, executor, rt) = hostile_engine();
+    let install = submit_and_wait(&executor, "install", "p", json!({"image": "app:1"})).await;
+    assert_eq!(install.state, JobState::Succeeded);
+    let before = rt.containers();
+    for squatted in ["deckhand-p-q", "deckhand-p-next", "deckhand-p-q-Web"] {
+        let job = submit_and_wait(
+            &executor,
+            "hostile",
+            "p",
+            json!({"mode": "name", "image": "app:1", "name": squatted}),
+        )
+        .await;
+        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+        // `deckhand-p-q-Web` is a name of target `p-q` (suffix `Web`), so
+        // it cannot be one of `p`'s (whose suffix would be `q-Web`).
+        let answer = job.summary.unwrap();
+        assert!(
+            answer.contains(&format!(
+                "invalid argument: container name `{squatted}` must be `deckhand-p` or `deckhand-p-<Suffix>`"
+            )),
+            "{squatted}: {answer}"
+        );
+        assert_eq!(rt.containers(), before, "nothing was created");
+    }
+    for target in ["p-q", "p-next"] {
+        let install =
+            submit_and_wait(&executor, "install", target, json!({"image": "app:1"})).await;
+        assert_eq!(install.state, JobState::Succeeded, "{:?}", install.error);
+    }
+    let upgrade = submit_and_wait(&executor, "upgrade", "p", json!({"image": "app:2"})).await;
+    assert_eq!(upgrade.state, JobState::Succeeded, "{:?}", upgrade.error);
+    let names: std::collections::BTreeSet<String> =
+        rt.containers().into_values().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        ["deckhand-p", "deckhand-p-next", "deckhand-p-q"]
+            .map(String::from)
+            .into()
     );
 }

@@ -949,7 +949,10 @@ mod tests {
         j.append(&job.id, acquired()).await.unwrap();
         let owned = j.owned("image", "sha256:aa").unwrap().unwrap();
         assert_eq!((owned.target.as_str(), &owned.job_id), ("web", &job.id));
-        assert_eq!(j.owned_named("image", "app:1").unwrap(), std::slice::from_ref(&owned));
+        assert_eq!(
+            j.owned_named("image", "app:1").unwrap(),
+            std::slice::from_ref(&owned)
+        );
         assert_eq!(j.owned_by_target("image", "web").unwrap(), [owned]);
         assert!(
             j.owned("container", "sha256:aa").unwrap().is_none(),

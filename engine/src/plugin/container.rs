@@ -118,24 +118,35 @@ impl JobScope {
         }
     }
 
-    /// The names a container of this target may have.
+    /// The names a container of this target may have: its live name
+    /// `deckhand-<target>`, or `deckhand-<target>-<Suffix>` where the suffix
+    /// starts with an uppercase letter. No target name has one, so no name
+    /// of one target can be another target's live name or any other of its
+    /// names: `deckhand-p-Q` is target `p`'s, and target `p-q`'s names are
+    /// `deckhand-p-q` and `deckhand-p-q-…`.
     fn check_name(&self, name: &str) -> Result<(), HostError> {
         let live = format!("deckhand-{}", self.target);
         let ok = name == live
-            || name.strip_prefix(&format!("{live}-")).is_some_and(|s| {
-                (1..=MAX_SUFFIX_LEN).contains(&s.len())
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            });
+            || name
+                .strip_prefix(&format!("{live}-"))
+                .is_some_and(valid_suffix);
         if ok {
             Ok(())
         } else {
             let shown: String = name.chars().take(96).collect();
             Err(HostError::Invalid(format!(
-                "container name `{shown}` must be `{live}` or `{live}-<suffix>` (a suffix of 1–{MAX_SUFFIX_LEN} characters from a-z, A-Z, 0-9, `_`, `.`, `-`)"
+                "container name `{shown}` must be `{live}` or `{live}-<Suffix>`: a suffix starts with an uppercase letter (which no target name has, so that no name of one target is another's) and has 1–{MAX_SUFFIX_LEN} characters from A-Z, a-z, 0-9, `_`, `.`, `-`"
             )))
         }
     }
+}
+
+/// Whether `s` may follow `deckhand-<target>-` in a container name.
+fn valid_suffix(s: &str) -> bool {
+    (1..=MAX_SUFFIX_LEN).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// The longest suffix a temporary container's name may have: names stay
@@ -634,5 +645,21 @@ impl container::Host for HostState {
             )
             .await?;
         Ok(state.map(info_of))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suffix_starts_with_an_uppercase_letter_so_no_target_can_have_the_name() {
+        assert!(valid_suffix("Next"));
+        assert!(valid_suffix("Web-1.a_b"));
+        assert!(!valid_suffix("next"), "deckhand-p-next is target p-next's");
+        assert!(!valid_suffix("1x"));
+        assert!(!valid_suffix(""));
+        assert!(!valid_suffix(&format!("N{}", "x".repeat(MAX_SUFFIX_LEN))));
+        assert!(!valid_suffix("Ne xt"));
     }
 }

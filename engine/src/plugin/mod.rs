@@ -6,10 +6,12 @@
 //! gets a fresh instance in a fresh `Store` whose WASI context has no
 //! preopened directories, no environment and no network. One module per WIT
 //! interface implements its host side ([`container`], [`job`],
-//! [`target_state`]); [`scope`] is the job they act for.
+//! [`target_state`], and [`clocks`] of WASI's); [`scope`] is the job they
+//! act for.
 
 mod bindings;
 mod builtin;
+mod clocks;
 mod container;
 mod host_state;
 mod job;
@@ -152,36 +154,14 @@ fn describe_trap(trap: &wasmtime::Error) -> String {
     }
 }
 
-/// A frozen clock: WASI time is always the epoch, so a plugin cannot read
-/// time except through the journaled `job.now-ms`.
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
 /// WASI with nothing granted: no preopened directories, environment,
-/// arguments or network (denied by default), discarded stdio, a frozen clock
-/// and constant-seeded randomness, so a run depends only on host answers.
+/// arguments or network (denied by default), discarded stdio, frozen clocks
+/// and timers ([`clocks`]) and constant-seeded randomness, so a run depends only on host answers.
 fn sandboxed_wasi() -> WasiCtx {
     use rand::SeedableRng;
     WasiCtx::builder()
-        .wall_clock(FrozenClock)
-        .monotonic_clock(FrozenClock)
+        .wall_clock(clocks::FrozenClock)
+        .monotonic_clock(clocks::FrozenClock)
         .secure_random(rand::rngs::StdRng::seed_from_u64(0))
         .insecure_random(rand::rngs::StdRng::seed_from_u64(0))
         .insecure_random_seed(0)
@@ -205,6 +185,7 @@ impl PluginHost {
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| clocks::link_frozen_timers(&mut linker))
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         bindings::Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(e.to_string()))?;

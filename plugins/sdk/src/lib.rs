@@ -207,13 +207,13 @@ pub mod recipes {
         let live = live_name(&target);
 
         container::pull_image(&image)?;
-        let next = container::create_container(&spec.container(format!("{live}-next"))?)?;
+        let next = container::create_container(&spec.container(format!("{live}-Next"))?)?;
         let old = container::inspect_container(&current.container_id)?;
         if let Some(old) = &old {
             if old.running {
                 container::stop_container(&old.id, 10)?;
             }
-            container::rename_container(&old.id, &format!("{live}-prev"))?;
+            container::rename_container(&old.id, &format!("{live}-Prev"))?;
         }
         container::rename_container(&next, &live)?;
         container::start_container(&next)?;

@@ -2,7 +2,7 @@
 //!
 //! Params: `{image?, env?, cmd?, network?, health?}`; unset fields keep the
 //! current revision's. Steps (see `deckhand_sdk::recipes::replace`): pull the
-//! new image → create it as `deckhand-<target>-next` → stop the old container
+//! new image → create it as `deckhand-<target>-Next` → stop the old container
 //! → swap names → start the new one → wait healthy → record the revision. At
 //! commit the old container is removed, and its image if the engine pulled
 //! it and no target still uses it. Any failure before that — including a

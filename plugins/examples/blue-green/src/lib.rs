@@ -35,7 +35,7 @@ impl Workflow for BlueGreen {
         let live = live_name(&target);
 
         container::pull_image(&image)?;
-        let green = container::create_container(&spec.container(format!("{live}-green"))?)?;
+        let green = container::create_container(&spec.container(format!("{live}-Green"))?)?;
         container::start_container(&green)?;
         job::set_phase("green_health");
         container::wait_healthy(&green, spec.health.clone().unwrap_or_default().timeout())?;
@@ -43,7 +43,7 @@ impl Workflow for BlueGreen {
         // Green is healthy: switch.
         job::set_phase("switching");
         container::stop_container(&blue.container_id, 10)?;
-        container::rename_container(&blue.container_id, &format!("{live}-blue"))?;
+        container::rename_container(&blue.container_id, &format!("{live}-Blue"))?;
         container::rename_container(&green, &live)?;
 
         let revision = state::record_revision(&image, &green, &spec.to_json())?;

@@ -13,7 +13,8 @@
 //! `fake-revision` (creates a container from `image`, records it as a
 //! revision running `claimed`, asks for `claimed` to be removed at commit,
 //! and succeeds with the answers), `extra-containers` (creates `n`
-//! containers besides the live one and succeeds).
+//! containers besides the live one and succeeds), `name` (pulls `image`,
+//! creates a container named `name` and succeeds with what the host said).
 
 use deckhand_sdk::{Spec, Workflow, container, export, job, state};
 use serde::Deserialize;
@@ -31,6 +32,8 @@ struct Params {
     network: Option<String>,
     #[serde(default)]
     claimed: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     n: u32,
 }
@@ -102,9 +105,9 @@ impl Workflow for Hostile {
                 let spec = Spec { image: Some(image.clone()), ..Spec::of_revision(&current)? };
                 let target = job::target();
                 container::pull_image(&image)?;
-                let next = container::create_container(&spec.container(format!("deckhand-{target}-next"))?)?;
+                let next = container::create_container(&spec.container(format!("deckhand-{target}-Next"))?)?;
                 container::stop_container(&current.container_id, 10)?;
-                container::rename_container(&current.container_id, &format!("deckhand-{target}-prev"))?;
+                container::rename_container(&current.container_id, &format!("deckhand-{target}-Prev"))?;
                 container::rename_container(&next, &format!("deckhand-{target}"))?;
                 panic!("trap in the middle of an upgrade");
             }
@@ -144,11 +147,12 @@ impl Workflow for Hostile {
                 Err(format!("inspect: {:?}; stop: {}", seen.map(|c| c.id), stop.unwrap_or("allowed".into())))
             }
             "sleep" => {
+                let started = std::time::Instant::now();
                 std::thread::sleep(std::time::Duration::from_secs(90));
-                Ok("slept".into())
+                Ok(format!("slept 90 s; the guest's clock moved {:?}", started.elapsed()))
             }
             "slow-compensation" => {
-                job::register_compensation("sleep", "86400")?;
+                job::register_compensation("spin", "")?;
                 Err("failing so that the compensation runs".into())
             }
             "many-compensations" => {
@@ -163,7 +167,7 @@ impl Workflow for Hostile {
                 container::pull_image(&image)?;
                 for i in 0..p.n {
                     let spec = deckhand_sdk::ContainerSpec {
-                        name: format!("deckhand-{target}-c{i}"),
+                        name: format!("deckhand-{target}-C{i}"),
                         image: image.clone(),
                         env: Vec::new(),
                         cmd: None,
@@ -178,7 +182,7 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 container::pull_image(&image)?;
                 let spec = deckhand_sdk::ContainerSpec {
-                    name: format!("deckhand-{target}-{}", "x".repeat(p.n as usize)),
+                    name: format!("deckhand-{target}-{}", "X".repeat(p.n as usize)),
                     image,
                     env: Vec::new(),
                     cmd: None,
@@ -194,7 +198,7 @@ impl Workflow for Hostile {
                 Ok(format!(
                     "inspect: {seen:?}; stop: {}; rename: {}; remove-at-commit: {}; record-revision: {}",
                     answer(container::stop_container(&victim, 1)),
-                    answer(container::rename_container(&victim, &format!("deckhand-{}-mine", job::target()))),
+                    answer(container::rename_container(&victim, &format!("deckhand-{}-Mine", job::target()))),
                     answer(container::remove_container_at_commit(&victim)),
                     answer(state::record_revision(&image, &victim, "{}")),
                 ))
@@ -203,7 +207,7 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 let claimed = p.claimed.ok_or("claimed needed")?;
                 container::pull_image(&image)?;
-                let id = container::create_container(&extra_container(&image, "fake"))?;
+                let id = container::create_container(&extra_container(&image, "Fake"))?;
                 Ok(format!(
                     "record-revision: {}; remove-image-at-commit: {}",
                     answer(state::record_revision(&claimed, &id, "{}")),
@@ -214,9 +218,16 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 container::pull_image(&image)?;
                 for i in 0..p.n {
-                    container::create_container(&extra_container(&image, &format!("x{i}")))?;
+                    container::create_container(&extra_container(&image, &format!("X{i}")))?;
                 }
                 Ok(format!("created {} extra containers", p.n))
+            }
+            "name" => {
+                let image = p.image.ok_or("image needed")?;
+                let name = p.name.ok_or("name needed")?;
+                container::pull_image(&image)?;
+                let spec = deckhand_sdk::ContainerSpec { name, ..extra_container(&image, "Unused") };
+                Ok(format!("create: {}", answer(container::create_container(&spec))))
             }
             other => Err(format!("unknown mode {other}")),
         }
@@ -226,10 +237,11 @@ impl Workflow for Hostile {
         if action == "nothing" {
             return Ok(());
         }
-        if action == "sleep" {
-            let secs: u64 = data.parse().map_err(|_| "seconds expected")?;
-            std::thread::sleep(std::time::Duration::from_secs(secs));
-            return Ok(());
+        if action == "spin" {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
         deckhand_sdk::no_compensations(&action, &data)
     }
