@@ -197,7 +197,7 @@ fn scope(
     settings: HostSettings,
     params: &str,
 ) -> JobScope {
-    JobScope::new(
+    JobScope::live(
         job.clone(),
         "web".into(),
         params.into(),
@@ -641,6 +641,105 @@ fn rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Figure 10: Resident memory of `deckhand serve` (memory runtime) holding
+/// 1,000 idle connections: silent ones, then ones that made a request each
+/// and stay open (keep-alive).
+async fn idle_connections(dir: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    const N: usize = 1000;
+    // The connections are this process's files too.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only access `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(dir.join("serve"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
+        .env("DECKHAND_TOKEN", "bench")
+        // Long enough that none closes while measured.
+        .env("DECKHAND_IDLE_TIMEOUT_S", "600")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("deckhand listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    std::thread::spawn(move || for _ in out.lines() {});
+    let pid = child.id();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let ask = |c: &mut std::net::TcpStream| {
+        c.write_all(request).unwrap();
+        let mut buf = [0u8; 512];
+        assert!(c.read(&mut buf).unwrap() > 0);
+    };
+    // Warm up: a few requests, then the resident memory settles.
+    for _ in 0..20 {
+        ask(&mut std::net::TcpStream::connect(&addr).unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib_of(pid);
+    let mut silent = Vec::with_capacity(N);
+    for _ in 0..N {
+        silent.push(std::net::TcpStream::connect(&addr).unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_silent = rss_kib_of(pid);
+    for c in &mut silent {
+        ask(c);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_kept = rss_kib_of(pid);
+    drop(silent);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    let idle_mib = mib(idle) + " idle";
+    row(
+        "10. RSS of the server, idle (memory runtime)",
+        mib(idle),
+        None,
+    );
+    for (name, rss) in [
+        ("   RSS with 1,000 silent connections", with_silent),
+        ("   RSS with 1,000 kept-alive connections", with_kept),
+    ] {
+        row(
+            name,
+            mib(rss),
+            Some((idle_mib.clone(), rss as f64 / idle as f64)),
+        );
+        let above = rss.saturating_sub(idle);
+        row(
+            "   above idle / per connection",
+            format!("{} / {:.1} KiB", mib(above), above as f64 / N as f64),
+            None,
+        );
+    }
+}
+
 /// An engine on the in-memory runtime with a fresh journal at `path`.
 fn memory_executor(path: &std::path::Path, host: &Arc<PluginHost>) -> Executor {
     Executor::new(
@@ -880,6 +979,9 @@ async fn main() {
     }
     if wanted("9") {
         rollback_scaling(dir.path()).await;
+    }
+    if wanted("10") {
+        idle_connections(dir.path()).await;
     }
     if wanted("7") || wanted("8") {
         if chosen.iter().all(|c| c == "7" || c == "8") && !chosen.is_empty() {

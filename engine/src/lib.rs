@@ -14,6 +14,7 @@
 //! - [`runtime`] — the container runtime (Docker through bollard) and pull progress;
 //! - [`journal`] — the durable event log and its projections (knows no Docker, no WASM);
 //! - [`steps`] — the typed calls, compensations and deferred effects the journal stores;
+//! - [`ownership`] — the one rule for what the engine may stop, rename or remove;
 //! - [`cli`] — the `deckhand` command line;
 //! - [`fault`] — fault injection for the crash tests (off unless asked for).
 //!
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod executor;
 pub mod fault;
 pub mod journal;
+pub mod ownership;
 pub mod plugin;
 pub mod replay;
 pub mod runtime;

@@ -1158,3 +1158,331 @@ async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
     .await;
     assert_eq!(busy.status(), 409);
 }
+
+// ---- idempotency and connection hardening ---------------------------------
+
+/// `host:port` of a server.
+fn addr_of(s: &Server) -> String {
+    s.url.trim_start_matches("http://").to_owned()
+}
+
+/// Send `request` on a new connection, and read until the server closes it
+/// (or `within` passes): what came back, and whether it closed.
+async fn raw_exchange(s: &Server, request: &[u8], within: std::time::Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr_of(s)).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// The status and problem document of a raw answer.
+fn raw_problem(answer: &str) -> (u16, Value) {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no answer: {answer:?}"));
+    let status = head[9..12].parse().unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/problem+json\r\n"),
+        "{head}"
+    );
+    (status, serde_json::from_str(body).unwrap())
+}
+
+fn problem_type(kind: &str) -> String {
+    format!("https://deckhand.dev/problems/{kind}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_submissions_with_one_idempotency_key_get_one_job() {
+    let s = Server::start("memory", None);
+    let body = json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}});
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (url, body) = (s.at("/v1/jobs"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = http_client()
+                .post(url)
+                .header("Idempotency-Key", "deploy-42")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let job: Value = resp.json().await.unwrap();
+            (status, job)
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, job) = t.await.unwrap();
+        assert!(status == 202 || status == 200, "{status}: {job}");
+        ids.insert(job["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one job for every submission: {ids:?}");
+    assert_eq!(job_count(&s).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_idempotency_key_with_another_request_is_refused_naming_its_job() {
+    let s = Server::start("memory", None);
+    let send = |body: Value| {
+        http()
+            .post(s.at("/v1/jobs"))
+            .header("Idempotency-Key", "k-1")
+            .json(&body)
+            .send()
+    };
+    let first = send(json!({"workflow": "install", "target": "web", "params": {"image": "app:1", "env": {"A": "1", "B": "2"}}}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    // The same request (its members in another order) is the same job.
+    let again = send(json!({"params": {"env": {"B": "2", "A": "1"}, "image": "app:1"}, "target": "web", "workflow": "install"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    for other in [
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:2", "env": {"A": "1", "B": "2"}}}),
+        json!({"workflow": "install", "target": "api", "params": {"image": "app:1", "env": {"A": "1", "B": "2"}}}),
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1", "env": {"A": "1", "B": "2"}}, "force": true}),
+    ] {
+        let resp = send(other.clone()).await.unwrap();
+        assert_eq!(resp.status(), 422, "{other}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["type"], problem_type("idempotency-key-reused"));
+        assert_eq!(p["existing_job"], first["id"], "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains(first["id"].as_str().unwrap()),
+            "{p}"
+        );
+    }
+    assert_eq!(job_count(&s).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_sending_its_headers_slowly_is_cut_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with_env("memory", None, &[], &[("DECKHAND_HEADER_TIMEOUT_S", "1")]);
+    let mut conn = tokio::net::TcpStream::connect(addr_of(&s)).await.unwrap();
+    let started = std::time::Instant::now();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // One byte every 200 ms: never idle, never done.
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 64];
+        loop {
+            tokio::select! {
+                r = conn.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return },
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    if conn.write_all(b"a").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let after = started.elapsed();
+    assert!(cut.is_ok(), "the connection stayed open for 10 s");
+    assert!(
+        after >= std::time::Duration::from_millis(900) && after < std::time::Duration::from_secs(4),
+        "cut after {after:?}"
+    );
+    // The server still answers others.
+    let health = http().get(s.at("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_but_an_event_stream_is_not() {
+    let s = Server::start_with_env(
+        "memory",
+        None,
+        &["--keep-alive-ms", "60000"],
+        &[
+            ("DECKHAND_IDLE_TIMEOUT_S", "1"),
+            // The install waits this long with nothing to say.
+            ("DECKHAND_SETTLE_MS", "3000"),
+        ],
+    );
+    let (answer, closed) = raw_exchange(&s, b"", std::time::Duration::from_secs(5)).await;
+    assert!(closed && answer.is_empty(), "{closed} {answer:?}");
+
+    let job = accepted(
+        &s,
+        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let events = events_to_end(&s, job["id"].as_str().unwrap()).await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the stream was silent for longer than the idle timeout"
+    );
+    assert_eq!(events.last().unwrap().1, "end");
+    assert_eq!(events.last().unwrap().2["state"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_content_length_is_refused_before_the_body_is_sent() {
+    let s = Server::start("memory", None);
+    for (path, size, limit) in [
+        ("/v1/jobs", 10_000_000u64, 64u64 << 10),
+        ("/v1/plugins?name=big", (16u64 << 20) + 1, 16 << 20),
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        );
+        let (answer, _) =
+            raw_exchange(&s, request.as_bytes(), std::time::Duration::from_secs(3)).await;
+        let (status, p) = raw_problem(&answer);
+        assert_eq!(status, 413, "{path}: {answer}");
+        assert_eq!(p["type"], problem_type("body-too-large"), "{path}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(&limit.to_string()),
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_too_large_plugin_is_refused_as_body_too_large() {
+    let s = Server::start("memory", None);
+    // Chunked, so that only reading finds out.
+    let too_large = (16usize << 20) + 1;
+    let mut request = format!(
+        "POST /v1/plugins?name=big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/wasm\r\nTransfer-Encoding: chunked\r\n\r\n{too_large:x}\r\n"
+    )
+    .into_bytes();
+    request.extend(std::iter::repeat_n(b'a', too_large));
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let (answer, _) = raw_exchange(&s, &request, std::time::Duration::from_secs(10)).await;
+    let (status, p) = raw_problem(&answer);
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(p["type"], problem_type("body-too-large"));
+    assert!(!s.dir.path().join("plugins").exists(), "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_is_a_problem_document_down_to_unparsable_requests() {
+    let s = Server::start("memory", None);
+    // Answered by the router.
+    let cases = [
+        (http().get(s.at("/v1/nowhere")), 404, "not-found"),
+        (
+            http().delete(s.at("/v1/targets")),
+            405,
+            "method-not-allowed",
+        ),
+        (http().get(s.at("/v1/jobs/%ff")), 400, "invalid-path"),
+        (http().get(s.at("/v1/targets/%ff")), 400, "invalid-path"),
+        (
+            http().post(s.at("/v1/jobs/%ff/cancel")),
+            400,
+            "invalid-path",
+        ),
+    ];
+    for (req, status, kind) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{kind}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["type"], problem_type(kind));
+        assert_eq!(p["status"], status);
+    }
+    // Answered before any route: requests that cannot be parsed.
+    let auth = format!("Authorization: Bearer {TEST_TOKEN}\r\n");
+    let cases = [
+        (
+            String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nthis is no header\r\n\r\n"),
+            400,
+            "malformed-request",
+        ),
+        (
+            String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n"),
+            400,
+            "malformed-request",
+        ),
+        (
+            format!(
+                "GET /v1/jobs HTTP/1.1\r\nHost: x\r\n{auth}X-Big: {}\r\n\r\n",
+                "a".repeat(40_000)
+            ),
+            431,
+            "headers-too-large",
+        ),
+        (
+            format!(
+                "GET /v1/jobs HTTP/1.1\r\nHost: x\r\n{auth}{}\r\n",
+                (0..200)
+                    .map(|i| format!("X-{i}: a\r\n"))
+                    .collect::<String>()
+            ),
+            431,
+            "headers-too-large",
+        ),
+    ];
+    for (request, status, kind) in cases {
+        let (answer, closed) =
+            raw_exchange(&s, request.as_bytes(), std::time::Duration::from_secs(3)).await;
+        let (got, p) = raw_problem(&answer);
+        assert_eq!(got, status, "{kind}: {answer}");
+        assert_eq!(p["type"], problem_type(kind));
+        assert!(!p["detail"].as_str().unwrap().is_empty());
+        assert!(closed, "{kind}: the connection closes after");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let s = Server::start_with_env("memory", None, &[], &[("DECKHAND_MAX_CONNECTIONS", "2")]);
+    let one = tokio::net::TcpStream::connect(addr_of(&s)).await.unwrap();
+    let _two = tokio::net::TcpStream::connect(addr_of(&s)).await.unwrap();
+    let fresh = || {
+        http_client_builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let waiting = tokio::spawn({
+        let url = s.at("/healthz");
+        let client = fresh();
+        async move {
+            let sent = std::time::Instant::now();
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status().as_u16(), sent.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is not served yet"
+    );
+    drop(one);
+    let (status, after) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(after >= std::time::Duration::from_secs(1), "{after:?}");
+}

@@ -274,3 +274,399 @@ fn plugin_test_with_an_injected_fault_shows_the_rollback() {
         "the old container runs again: {stdout}"
     );
 }
+
+// ---- the CLI as a new user meets it (in-memory runtime, no Docker) ----------
+
+/// A `deckhand --server URL` child presenting the test token, from a data
+/// directory of its own (so nothing local is read).
+fn remote(s: &Server, args: &[&str]) -> std::process::Output {
+    let work = tempfile::tempdir().unwrap();
+    deckhand(work.path())
+        .env("DECKHAND_TOKEN", TEST_TOKEN)
+        .arg("--server")
+        .arg(&s.url)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `deckhand` in-process on the data directory of server `s` (which holds
+/// its lock: commands that run jobs there refuse, reads and cancels work).
+fn local(s: &Server, args: &[&str]) -> std::process::Output {
+    deckhand(s.dir.path()).args(args).output().unwrap()
+}
+
+fn stdout_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A memory server whose containers take a minute to count as up: an
+/// install stays `running` in `waiting_healthy` until cancelled.
+fn slow_server() -> Server {
+    Server::start_with_env("memory", None, &[], &[("DECKHAND_SETTLE_MS", "60000")])
+}
+
+async fn submit_install(s: &Server, target: &str) -> String {
+    let resp = http_client()
+        .post(s.at("/v1/jobs"))
+        .json(&serde_json::json!({
+            "workflow": "install",
+            "target": target,
+            "params": {"image": "app:1", "health": {"timeout_s": 120}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let job: serde_json::Value = resp.json().await.unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// Poll job `id` until `done` holds of its JSON; that JSON.
+async fn wait_for_job(
+    s: &Server,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let job: serde_json::Value = http_client()
+            .get(s.at(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job never got there: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn is_terminal(job: &serde_json::Value) -> bool {
+    ["succeeded", "cancelled", "rolled_back", "failed"].contains(&job["state"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_never_makes_the_cli_panic() {
+    use deckhand::journal::{JobId, Journal, NewJob};
+    use std::io::{BufRead, BufReader};
+    // Enough jobs that the listing overflows a pipe's buffer.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+        let creates: Vec<_> = (0..1500)
+            .map(|i| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    journal
+                        .create_job(NewJob {
+                            id: JobId::new(),
+                            workflow: "install".into(),
+                            target: format!("web{}", i % 50),
+                            params: serde_json::json!({"image": "app:1"}),
+                            plugin_digest: "sha256:00".into(),
+                            idempotency_key: None,
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for c in creates {
+            c.await.unwrap();
+        }
+    }
+    for args in [
+        &["jobs", "list", "--limit", "5000"][..],
+        &["jobs", "list", "--limit", "5000", "--json"][..],
+        &["journal", "export"][..],
+    ] {
+        let mut child = deckhand(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then go away, as `| head -1` does.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_cancel_answers_the_same_json_in_process_and_through_a_server() {
+    let s = slow_server();
+    let id = submit_install(&s, "web").await;
+    wait_for_job(&s, &id, |j| j["phase"] == "waiting_healthy").await;
+
+    // In-process, while the server runs the job: journaled, the server acts.
+    let first = local(&s, &["jobs", "cancel", &id]);
+    assert!(first.status.success(), "{}", cli_text(&first));
+    assert_eq!(
+        stdout_of(&first).trim(),
+        r#"{"cancelled":true,"state":"running"}"#
+    );
+    wait_for_job(&s, &id, is_terminal).await;
+
+    // Cancelling the cancelled job: `cancelled: false`, its state and why,
+    // word for word the same through the server and in-process.
+    let expected = r#"{"cancelled":false,"state":"cancelled","reason":"job already cancelled"}"#;
+    let through_server = remote(&s, &["jobs", "cancel", &id]);
+    assert!(
+        through_server.status.success(),
+        "{}",
+        cli_text(&through_server)
+    );
+    assert_eq!(stdout_of(&through_server).trim(), expected);
+    let in_process = local(&s, &["jobs", "cancel", &id]);
+    assert_eq!(
+        stdout_of(&in_process).trim(),
+        expected,
+        "{}",
+        cli_text(&in_process)
+    );
+
+    // In-process with no server on the data directory (the journal copied
+    // elsewhere): no engine is needed to answer for a finished job.
+    let copy = tempfile::tempdir().unwrap();
+    let file = copy.path().join("journal.jsonl");
+    let export = local(&s, &["journal", "export", "-o", file.to_str().unwrap()]);
+    assert!(export.status.success(), "{}", cli_text(&export));
+    let alone = tempfile::tempdir().unwrap();
+    let import = deckhand(alone.path())
+        .args(["journal", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", cli_text(&import));
+    let unlocked = deckhand(alone.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["jobs", "cancel", &id])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout_of(&unlocked).trim(),
+        expected,
+        "{}",
+        cli_text(&unlocked)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_server_is_refused() {
+    let s = Server::start("memory", None);
+    let id = submit_install(&s, "web").await;
+    let job = wait_for_job(&s, &id, is_terminal).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    for args in [
+        &["targets", "list"][..],
+        &["targets", "show", "web"][..],
+        &["jobs", "show", &id][..],
+        &["jobs", "list"][..],
+    ] {
+        let (r, l) = (remote(&s, args), local(&s, args));
+        assert!(r.status.success(), "{args:?}: {}", cli_text(&r));
+        assert!(l.status.success(), "{args:?}: {}", cli_text(&l));
+        let text = stdout_of(&r);
+        assert!(
+            !text.trim_start().starts_with(['{', '[']),
+            "{args:?} prints text, not JSON:\n{text}"
+        );
+        assert_eq!(text, stdout_of(&l), "{args:?}: the same through the server");
+    }
+    let targets = stdout_of(&remote(&s, &["targets", "list"]));
+    assert!(targets.starts_with("TARGET"), "{targets}");
+    assert!(targets.contains("app:1"), "{targets}");
+    let show = stdout_of(&remote(&s, &["jobs", "show", &id]));
+    for expected in [
+        "state     succeeded",
+        "journal:",
+        "intent  ",
+        "state   succeeded",
+    ] {
+        assert!(show.contains(expected), "missing `{expected}` in:\n{show}");
+    }
+    // `--json` still gives the API's JSON.
+    let json: serde_json::Value =
+        serde_json::from_slice(&remote(&s, &["targets", "show", "web", "--json"]).stdout).unwrap();
+    assert_eq!(json["revision"], 1);
+
+    // Commands that work on a journal file say so instead of ignoring the URL.
+    for args in [
+        &["replay", &id][..],
+        &["journal", "export"][..],
+        &["recover"][..],
+    ] {
+        let out = remote(&s, args);
+        assert!(!out.status.success(), "{args:?}: {}", cli_text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("does not work through a server") && stderr.contains(&s.url),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// The length of the longest common start of two strings.
+fn common_start(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+}
+
+/// The shortest start of `id` that no other of `ids` shares (hyphen-safe).
+fn unique_start<'a>(id: &'a str, others: &[&str]) -> &'a str {
+    let mut n = others
+        .iter()
+        .map(|o| common_start(id, o))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    n = n.max(4);
+    if id.as_bytes()[n - 1] == b'-' {
+        n += 1;
+    }
+    &id[..n]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn short_job_ids_name_a_job_everywhere_an_id_does() {
+    let s = Server::start("memory", None);
+    let a = submit_install(&s, "web").await;
+    wait_for_job(&s, &a, is_terminal).await;
+    let b = submit_install(&s, "api").await;
+    wait_for_job(&s, &b, is_terminal).await;
+    let short_a = unique_start(&a, &[&b]);
+    let short_b = unique_start(&b, &[&a]);
+    // Ids are UUIDv7: jobs made moments apart share their first digits.
+    let shared = &a[..common_start(&a, &b)];
+    assert!(shared.len() >= 4, "{a} {b}");
+
+    for (short, full) in [(short_a, &a), (short_b, &b)] {
+        for out in [
+            local(&s, &["jobs", "show", short]),
+            remote(&s, &["jobs", "show", short]),
+        ] {
+            assert!(out.status.success(), "{short}: {}", cli_text(&out));
+            assert!(
+                stdout_of(&out).starts_with(&format!("job {full}\n")),
+                "{}",
+                cli_text(&out)
+            );
+        }
+    }
+    // Cancel, watch, replay and export take one too.
+    let expected = r#"{"cancelled":false,"state":"succeeded","reason":"job already succeeded"}"#;
+    assert_eq!(
+        stdout_of(&local(&s, &["jobs", "cancel", short_a])).trim(),
+        expected
+    );
+    assert_eq!(
+        stdout_of(&remote(&s, &["jobs", "cancel", short_a])).trim(),
+        expected
+    );
+    for out in [
+        local(&s, &["jobs", "watch", short_b]),
+        remote(&s, &["jobs", "watch", short_b]),
+    ] {
+        assert!(
+            stdout_of(&out).contains("succeeded in"),
+            "{}",
+            cli_text(&out)
+        );
+    }
+    let replay = local(&s, &["replay", short_a, "--timeline"]);
+    assert!(
+        stdout_of(&replay).starts_with(&format!("job {a}\n")),
+        "{}",
+        cli_text(&replay)
+    );
+    let export = stdout_of(&local(&s, &["journal", "export", "--job", short_b]));
+    assert!(export.contains(&b) && !export.contains(&a), "{export}");
+
+    // A start that several ids share is refused, listing them; so is one too
+    // short to mean anything, and one that names no job.
+    for out in [
+        local(&s, &["jobs", "show", shared]),
+        remote(&s, &["jobs", "show", shared]),
+    ] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("more than one job"), "{stderr}");
+        assert!(stderr.contains(&a) && stderr.contains(&b), "{stderr}");
+        assert!(
+            stderr.contains("install web") && stderr.contains("install api"),
+            "{stderr}"
+        );
+    }
+    for out in [
+        local(&s, &["jobs", "show", &a[..3]]),
+        remote(&s, &["jobs", "cancel", &a[..3]]),
+    ] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("too short"), "{stderr}");
+    }
+    let nobody = if a.starts_with('f') { "0000" } else { "ffff" };
+    for out in [
+        local(&s, &["jobs", "show", nobody]),
+        remote(&s, &["jobs", "show", nobody]),
+    ] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no job with id starting with {nobody}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_show_of_a_running_job_shows_its_live_phase() {
+    let s = slow_server();
+    let id = submit_install(&s, "web").await;
+    wait_for_job(&s, &id, |j| j["phase"] == "waiting_healthy").await;
+    for out in [
+        local(&s, &["jobs", "show", &id]),
+        remote(&s, &["jobs", "show", &id]),
+    ] {
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{}", cli_text(&out));
+        assert!(text.contains("  state     running\n"), "{text}");
+        assert!(text.contains("  phase     waiting_healthy\n"), "{text}");
+        assert!(text.contains("wait_healthy"), "the step under way: {text}");
+    }
+    assert!(stdout_of(&remote(&s, &["jobs", "show", &id])).contains("the job goes on"));
+
+    // Once it is over, no phase is shown as if it were still under way.
+    let cancel = remote(&s, &["jobs", "cancel", &id]);
+    assert!(cancel.status.success(), "{}", cli_text(&cancel));
+    wait_for_job(&s, &id, is_terminal).await;
+    for out in [
+        local(&s, &["jobs", "show", &id]),
+        remote(&s, &["jobs", "show", &id]),
+    ] {
+        let text = stdout_of(&out);
+        assert!(text.contains("  state     cancelled\n"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("  phase ")), "{text}");
+        assert!(!text.contains("the job goes on"), "{text}");
+    }
+}

@@ -1,9 +1,12 @@
-//! End-to-end tests of Deckhand on a real Docker daemon and registry.
+//! End-to-end tests of Deckhand on a real Docker daemon and registry (the
+//! tests that need no Docker are the `fast` binary, `tests/fast/`).
 //!
 //! Start the environment with `eval "$(tests/env/up.sh)"` (or run
 //! `scripts/test.sh`, which does it). A test that finds no daemon fails.
 //! One module per topic.
 
+// Shared with the `fast` binary; each uses part of it.
+#[allow(dead_code)]
 mod harness;
 
 mod api;
@@ -12,14 +15,11 @@ mod chaos;
 mod cli;
 mod compensation;
 mod crash;
-mod daemon_away;
 mod examples;
-mod fixtures;
+mod hostile;
 mod install;
 mod interrupted;
-mod memory;
 mod midcall;
 mod outage;
 mod private_daemon;
-mod sandbox;
 mod slow_docker;

@@ -3,7 +3,7 @@
 //! internals (they are logged instead).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -82,21 +82,82 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The problem document.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: format!("https://deckhand.dev/problems/{}", self.kind),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+
+    /// The error for a response that is not a problem document yet: its
+    /// kind from the status, the text of its body as the detail (for a 5xx
+    /// it is logged instead).
+    pub fn from_status(status: StatusCode, text: &str) -> Self {
+        let kind = match status {
+            StatusCode::BAD_REQUEST => "bad-request",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::REQUEST_TIMEOUT => "request-timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::URI_TOO_LONG => "uri-too-long",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid-body",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+            s if s.is_server_error() => "internal",
+            _ => "error",
+        };
+        let text = text.trim();
+        let detail = if status.is_server_error() {
+            tracing::error!("{status} from the API: {text}");
+            "the server failed; see its log".to_owned()
+        } else if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text.to_owned()
+        };
+        ApiError::new(status, kind, detail)
+    }
+}
+
+/// The problem documents' media type.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every error response is a problem document: one that is not (a
+/// rejection by an extractor or a layer) becomes one, keeping its status
+/// and its text as the detail.
+pub async fn problem_documents(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let mut new = ApiError::from_status(status, &String::from_utf8_lossy(&text)).into_response();
+    // Keep what the answer said besides its body (`Allow`, `Connection`, …).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    new
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = Problem {
-            kind: format!("https://deckhand.dev/problems/{}", self.kind),
-            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            extra: self.extra,
-        };
+        let problem = self.problem();
         let mut resp = (self.status, Json(problem)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            "application/problem+json".parse().expect("valid header"),
+            PROBLEM_JSON.parse().expect("valid header"),
         );
         if let Some(seconds) = self.retry_after {
             resp.headers_mut().insert(
@@ -178,6 +239,15 @@ impl From<SubmitError> for ApiError {
                 e.to_string(),
             )
             .with_retry_after(RETRY_AFTER_S),
+            SubmitError::IdempotencyKeyReused { ref job, .. } => {
+                let job = job.to_string();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    e.to_string(),
+                )
+                .with_extra(serde_json::json!({ "existing_job": job }))
+            }
             SubmitError::Journal(j) => j.into(),
         }
     }
@@ -210,5 +280,24 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::bad_request("invalid-query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        if r.status().is_server_error() {
+            return ApiError::from_status(r.status(), &r.body_text());
+        }
+        ApiError::bad_request("invalid-path", r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let kind = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            _ => "invalid-body",
+        };
+        ApiError::new(r.status(), kind, r.body_text())
     }
 }

@@ -11,17 +11,17 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::AppState;
 use super::error::{ApiError, Problem};
 use super::jobs::parse_id;
 use super::views::{JobView, rfc3339};
+use super::{AppState, ValidPath};
 use crate::journal::{Event, EventRecord, JobId, Seq};
 
 /// The SSE kind of a journal event.
@@ -73,7 +73,7 @@ impl Drop for StreamGuard {
     responses((status = 200, description = "text/event-stream of the job's events", content_type = "text/event-stream"), (status = 404, body = Problem)))]
 pub async fn job_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;

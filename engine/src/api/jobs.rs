@@ -1,7 +1,7 @@
 //! `/v1/jobs`: submit, list, show, cancel, dismiss.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
 use super::views::JobView;
-use super::{AppState, ValidJson};
+use super::{AppState, ValidJson, ValidPath};
 use crate::executor::JobRequest;
 use crate::journal::{JobFilter, JobId, JobState};
 
@@ -164,7 +164,7 @@ pub async fn list_jobs(
     responses((status = 200, body = JobView), (status = 404, body = Problem)))]
 pub async fn get_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     let journal = state.executor.journal();
@@ -194,7 +194,7 @@ pub struct CancelView {
     responses((status = 200, body = CancelView), (status = 404, body = Problem)))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Json<CancelView>, ApiError> {
     let id = parse_id(&id)?;
     let o = state
@@ -213,7 +213,7 @@ pub async fn cancel_job(
     responses((status = 204, description = "Dismissed"), (status = 404, body = Problem), (status = 409, description = "Not finished", body = Problem)))]
 pub async fn dismiss_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let job_state = state.executor.journal().dismiss(&id).await?;
@@ -232,7 +232,7 @@ pub async fn dismiss_job(
     responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     if state.executor.journal().job(&id)?.is_none() {

@@ -2,13 +2,16 @@
 //! documents, job events as Server-Sent Events, an OpenAPI 3.1 document
 //! generated from the handlers, bearer-token auth, Prometheus metrics.
 //!
-//! [`app`] builds the router for a running [`Executor`]; `deckhand serve`
-//! binds it. Handlers only translate HTTP to executor and journal calls.
+//! [`app`] builds the router for a running [`Executor`]; [`serve`] serves
+//! it over TCP at a bounded cost per connection (`deckhand serve`). Handlers
+//! only translate HTTP to executor and journal calls.
 
+mod body;
 mod error;
 mod events;
 mod jobs;
 mod metrics;
+mod server;
 mod system;
 mod views;
 
@@ -16,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +33,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, Problem};
 pub use metrics::Metrics;
+pub use server::{MAX_HEAD_BYTES, serve};
 pub use views::{JobView, TargetView};
 
 use crate::executor::Executor;
@@ -44,6 +49,16 @@ pub struct ApiConfig {
     pub max_plugin_bytes: usize,
     /// Interval of keep-alive comments on event streams.
     pub keep_alive: Duration,
+    /// How long a request's head may take to arrive in full, from its first
+    /// byte (or from the end of the previous answer on the connection).
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive in full.
+    pub body_timeout: Duration,
+    /// A connection that sends and receives nothing for this long is closed
+    /// (an answer in progress, such as an event stream, is finished first).
+    pub idle_timeout: Duration,
+    /// The most connections served at once; more wait until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +68,10 @@ impl Default for ApiConfig {
             max_body_bytes: 64 << 10,
             max_plugin_bytes: 16 << 20,
             keep_alive: Duration::from_secs(15),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(15),
+            max_connections: 1024,
         }
     }
 }
@@ -88,6 +107,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ValidJso
     }
 }
 
+/// A path parameter whose rejections (`%ff`, which is not UTF-8) become
+/// problem documents.
+pub struct ValidPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ValidPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ValidPath(v)),
+            Err(e) => Err(ApiError::from(e)),
+        }
+    }
+}
+
 /// The router and its OpenAPI document.
 pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -106,11 +139,15 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .split_for_parts();
-    let doc = api.clone();
+    // Serialized once: a handler is cloned for each request.
+    let doc = axum::body::Bytes::from(serde_json::to_vec(&api).expect("the document serializes"));
     let router = router
         .route(
             "/v1/openapi.json",
-            axum::routing::get(move || async move { Json(doc) }),
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
         )
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -120,8 +157,15 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             )
         })
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // Inside the token check: no stranger makes the server read a body.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Whatever answers an error (an extractor, a layer) answers a problem.
+        .layer(middleware::map_response(error::problem_documents))
         .with_state(state);
     (router, api)
 }

@@ -1,15 +1,15 @@
 //! Targets, plugins, liveness and metrics.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
 use super::error::{ApiError, Problem};
 use super::views::TargetView;
+use super::{AppState, ValidPath};
 
 /// Every target with its current revision and history.
 #[utoipa::path(get, path = "/v1/targets", tag = "targets", responses((status = 200, body = Vec<TargetView>)))]
@@ -32,7 +32,7 @@ pub async fn list_targets(
     responses((status = 200, body = TargetView), (status = 404, body = Problem)))]
 pub async fn get_target(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ValidPath(name): ValidPath<String>,
 ) -> Result<Json<TargetView>, ApiError> {
     let t = state
         .executor
@@ -99,7 +99,7 @@ pub async fn upload_plugin(
     use crate::plugin::PluginError;
     use axum::http::StatusCode;
     let axum::extract::Query(q) = query?;
-    let bytes = body.map_err(|r| ApiError::new(r.status(), "invalid-body", r.body_text()))?;
+    let bytes = body?;
     let p = state
         .executor
         .register_plugin(&q.name, &bytes)

@@ -36,7 +36,7 @@ impl LiveView {
         if self.tty {
             self.bar.println(line)
         } else {
-            println!("{line}")
+            outln!("{line}")
         }
     }
 

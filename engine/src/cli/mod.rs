@@ -4,6 +4,9 @@
 //! directory: it opens the journal there, finishes any job a previous
 //! process left unfinished, and runs the job itself.
 
+#[macro_use]
+mod out;
+
 mod html;
 mod jobs;
 mod live;
@@ -134,17 +137,18 @@ pub fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    out::finish(code)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -164,10 +168,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Teardown(args) => job(args.request()).await,
         Command::Rollback(args) => job(args.request()).await,
         Command::Run(args) => job(args.request()?).await,
-        Command::Journal(cmd) => replay::journal(&cli.data_dir, cmd).await,
-        Command::Replay(args) => replay::run(&cli.data_dir, args).await,
+        Command::Journal(cmd) => {
+            refuse_remote(cli.server.as_deref(), "journal", LOCAL_JOURNAL)?;
+            replay::journal(&cli.data_dir, cmd).await
+        }
+        // With `--from FILE` the journal is that file, wherever it came from.
+        Command::Replay(args) => {
+            if args.from.is_none() {
+                refuse_remote(cli.server.as_deref(), "replay", LOCAL_REPLAY)?;
+            }
+            replay::run(&cli.data_dir, args).await
+        }
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Recover => {
+            refuse_remote(
+                cli.server.as_deref(),
+                "recover",
+                "a server recovers its own jobs when it starts",
+            )?;
             // `engine` recovers and reports each job it finished.
             engine(&cli.data_dir).await?;
             Ok(ExitCode::SUCCESS)
@@ -181,6 +199,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             None => targets::run(&cli.data_dir, cmd),
         },
         Command::Plugin(cmd) => plugin::run(&cli.data_dir, remote.as_ref(), cmd).await,
+    }
+}
+
+/// Why `journal` works on a data directory only.
+const LOCAL_JOURNAL: &str = "it reads and writes the journal file in the data directory; export a server's journal on its machine (`deckhand --data-dir DIR journal export`)";
+
+/// Why `replay` works on a journal file only.
+const LOCAL_REPLAY: &str = "it reads a journal file; export the job on the server's machine (`deckhand --data-dir DIR journal export --job ID -o job.jsonl`) and replay it here with `deckhand replay ID --from job.jsonl`";
+
+/// Refuse a command that works on the data directory only when a server URL
+/// was given (`--server` or `DECKHAND_URL`), rather than ignore the URL.
+fn refuse_remote(server: Option<&str>, command: &str, why: &str) -> anyhow::Result<()> {
+    match server {
+        Some(url) => anyhow::bail!(
+            "`deckhand {command}` does not work through a server ({url}): {why}; run it without --server (and without DECKHAND_URL)"
+        ),
+        None => Ok(()),
     }
 }
 
@@ -352,7 +387,7 @@ pub(crate) fn prepared_engine(
 pub(crate) async fn recover_reporting(executor: &Executor) -> Result<(), JournalError> {
     let report = executor.recover().await?;
     for (job, state) in report.jobs {
-        eprintln!("recovered job {job} left unfinished by an earlier run: now {state}");
+        errln!("recovered job {job} left unfinished by an earlier run: now {state}");
     }
     Ok(())
 }

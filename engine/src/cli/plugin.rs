@@ -48,7 +48,7 @@ pub async fn run(
             match remote {
                 Some(client) => {
                     let p = client.upload_plugin(&name, bytes).await?;
-                    println!(
+                    outln!(
                         "registered {} as {}",
                         p["digest"].as_str().unwrap_or("?"),
                         p["name"].as_str().unwrap_or("?")
@@ -66,19 +66,19 @@ pub async fn run(
                     let dir = super::plugin_store(data_dir);
                     store::load(&host, &journal, &dir)?;
                     let p = store::register(&host, &journal, Some(&dir), &name, &bytes).await?;
-                    println!("registered {} as {}", p.digest, p.name);
+                    outln!("registered {} as {}", p.digest, p.name);
                 }
             }
         }
         (PluginCommand::Test(args), _) => return test(args).await,
         (PluginCommand::New { name, dir }, _) => {
             let path = scaffold(&name, &dir)?;
-            println!(
+            outln!(
                 "created {}; build it with:\n  cd {} && cargo build --release --target wasm32-wasip2",
                 path.display(),
                 path.display()
             );
-            println!(
+            outln!(
                 "then register it: deckhand plugin add {name} {}/target/wasm32-wasip2/release/{}.wasm",
                 path.display(),
                 name.replace('-', "_")
@@ -124,7 +124,7 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(MemoryRuntime::new());
     let executor = Executor::new(journal, runtime.clone(), host, super::host_settings()?);
     let plugin = executor.register_plugin("under-test", &bytes).await?;
-    println!("component {} is a valid workflow", plugin.digest);
+    outln!("component {} is a valid workflow", plugin.digest);
     if let Some(image) = &args.install {
         let job = executor
             .submit(JobRequest::new(
@@ -162,16 +162,16 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         .submit(JobRequest::new("under-test", args.target, params))
         .await?;
     let done = executor.wait(&job.id).await?;
-    print!(
+    out!(
         "{}",
         super::render::timeline(&executor.journal().events(&job.id, 0)?)
     );
-    println!("containers after the job:");
+    outln!("containers after the job:");
     for c in runtime.containers().values() {
-        println!("  {} {} running={}", c.name, c.image, c.running);
+        outln!("  {} {} running={}", c.name, c.image, c.running);
     }
-    println!("images after the job: {:?}", runtime.images());
-    println!(
+    outln!("images after the job: {:?}", runtime.images());
+    outln!(
         "{}",
         done.error
             .as_deref()
@@ -193,7 +193,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn print_row(name: &str, digest: &str, builtin: bool) {
-    println!(
+    outln!(
         "{name:<14} {digest}{}",
         if builtin { "  (built-in)" } else { "" }
     );

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::live::{LiveView, summary_line};
 use crate::executor::JobRequest;
-use crate::journal::{Event, JobState};
+use crate::journal::{Event, EventRecord, JobState};
 
 /// An API client.
 #[derive(Clone)]
@@ -96,6 +96,57 @@ impl Client {
             bail!("{status}: {}", v["detail"].as_str().unwrap_or("refused"));
         }
         Ok(v)
+    }
+
+    /// The events of a job recorded so far, with their sequence numbers and
+    /// times, read from its event stream: to its end for a finished job
+    /// (`true`); for one that goes on, those the server sends at once — the
+    /// stream is read until it falls quiet for a moment (`false`).
+    pub async fn recorded_events(&self, id: &str) -> anyhow::Result<(Vec<EventRecord>, bool)> {
+        const QUIET: Duration = Duration::from_millis(500);
+        let resp = self
+            .builder(Method::GET, &format!("/v1/jobs/{id}/events"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Deckhand server at {}", self.base))?;
+        if !resp.status().is_success() {
+            bail!("{}: the events of job {id} were refused", resp.status());
+        }
+        let job_id: crate::journal::JobId = id.parse().map_err(anyhow::Error::msg)?;
+        let mut frames = resp.bytes_stream().eventsource();
+        let mut events = Vec::new();
+        loop {
+            // A job has events from its creation on: wait longer for the first.
+            let wait = if events.is_empty() {
+                Duration::from_secs(5)
+            } else {
+                QUIET
+            };
+            let frame = match tokio::time::timeout(wait, frames.next()).await {
+                Err(_) => return Ok((events, false)),
+                Ok(None) => return Ok((events, false)),
+                Ok(Some(frame)) => frame.context("reading the event stream")?,
+            };
+            match frame.event.as_str() {
+                "end" => return Ok((events, true)),
+                "snapshot" => continue,
+                _ => {}
+            }
+            let data: Value = match serde_json::from_str(&frame.data) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let Ok(event) = serde_json::from_value::<Event>(data.clone()) else {
+                continue;
+            };
+            events.push(EventRecord {
+                seq: data["seq"].as_i64().unwrap_or_default(),
+                job_id: job_id.clone(),
+                at: super::jobs::millis_of(&data["at"]),
+                event,
+            });
+        }
     }
 
     /// Follow a job's events until it ends, reconnecting after a dropped
@@ -182,7 +233,14 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
     let end = loop {
         tokio::select! {
             item = stream.recv() => match item {
-                Some(Ok(StreamItem::Event(e))) => { view.show(&e); }
+                Some(Ok(StreamItem::Event(e))) => {
+                    view.show(&e);
+                    // A watcher nobody reads any more (`jobs watch ID | head`) stops.
+                    if !cancel_on_ctrl_c && super::out::stdout_gone() {
+                        view.finish();
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
                 Some(Ok(StreamItem::End(job))) => break job,
                 Some(Err(e)) => { view.finish(); return Err(e); }
                 None => { view.finish(); bail!("the event stream ended early"); }
@@ -191,7 +249,7 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
                 ctrl_c_pressed = true;
                 if !cancel_on_ctrl_c {
                     view.finish();
-                    println!("stopped watching; job {id} goes on (cancel it with `deckhand jobs cancel {id}`)");
+                    outln!("stopped watching; job {id} goes on (cancel it with `deckhand jobs cancel {id}`)");
                     return Ok(ExitCode::SUCCESS);
                 }
                 view.line(format!("Ctrl-C: cancelling job {id} and rolling back…"));
@@ -209,7 +267,7 @@ pub async fn follow(client: &Client, id: &str, cancel_on_ctrl_c: bool) -> anyhow
         .parse()
         .map_err(anyhow::Error::msg)?;
     let secs = seconds_between(&end["created_at"], &end["updated_at"]);
-    println!(
+    outln!(
         "{}",
         summary_line(state, secs, end["summary"].as_str(), end["error"].as_str())
     );
@@ -231,7 +289,7 @@ pub async fn foreground(client: &Client, req: JobRequest) -> anyhow::Result<Exit
         .as_str()
         .context("the server answered without a job id")?
         .to_owned();
-    println!(
+    outln!(
         "job {id} ({} {}) accepted",
         job["workflow"].as_str().unwrap_or(""),
         job["target"].as_str().unwrap_or("")

@@ -123,8 +123,15 @@ pub fn job_header(j: &JobRecord) -> String {
         time(j.created_at),
         time(j.updated_at)
     );
-    if let Some(p) = &j.phase {
+    // The phase (and its progress) is what the job is doing now: a finished
+    // job does nothing, and its last phase would read as if it still did.
+    if !j.state.is_terminal()
+        && let Some(p) = &j.phase
+    {
         s += &format!("  phase     {p}\n");
+        if j.progress.layers_total > 0 || j.progress.bytes_total > 0 {
+            s += &format!("  progress  {}\n", progress_text(&j.progress));
+        }
     }
     if let Some(e) = &j.error {
         s += &format!("  error     {e}\n");

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::render;
-use crate::journal::{JobId, Journal};
+use crate::journal::Journal;
+use crate::journal::job_ids::JobIdPrefix;
 use crate::plugin::PluginHost;
 use crate::replay::{self, ReplayEnd};
 
@@ -17,9 +18,9 @@ use crate::replay::{self, ReplayEnd};
 pub enum JournalCommand {
     /// Write the journal (or one job of it) as text, one JSON object a line.
     Export {
-        /// Only this job.
-        #[arg(long)]
-        job: Option<JobId>,
+        /// Only this job (its id, or a unique start of it).
+        #[arg(long, value_name = "ID")]
+        job: Option<JobIdPrefix>,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -34,8 +35,9 @@ pub enum JournalCommand {
 /// `deckhand replay JOB`
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The job to replay.
-    pub job: JobId,
+    /// The job to replay: its id, or a unique start of it (at least 4
+    /// characters).
+    pub job: JobIdPrefix,
     /// Read the job from an exported journal file instead of the data directory.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
@@ -67,11 +69,15 @@ pub struct ReplayArgs {
 pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         JournalCommand::Export { job, output } => {
-            let text = super::open_journal(data_dir)?.export(job.as_ref())?;
+            let journal = super::open_journal(data_dir)?;
+            let job = job
+                .map(|j| super::jobs::resolve(&journal, &j))
+                .transpose()?;
+            let text = journal.export(job.as_ref())?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
         }
         JournalCommand::Import { file } => {
@@ -81,9 +87,9 @@ pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<Exi
                 .import(&text)
                 .await
                 .with_context(|| format!("importing {}", file.display()))?;
-            println!("imported {} jobs, {} events", report.jobs, report.events);
+            outln!("imported {} jobs, {} events", report.jobs, report.events);
             if let Some(n) = report.torn_last_line {
-                println!("line {n} was torn (cut short while being written) and was left out");
+                outln!("line {n} was torn (cut short while being written) and was left out");
             }
         }
     }
@@ -109,7 +115,7 @@ async fn source(
         .await
         .with_context(|| format!("reading {}", file.display()))?;
     if let Some(n) = report.torn_last_line {
-        eprintln!(
+        errln!(
             "note: line {n} of {} is torn and was left out",
             file.display()
         );
@@ -133,14 +139,15 @@ async fn replay_job(
     journal: &Journal,
     args: &ReplayArgs,
 ) -> anyhow::Result<ExitCode> {
+    let id = super::jobs::resolve(journal, &args.job)?;
     let job = journal
-        .job(&args.job)?
-        .with_context(|| format!("no job with id {} in this journal", args.job))?;
+        .job(&id)?
+        .with_context(|| format!("no job with id {id} in this journal"))?;
     let events = journal.events(&job.id, 0)?;
     if let Some(path) = &args.html {
         std::fs::write(path, super::html::timeline(&job, &events))
             .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("timeline written to {}", path.display());
+        errln!("timeline written to {}", path.display());
     }
     if args.plan {
         print_plan(&job, &events, args.json)?;
@@ -148,13 +155,13 @@ async fn replay_job(
     }
     if args.timeline {
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "job": job, "events": events }))?
             );
         } else {
-            print!("{}", render::job_header(&job));
-            print!("{}", render::timeline(&events));
+            out!("{}", render::job_header(&job));
+            out!("{}", render::timeline(&events));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -173,25 +180,26 @@ async fn replay_job(
     };
     let report = replay::replay(&host, journal, &job, plugin, args.until).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render::job_header(&job));
-        println!("replayed with {}", report.digest);
-        println!(
+        out!("{}", render::job_header(&job));
+        outln!("replayed with {}", report.digest);
+        outln!(
             "steps matched: {} of {} recorded",
-            report.matched_steps, report.recorded_steps
+            report.matched_steps,
+            report.recorded_steps
         );
         match &report.end {
-            ReplayEnd::Finished { summary } => println!("the plugin finished: {summary}"),
-            ReplayEnd::Failed { error } => println!("the plugin failed: {error}"),
+            ReplayEnd::Finished { summary } => outln!("the plugin finished: {summary}"),
+            ReplayEnd::Failed { error } => outln!("the plugin failed: {error}"),
             ReplayEnd::RecordEnded { step } => {
-                println!("the record ends at step {step} (the recorded run was cut short)")
+                outln!("the record ends at step {step} (the recorded run was cut short)")
             }
-            ReplayEnd::Stopped { step } => println!("stopped after step {step}"),
+            ReplayEnd::Stopped { step } => outln!("stopped after step {step}"),
             ReplayEnd::Diverged => {}
         }
         match &report.divergence {
-            None => println!(
+            None => outln!(
                 "no divergence{}",
                 if report.same_outcome {
                     ""
@@ -200,15 +208,15 @@ async fn replay_job(
                 }
             ),
             Some(d) => {
-                println!("DIVERGENCE at step {}:", d.step);
-                println!(
+                outln!("DIVERGENCE at step {}:", d.step);
+                outln!(
                     "  recorded: {}",
                     d.expected
                         .as_ref()
                         .map(|e| serde_json::to_string(e).unwrap_or_default())
                         .unwrap_or_else(|| "(the record had ended)".into())
                 );
-                println!(
+                outln!(
                     "  replayed: {}",
                     d.actual
                         .as_ref()
@@ -218,11 +226,11 @@ async fn replay_job(
             }
         }
         if args.until.is_some() || !report.observed.is_empty() {
-            println!("observed while replaying:");
+            outln!("observed while replaying:");
             for o in &report.observed {
-                println!("  {o}");
+                outln!("  {o}");
             }
-            println!("params: {}", job.params);
+            outln!("params: {}", job.params);
         }
     }
     Ok(if report.divergence.is_none() {
@@ -269,7 +277,7 @@ fn print_plan(
             .iter()
             .map(|(step, v)| serde_json::json!({"step": step, "effect": v}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"job": job.id, "state": job.state, "plan": kind, "steps": steps})
@@ -278,17 +286,18 @@ fn print_plan(
         return Ok(());
     }
     match kind {
-        "nothing" => println!("job {} is {}: nothing left to run", job.id, job.state),
+        "nothing" => outln!("job {} is {}: nothing left to run", job.id, job.state),
         _ => {
-            println!(
+            outln!(
                 "job {} is {}; a cancel or recovery would run this {kind}, in order:",
-                job.id, job.state
+                job.id,
+                job.state
             );
             for (step, v) in &steps {
-                println!("  step {step}: {}", render::call_text(v));
+                outln!("  step {step}: {}", render::call_text(v));
             }
             if steps.is_empty() {
-                println!(
+                outln!(
                     "  (nothing: no step has anything to {})",
                     if kind == "commit" { "apply" } else { "undo" }
                 );

@@ -196,7 +196,7 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
     let executor = super::engine(data_dir).await?;
     let mut live = executor.journal().subscribe();
     let job = executor.submit(req).await?;
-    println!("job {} ({} {}) accepted", job.id, job.workflow, job.target);
+    outln!("job {} ({} {}) accepted", job.id, job.workflow, job.target);
 
     let view = LiveView::new();
     let mut health = executor.journal().watch_health();
@@ -241,7 +241,7 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
     view.finish();
     let done = executor.wait(&job.id).await?;
     let secs = (done.updated_at - done.created_at) as f64 / 1000.0;
-    println!(
+    outln!(
         "{}",
         summary_line(
             done.state,
@@ -250,7 +250,7 @@ pub async fn foreground(data_dir: &Path, req: JobRequest) -> anyhow::Result<Exit
             done.error.as_deref()
         )
     );
-    println!(
+    outln!(
         "journal: {}  (deckhand jobs show {})",
         executor.journal().path().display(),
         done.id

@@ -56,9 +56,10 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ApiConfig {
         token,
         keep_alive: std::time::Duration::from_millis(args.keep_alive_ms),
-        ..ApiConfig::default()
+        ..connection_limits()?
     };
-    let app = api::app(api::state(executor.clone(), config));
+    raise_open_files_limit(config.max_connections);
+    let app = api::app(api::state(executor.clone(), config.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -68,12 +69,74 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The API answers while recovery runs (a compensation may take long);
     // the jobs it finishes hold their targets until then.
     tokio::spawn(recover_until_done(executor));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    api::serve(listener, app, &config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The connection limits, with overrides from the environment:
+/// `DECKHAND_HEADER_TIMEOUT_S` (default 30: a request's head must arrive in
+/// full within it), `DECKHAND_BODY_TIMEOUT_S` (60: its body),
+/// `DECKHAND_IDLE_TIMEOUT_S` (15: a connection silent that long is closed,
+/// after the answer in progress) and `DECKHAND_MAX_CONNECTIONS` (1024: more
+/// wait until one closes).
+fn connection_limits() -> anyhow::Result<ApiConfig> {
+    let mut c = ApiConfig::default();
+    let var = |name: &str| -> anyhow::Result<Option<u64>> {
+        std::env::var(name)
+            .ok()
+            .map(|v| match v.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(anyhow::anyhow!("{name}={v} is not a positive number")),
+            })
+            .transpose()
+    };
+    let secs = std::time::Duration::from_secs;
+    if let Some(s) = var("DECKHAND_HEADER_TIMEOUT_S")? {
+        c.header_timeout = secs(s);
+    }
+    if let Some(s) = var("DECKHAND_BODY_TIMEOUT_S")? {
+        c.body_timeout = secs(s);
+    }
+    if let Some(s) = var("DECKHAND_IDLE_TIMEOUT_S")? {
+        c.idle_timeout = secs(s);
+    }
+    if let Some(n) = var("DECKHAND_MAX_CONNECTIONS")? {
+        c.max_connections = n.min(1 << 20) as usize;
+    }
+    Ok(c)
+}
+
+/// Let the process open a file per connection besides its own (the soft
+/// limit is often 1024): up to the hard limit, never lowering it.
+fn raise_open_files_limit(connections: usize) {
+    let wanted = connections as u64 + 256;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= wanted
+    {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads only `raised`.
+    let now = if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        raised.rlim_cur
+    } else {
+        limit.rlim_cur
+    };
+    if now < wanted {
+        eprintln!(
+            "warning: at most {now} open files (ulimit -n): fewer than {connections} connections may be served"
+        );
+    }
 }
 
 /// Recover the unfinished jobs, trying again (200 ms, doubling to 5 s) while

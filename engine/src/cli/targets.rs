@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use serde_json::Value;
 
 use super::Format;
+use crate::journal::TargetRecord;
 
 /// `deckhand targets …`
 #[derive(Debug, Subcommand)]
@@ -25,6 +27,99 @@ pub enum TargetsCommand {
     },
 }
 
+/// A target as both outputs show it, from the journal or from the API.
+struct TargetRow {
+    name: String,
+    /// Current revision, image and container; `None` once torn down.
+    current: Option<(u64, String, String)>,
+    /// Revision, image, container and job of every revision, oldest first.
+    history: Vec<(u64, String, String, String)>,
+}
+
+impl From<TargetRecord> for TargetRow {
+    fn from(t: TargetRecord) -> Self {
+        TargetRow {
+            name: t.name,
+            current: t.current.map(|r| (r.revision, r.image, r.container_id)),
+            history: t
+                .history
+                .into_iter()
+                .map(|r| (r.revision, r.image, r.container_id, r.job_id.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl TargetRow {
+    /// From the API's target JSON (`{name, revision, image, container_id,
+    /// status, history: [{revision, image, container_id, job_id, …}]}`).
+    fn from_view(v: &Value) -> TargetRow {
+        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        TargetRow {
+            name: text(v, "name"),
+            current: v["revision"]
+                .as_u64()
+                .map(|n| (n, text(v, "image"), text(v, "container_id"))),
+            history: v["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    (
+                        r["revision"].as_u64().unwrap_or(0),
+                        text(r, "image"),
+                        text(r, "container_id"),
+                        text(r, "job_id"),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A container id as Docker shows it: its first 12 digits.
+fn short(container_id: &str) -> &str {
+    container_id.get(..12).unwrap_or(container_id)
+}
+
+fn print_list(targets: &[TargetRow]) {
+    outln!(
+        "{:<16}  {:>8}  {:<40}  CONTAINER",
+        "TARGET",
+        "REVISION",
+        "IMAGE"
+    );
+    for t in targets {
+        match &t.current {
+            Some((revision, image, container)) => outln!(
+                "{:<16}  {:>8}  {:<40}  {}",
+                t.name,
+                revision,
+                image,
+                short(container)
+            ),
+            None => outln!("{:<16}  {:>8}  {:<40}", t.name, "-", "(torn down)"),
+        }
+    }
+}
+
+fn print_target(t: &TargetRow) {
+    outln!(
+        "target {}  current revision: {}",
+        t.name,
+        t.current
+            .as_ref()
+            .map(|(r, ..)| r.to_string())
+            .unwrap_or("-".into())
+    );
+    for (revision, image, container, job) in &t.history {
+        outln!(
+            "  revision {revision:>3}  {image}  container {}  job {job}",
+            short(container)
+        );
+    }
+}
+
 /// Run a `targets` subcommand.
 pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
     let journal = super::open_journal(data_dir)?;
@@ -32,24 +127,10 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
         TargetsCommand::List { format } => {
             let targets = journal.targets()?;
             if format.json {
-                println!("{}", serde_json::to_string_pretty(&targets)?);
+                outln!("{}", serde_json::to_string_pretty(&targets)?);
             } else {
-                println!(
-                    "{:<16}  {:>8}  {:<40}  CONTAINER",
-                    "TARGET", "REVISION", "IMAGE"
-                );
-                for t in targets {
-                    match &t.current {
-                        Some(r) => println!(
-                            "{:<16}  {:>8}  {:<40}  {}",
-                            t.name,
-                            r.revision,
-                            r.image,
-                            &r.container_id[..r.container_id.len().min(12)]
-                        ),
-                        None => println!("{:<16}  {:>8}  {:<40}", t.name, "-", "(torn down)"),
-                    }
-                }
+                let rows: Vec<TargetRow> = targets.into_iter().map(TargetRow::from).collect();
+                print_list(&rows);
             }
         }
         TargetsCommand::Show { name, format } => {
@@ -57,41 +138,41 @@ pub fn run(data_dir: &Path, cmd: TargetsCommand) -> anyhow::Result<ExitCode> {
                 .target(&name)?
                 .with_context(|| format!("no target named `{name}`"))?;
             if format.json {
-                println!("{}", serde_json::to_string_pretty(&t)?);
+                outln!("{}", serde_json::to_string_pretty(&t)?);
             } else {
-                println!(
-                    "target {}  current revision: {}",
-                    t.name,
-                    t.current
-                        .as_ref()
-                        .map(|r| r.revision.to_string())
-                        .unwrap_or("-".into())
-                );
-                for r in &t.history {
-                    println!(
-                        "  revision {:>3}  {}  container {}  job {}",
-                        r.revision,
-                        r.image,
-                        &r.container_id[..r.container_id.len().min(12)],
-                        r.job_id
-                    );
-                }
+                print_target(&TargetRow::from(t));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run a `targets` subcommand against a server.
+/// Run a `targets` subcommand against a server: the same tables, or with
+/// `--json` the API's JSON.
 pub async fn run_remote(
     client: &super::remote::Client,
     cmd: TargetsCommand,
 ) -> anyhow::Result<ExitCode> {
-    let path = match &cmd {
-        TargetsCommand::List { .. } => "/v1/targets".to_owned(),
-        TargetsCommand::Show { name, .. } => format!("/v1/targets/{name}"),
+    let (path, format) = match &cmd {
+        TargetsCommand::List { format } => ("/v1/targets".to_owned(), format),
+        TargetsCommand::Show { name, format } => (format!("/v1/targets/{name}"), format),
     };
     let v = client.call(reqwest::Method::GET, &path, None).await?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    if format.json {
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match cmd {
+        TargetsCommand::List { .. } => {
+            let rows: Vec<TargetRow> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(TargetRow::from_view)
+                .collect();
+            print_list(&rows);
+        }
+        TargetsCommand::Show { .. } => print_target(&TargetRow::from_view(&v)),
+    }
     Ok(ExitCode::SUCCESS)
 }

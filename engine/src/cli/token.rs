@@ -55,7 +55,7 @@ pub(crate) fn server_token(data_dir: &Path) -> anyhow::Result<String> {
         .and_then(|mut f| f.write_all(token.as_bytes()));
     match written {
         Ok(()) => {
-            eprintln!(
+            errln!(
                 "generated an API token in {} (the CLI on this machine reads it; others set DECKHAND_TOKEN)",
                 path.display()
             );

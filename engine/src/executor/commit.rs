@@ -6,10 +6,12 @@
 //! [`crate::journal::OwnedResource`]), and its removal releases it.
 
 use super::plan::commit_plan;
+use super::step_error::StepError;
 use super::{Inner, RollbackReason};
 use crate::journal::{
     Event, JobLog, JobRecord, JobState, JournalError, Outcome, RevisionRecord, now_millis,
 };
+use crate::ownership;
 use crate::runtime::RuntimeError;
 use crate::steps::{Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
@@ -53,7 +55,7 @@ impl Inner {
             })
             .await?;
             crate::fault::call_starting(&format!("commit:{}", crate::steps::op_of(&effect)));
-            let result: Result<Vec<Event>, RuntimeError> =
+            let result: Result<Vec<Event>, StepError> =
                 match serde_json::from_value::<Deferred>(effect) {
                     Ok(d) => {
                         let away = self.settings.daemon_retry_deadline;
@@ -62,9 +64,10 @@ impl Inner {
                         })
                         .await
                     }
-                    Err(e) => Err(RuntimeError::Daemon(format!(
-                        "unreadable deferred effect: {e}"
-                    ))),
+                    Err(e) => Err(StepError::Unreadable {
+                        what: "deferred effect",
+                        detail: e.to_string(),
+                    }),
                 };
             let failed = result.as_ref().err().map(ToString::to_string);
             let outcome = match result {
@@ -107,8 +110,7 @@ impl Inner {
         &self,
         job: &JobRecord,
         effect: Deferred,
-    ) -> Result<Vec<Event>, RuntimeError> {
-        let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
+    ) -> Result<Vec<Event>, StepError> {
         match effect {
             Deferred::CommitRevision {
                 revision,
@@ -124,25 +126,20 @@ impl Inner {
                     job_id: job.id.clone(),
                     created_at: now_millis(),
                 };
-                self.journal
-                    .commit_revision(&job.target, rev)
-                    .await
-                    .map(|_| Vec::new())
-                    .map_err(journal_err)
+                self.journal.commit_revision(&job.target, rev).await?;
+                Ok(Vec::new())
             }
             Deferred::RemoveContainer { id } => {
-                let owner = self
-                    .journal
-                    .owned(RESOURCE_CONTAINER, &id)
-                    .map_err(journal_err)?;
-                match owner {
-                    Some(o) if o.target == job.target => self.remove_owned_container(&id).await,
+                if ownership::is_targets_container(&self.journal, &id, &job.target)? {
+                    self.remove_owned_container(&id).await
+                } else if self.runtime.inspect_container(&id).await?.is_none() {
                     // Removed already (a commit run again after a crash).
-                    _ if self.runtime.inspect_container(&id).await?.is_none() => Ok(Vec::new()),
-                    _ => Err(RuntimeError::Daemon(format!(
+                    Ok(Vec::new())
+                } else {
+                    Err(StepError::NotOwned(format!(
                         "container {id} is not one the engine created for target `{}`",
                         job.target
-                    ))),
+                    )))
                 }
             }
             Deferred::RemoveImage { image } => self.remove_image_if_owned(job, &image).await,
@@ -152,15 +149,11 @@ impl Inner {
                 let mut released = Vec::new();
                 let owned = self
                     .journal
-                    .owned_by_target(RESOURCE_CONTAINER, &job.target)
-                    .map_err(journal_err)?;
+                    .owned_by_target(RESOURCE_CONTAINER, &job.target)?;
                 for container in owned {
                     released.extend(self.remove_owned_container(&container.id).await?);
                 }
-                self.journal
-                    .clear_target(&job.target)
-                    .await
-                    .map_err(journal_err)?;
+                self.journal.clear_target(&job.target).await?;
                 Ok(released)
             }
         }
@@ -168,7 +161,7 @@ impl Inner {
 
     /// Remove a container the journal records as the engine's (and its
     /// anonymous volumes), settled; it is released.
-    async fn remove_owned_container(&self, id: &str) -> Result<Vec<Event>, RuntimeError> {
+    async fn remove_owned_container(&self, id: &str) -> Result<Vec<Event>, StepError> {
         super::settle::remove_container_settled(
             self.runtime.as_ref(),
             id,
@@ -189,25 +182,13 @@ impl Inner {
         &self,
         job: &JobRecord,
         image: &str,
-    ) -> Result<Vec<Event>, RuntimeError> {
-        let journal_err = |e: JournalError| RuntimeError::Daemon(e.to_string());
+    ) -> Result<Vec<Event>, StepError> {
         let Some(id) = self.runtime.image_id(image).await? else {
             return Ok(Vec::new());
         };
-        let owned = self
-            .journal
-            .owned(RESOURCE_IMAGE, &id)
-            .map_err(journal_err)?
-            .is_some();
-        let in_use = self
-            .journal
-            .images_in_use(&job.target)
-            .map_err(journal_err)?;
-        let current = self
-            .journal
-            .target(&job.target)
-            .map_err(journal_err)?
-            .and_then(|t| t.current);
+        let owned = ownership::is_engines_image(&self.journal, &id)?;
+        let in_use = self.journal.images_in_use(&job.target)?;
+        let current = self.journal.target(&job.target)?.and_then(|t| t.current);
         if !owned
             || in_use.contains(&image.to_owned())
             || current.is_some_and(|r| r.image == image)
@@ -218,7 +199,7 @@ impl Inner {
         match self.runtime.remove_image(image).await {
             // Still used by some container: left, and still the engine's.
             Err(RuntimeError::Conflict(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
             Ok(()) => Ok(vec![Event::Released {
                 resource: RESOURCE_IMAGE.into(),
                 id,

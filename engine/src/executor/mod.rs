@@ -14,6 +14,7 @@ pub mod plan;
 mod recovery;
 mod rollback;
 mod settle;
+mod step_error;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::{Event, JobId, JobRecord, JobState, Journal, JournalError, NewJob};
+use crate::journal::{
+    Event, IdempotencyKey, JobId, JobRecord, JobState, Journal, JournalError, NewJob,
+};
 use crate::plugin::{HostSettings, JobScope, PluginHost, RunError};
 use crate::runtime::ContainerRuntime;
 
@@ -68,6 +71,16 @@ pub enum SubmitError {
     /// is known to be away (nothing would happen but a rollback).
     #[error("{0}; no job was created, try again once it is back")]
     RuntimeUnavailable(#[source] crate::runtime::RuntimeError),
+    /// The idempotency key was first given with another request.
+    #[error(
+        "Idempotency-Key `{key}` was given to job {job} for another request; use a new key for a new request"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The job it was first given to.
+        job: JobId,
+    },
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -181,6 +194,72 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Built-in workflows that act on an installed target; for an unknown
 /// target they are refused before a job exists.
 const NEEDS_INSTALLED_TARGET: &[&str] = &["upgrade", "teardown", "rollback"];
+
+/// What identifies a request for its idempotency key: a digest of the
+/// canonical JSON (keys sorted, no spaces) of the fields that define the job.
+fn request_fingerprint(req: &JobRequest) -> String {
+    use sha2::{Digest, Sha256};
+    fn canonical(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    canonical(v, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(
+        &serde_json::json!({
+            "workflow": req.workflow,
+            "target": req.target,
+            "params": req.params,
+            "force": req.force,
+        }),
+        &mut text,
+    );
+    format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// The lock of one idempotency key, held while a submission with that key
+/// is decided; a lock lives as long as someone holds or waits for it.
+async fn idempotency_lock(key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    type Locks = HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: std::sync::LazyLock<Mutex<Locks>> = std::sync::LazyLock::new(Default::default);
+    let lock = {
+        let mut locks = LOCKS.lock().expect("idempotency locks");
+        locks.retain(|_, l| l.strong_count() > 0);
+        match locks.get(key).and_then(std::sync::Weak::upgrade) {
+            Some(lock) => lock,
+            None => {
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                locks.insert(key.to_owned(), Arc::downgrade(&lock));
+                lock
+            }
+        }
+    };
+    lock.lock_owned().await
+}
 
 impl JobRequest {
     /// A request without an idempotency key.
@@ -311,9 +390,30 @@ impl Executor {
             self.inner.settings.allow_host_network,
         )
         .map_err(SubmitError::InvalidParams)?;
-        if let Some(key) = &req.idempotency_key
-            && let Some(existing) = self.inner.journal.job_by_idempotency_key(key)?
+        // Submissions with one key go one at a time (a duplicate waits for
+        // the first to create its job or be refused, then gets its job: never
+        // a second job nor a busy target); the key with another request is
+        // refused.
+        let idempotency = match &req.idempotency_key {
+            Some(key) => Some((
+                idempotency_lock(key).await,
+                IdempotencyKey {
+                    key: key.clone(),
+                    fingerprint: request_fingerprint(&req),
+                },
+            )),
+            None => None,
+        };
+        if let Some((_, key)) = &idempotency
+            && let Some((existing, fingerprint)) =
+                self.inner.journal.job_by_idempotency_key(&key.key)?
         {
+            if fingerprint.is_some_and(|f| f != key.fingerprint) {
+                return Err(SubmitError::IdempotencyKeyReused {
+                    key: key.key.clone(),
+                    job: existing.id,
+                });
+            }
             return Ok(existing);
         }
         if NEEDS_INSTALLED_TARGET.contains(&req.workflow.as_str())
@@ -403,7 +503,7 @@ impl Executor {
             target: req.target.clone(),
             params: req.params.clone(),
             plugin_digest: plugin.digest.clone(),
-            idempotency_key: req.idempotency_key.clone(),
+            idempotency_key: idempotency.as_ref().map(|(_, key)| key.clone()),
         };
         let record = match self.inner.journal.create_job(new).await {
             Ok(r) => r,
@@ -412,6 +512,12 @@ impl Executor {
                 return Err(e.into());
             }
         };
+        if record.id != id {
+            // The key's job was made elsewhere meanwhile (the journal
+            // checks and inserts in one write): that job is the answer.
+            release(&self.inner);
+            return Ok(record);
+        }
         let cancel = CancellationToken::new();
         self.inner
             .running
@@ -675,7 +781,7 @@ pub(crate) enum RollbackReason {
 impl Inner {
     /// What the plugin host needs to run `job`'s plugin.
     fn scope(&self, job: &JobRecord, cancel: CancellationToken) -> JobScope {
-        JobScope::new(
+        JobScope::live(
             job.id.clone(),
             job.target.clone(),
             job.params.to_string(),

@@ -1,42 +1,13 @@
-//! The params contract of the built-in workflows, checked when a job is
-//! submitted so that bad params are refused before any job exists (the
-//! plugins read the same JSON).
+//! The params of the built-in workflows, checked when a job is submitted so
+//! that bad params are refused before any job exists. The contract itself
+//! is the `deckhand-params` crate, which the plugins read their params with;
+//! this adds what only the server knows (whether it allows a shared
+//! network stack).
 
-use std::collections::BTreeMap;
-
-use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read by serde only: the fields are the contract
-struct Health {
-    timeout_s: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct Spec {
-    image: Option<String>,
-    env: Option<BTreeMap<String, String>>,
-    cmd: Option<Vec<String>>,
-    network: Option<String>,
-    health: Option<Health>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct Rollback {
-    revision: u64,
-}
-
-/// Check `params` against the built-in `workflow`'s contract; other
+/// Check `params` against the built-in `workflow`'s contract
+/// ([`deckhand_params::check`], the types the plugins read them with); other
 /// workflows' params are theirs to check. Returns a message naming the
 /// problem. `allow_host_network`: the server lets containers share the
 /// host's (or another container's) network stack.
@@ -47,26 +18,7 @@ pub fn check(workflow: &str, params: &Value, allow_host_network: bool) -> Result
         crate::runtime::check_network_mode(network, allow_host_network)
             .map_err(|e| format!("`network`: {e}"))?;
     }
-    let p = params.clone();
-    match workflow {
-        "install" => {
-            let spec: Spec = serde_json::from_value(p).map_err(|e| e.to_string())?;
-            match spec.image.as_deref() {
-                Some(i) if !i.trim().is_empty() => Ok(()),
-                _ => Err("`image` is required".into()),
-            }
-        }
-        "upgrade" => serde_json::from_value::<Spec>(p)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        "teardown" => serde_json::from_value::<Empty>(p)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        "rollback" => serde_json::from_value::<Rollback>(p)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        _ => Ok(()),
-    }
+    deckhand_params::check(workflow, params)
 }
 
 #[cfg(test)]
@@ -94,6 +46,71 @@ mod tests {
                 .unwrap_err()
                 .contains("colour")
         );
+    }
+
+    #[test]
+    fn an_upgrade_keeps_what_its_params_do_not_set() {
+        let base = deckhand_params::Spec {
+            image: Some("a:1".into()),
+            cmd: Some(vec!["run".into()]),
+            ..Default::default()
+        };
+        let params: deckhand_params::Spec =
+            serde_json::from_value(json!({"image": "a:2"})).unwrap();
+        let spec = params.over(&base);
+        assert_eq!(spec.image.as_deref(), Some("a:2"));
+        assert_eq!(spec.cmd, Some(vec!["run".to_owned()]));
+        assert!(
+            check("install", &json!({"image": " "})).is_err(),
+            "blank image"
+        );
+    }
+
+    #[test]
+    fn image_references_follow_dockers_grammar() {
+        for ok in [
+            "busybox",
+            "busybox:1.36",
+            "library/busybox:latest",
+            "127.0.0.1:5000/deckhand-test/app:1",
+            "localhost/app",
+            "registry.example.com:443/team/app__x.y-z:v1.2_3",
+            "ghcr.io/o/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "app:2@sha256:0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(check("install", &json!({ "image": ok })).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Busybox",
+            "app:",
+            "app::1",
+            "app:-1",
+            "/app",
+            "app/",
+            "a..b",
+            "app@sha256:12",
+            "app name",
+            "reg:port/app",
+            "app:1.0:2",
+        ] {
+            let e = check("install", &json!({ "image": bad })).unwrap_err();
+            assert!(e.starts_with("`image`: "), "{bad}: {e}");
+        }
+        let long = format!("a/{}", "b".repeat(300));
+        assert!(check("upgrade", &json!({ "image": long })).is_err());
+    }
+
+    #[test]
+    fn env_names_and_every_string_are_checked_naming_the_field() {
+        let e = check("install", &json!({"image": "a", "env": {"A=B": "1"}})).unwrap_err();
+        assert!(e.starts_with("`env.A=B`") && e.contains("`=`"), "{e}");
+        let e = check("install", &json!({"image": "a", "env": {"A": "1\nforged"}})).unwrap_err();
+        assert!(e.starts_with("`env.A`") && e.contains("line breaks"), "{e}");
+        let e = check("install", &json!({"image": "a", "cmd": ["sh", "x\u{0}"]})).unwrap_err();
+        assert!(e.starts_with("`cmd[1]`"), "{e}");
+        let e = check("upgrade", &json!({"image": "a\r"})).unwrap_err();
+        assert!(e.starts_with("`image`"), "{e}");
+        assert!(check("install", &json!({"image": "a", "env": {"": "1"}})).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`rollback_plan`]), each undo journaled and proven by an observation of
 //! the runtime ([`super::settle`]), stopping at the first that fails.
 
-use tokio_util::sync::CancellationToken;
+use crate::plugin::JobScope;
 
 use super::auto_retry::TRANSIENT;
 use super::plan::{PlannedUndo, last_step, rollback_plan};
@@ -10,6 +10,7 @@ use super::settle::{
     MAX_ATTEMPTS, Observed, Postcondition, backoff, late_effect_window, remove_container_settled,
     settle_before_undo, watch_until, while_unreachable,
 };
+use super::step_error::StepError;
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
@@ -17,16 +18,12 @@ use crate::steps::{Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE, pull_
 
 impl Inner {
     /// Whether an unfinished job other than `except` pulled `image`.
-    pub(super) fn image_in_flight(
-        &self,
-        image: &str,
-        except: &JobId,
-    ) -> Result<bool, RuntimeError> {
+    pub(super) fn image_in_flight(&self, image: &str, except: &JobId) -> Result<bool, StepError> {
         let fields = pull_intent_fields(image, false);
-        self.journal
-            .jobs_with_intent(&fields, true, Some(except))
-            .map(|j| !j.is_empty())
-            .map_err(|e| RuntimeError::Daemon(e.to_string()))
+        Ok(!self
+            .journal
+            .jobs_with_intent(&fields, true, Some(except))?
+            .is_empty())
     }
 
     /// Call the job's plugin to undo what it registered. Its calls are
@@ -39,20 +36,30 @@ impl Inner {
         action: &str,
         data: &str,
         next_step: &std::sync::atomic::AtomicU32,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), StepError> {
         use std::sync::atomic::Ordering;
-        let plugin = self.host.by_digest(&job.plugin_digest).ok_or_else(|| {
-            RuntimeError::Daemon(format!(
-                "plugin {} ({}) is not registered",
-                job.workflow, job.plugin_digest
-            ))
-        })?;
-        // The job's own cancel has fired; the compensation must still run.
-        let mut scope = self.scope(job, CancellationToken::new());
-        scope.last_step = next_step.load(Ordering::Relaxed);
+        let plugin =
+            self.host
+                .by_digest(&job.plugin_digest)
+                .ok_or_else(|| StepError::PluginMissing {
+                    workflow: job.workflow.clone(),
+                    digest: job.plugin_digest.clone(),
+                })?;
+        let scope = JobScope::compensation(
+            job.id.clone(),
+            job.target.clone(),
+            job.params.to_string(),
+            self.journal.clone(),
+            self.runtime.clone(),
+            self.settings.clone(),
+            next_step.load(Ordering::Relaxed),
+        );
         let (result, last) = self.host.compensate(&plugin, scope, action, data).await;
         next_step.fetch_max(last, Ordering::Relaxed);
-        result.map_err(|e| RuntimeError::Daemon(format!("plugin compensation `{action}`: {e}")))
+        result.map_err(|e| StepError::Plugin {
+            action: action.to_owned(),
+            detail: e.to_string(),
+        })
     }
 
     /// Roll `job` back and record the terminal state.
@@ -157,9 +164,12 @@ impl Inner {
         job: &JobRecord,
         planned: &PlannedUndo,
         next_step: &std::sync::atomic::AtomicU32,
-    ) -> Result<(serde_json::Value, Option<Event>), RuntimeError> {
-        let undo: Compensation = serde_json::from_value(planned.undo.clone())
-            .map_err(|e| RuntimeError::Daemon(format!("unreadable compensation: {e}")))?;
+    ) -> Result<(serde_json::Value, Option<Event>), StepError> {
+        let undo: Compensation =
+            serde_json::from_value(planned.undo.clone()).map_err(|e| StepError::Unreadable {
+                what: "compensation",
+                detail: e.to_string(),
+            })?;
         let call: Option<Call> = serde_json::from_value(planned.call.clone()).ok();
         let rt = self.runtime.as_ref();
         let settled = planned.result.is_some();
@@ -212,9 +222,10 @@ impl Inner {
                 Observed::Violated(why) => last_violation = why,
             }
         }
-        Err(RuntimeError::Daemon(format!(
-            "the prior state could not be established after {attempts} attempts: {last_violation}"
-        )))
+        Err(StepError::NotEstablished {
+            attempts,
+            evidence: last_violation,
+        })
     }
 
     /// Run one compensation; idempotent. Returns what must hold afterwards.
@@ -224,7 +235,7 @@ impl Inner {
         undo: &Compensation,
         planned: &PlannedUndo,
         next_step: &std::sync::atomic::AtomicU32,
-    ) -> Result<Postcondition, RuntimeError> {
+    ) -> Result<Postcondition, StepError> {
         let (job, target) = (&record.id, record.target.as_str());
         let rt = &self.runtime;
         match undo {
@@ -233,12 +244,7 @@ impl Inner {
                 .await
                 .map(|()| Postcondition::Unobservable),
             Compensation::RemoveImage { image } => {
-                if self
-                    .journal
-                    .images_in_use(target)
-                    .map_err(|e| RuntimeError::Daemon(e.to_string()))?
-                    .contains(image)
-                {
+                if self.journal.images_in_use(target)?.contains(image) {
                     // Another target's revision runs it now: not ours to remove.
                     return Ok(Postcondition::Unobservable);
                 }
@@ -257,7 +263,7 @@ impl Inner {
                 match rt.remove_image(image).await {
                     // Still used by some container (e.g. another job's): leave it.
                     Err(RuntimeError::Conflict(_)) => Ok(Postcondition::Unobservable),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                     Ok(()) => Ok(Postcondition::ImageAbsent(image.clone())),
                 }
             }
@@ -295,7 +301,7 @@ impl Inner {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => {
                     Ok(Postcondition::NotRunning(id.clone()))
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             },
             Compensation::StartContainer { id } => {
                 rt.start_container(id).await?;
@@ -308,7 +314,8 @@ impl Inner {
                     None => {
                         return Err(RuntimeError::NotFound(format!(
                             "container {id} to rename back to {to}"
-                        )));
+                        ))
+                        .into());
                     }
                 }
                 Ok(Postcondition::Named {

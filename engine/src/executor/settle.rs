@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use super::plan::PlannedUndo;
 use crate::journal::now_millis;
-use crate::runtime::{ContainerRuntime, ContainerState, LABEL_JOB, RuntimeError};
+use crate::runtime::{ContainerRuntime, ContainerState, RuntimeError};
 use crate::steps::Call;
 
 /// How often a compensation is run before its postcondition counts as
@@ -121,7 +121,7 @@ impl Postcondition {
                     )));
                 }
                 match rt.inspect_container(name).await? {
-                    Some(c) if c.label(LABEL_JOB) == Some(job.as_str()) => {
+                    Some(c) if crate::ownership::made_by_unrecorded_create(&c, job) => {
                         Observed::Violated(format!(
                             "the created container {} still exists, {}",
                             c.id,
@@ -212,13 +212,11 @@ pub(crate) async fn watch_until(
 /// (restarting, down), pausing 200 ms and doubling up to 5 s, for at most
 /// `deadline` from the first try; then its last error is returned. Any other
 /// outcome is returned at once.
-pub(crate) async fn while_unreachable<T, F, Fut>(
-    deadline: Duration,
-    mut op: F,
-) -> Result<T, RuntimeError>
+pub(crate) async fn while_unreachable<T, E, F, Fut>(deadline: Duration, mut op: F) -> Result<T, E>
 where
+    E: super::step_error::Transient,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let until = Instant::now() + deadline;
     let mut pause = Duration::from_millis(200);

@@ -41,6 +41,9 @@ pub enum Line {
         /// Its idempotency key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
+        /// What the key was given for (a digest of the request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_fingerprint: Option<String>,
     },
     /// An event.
     Event(EventRecord),
@@ -119,17 +122,23 @@ impl Journal {
             schema: SCHEMA_VERSION,
         }) + "\n";
         // One query each for the keys and the events, whatever the size.
-        let mut keys: HashMap<String, String> = self.read(|c| {
+        type Keyed = (String, Option<String>);
+        let mut keys: HashMap<String, Keyed> = self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, idempotency_key FROM jobs WHERE idempotency_key IS NOT NULL",
+                "SELECT id, idempotency_key, idempotency_fingerprint FROM jobs WHERE idempotency_key IS NOT NULL",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })?;
         for j in &jobs {
+            let (idempotency_key, idempotency_fingerprint) = match keys.remove(j.id.as_str()) {
+                Some((key, fingerprint)) => (Some(key), fingerprint),
+                None => (None, None),
+            };
             out += &(line_of(&Line::Job {
                 job: j.clone(),
-                idempotency_key: keys.remove(j.id.as_str()),
+                idempotency_key,
+                idempotency_fingerprint,
             }) + "\n");
         }
         let events = match job {
@@ -340,10 +349,11 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
             Line::Job {
                 job: j,
                 idempotency_key,
+                idempotency_fingerprint,
             } => {
                 c.execute(
-                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel_requested, dismissed, created_at, updated_at, idempotency_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, phase, progress, error, summary, cancel_requested, dismissed, created_at, updated_at, idempotency_key, idempotency_fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                     params![
                         j.id.as_str(),
                         j.workflow,
@@ -359,7 +369,8 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
                         j.dismissed,
                         j.created_at,
                         j.updated_at,
-                        idempotency_key
+                        idempotency_key,
+                        idempotency_fingerprint
                     ],
                 )
                 .map_err(fail)?;
@@ -425,4 +436,42 @@ pub fn validate(text: &str) -> Result<ImportReport, ImportError> {
         events: lines.iter().filter(|l| matches!(l, Line::Event(_))).count(),
         torn_last_line: torn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{IdempotencyKey, NewJob};
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idempotency_key_and_its_fingerprint_survive_export_and_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path().join("a.sqlite")).unwrap();
+        let new = |key: Option<IdempotencyKey>| NewJob {
+            id: JobId::new(),
+            workflow: "install".into(),
+            target: "web".into(),
+            params: serde_json::json!({"image": "app:1"}),
+            plugin_digest: "sha256:00".into(),
+            idempotency_key: key,
+        };
+        let key = IdempotencyKey {
+            key: "k".into(),
+            fingerprint: "sha256:ab".into(),
+        };
+        let job = journal.create_job(new(Some(key.clone()))).await.unwrap();
+        // The key taken: nothing written, the key's job answered.
+        let again = journal.create_job(new(Some(key))).await.unwrap();
+        assert_eq!(again.id, job.id);
+        journal.create_job(new(None)).await.unwrap();
+        assert_eq!(journal.list_jobs(&Default::default()).unwrap().len(), 2);
+
+        let text = journal.export(None).unwrap();
+        let copy = Journal::open(dir.path().join("b.sqlite")).unwrap();
+        copy.import(&text).await.unwrap();
+        assert_eq!(copy.export(None).unwrap(), text);
+        let (found, fingerprint) = copy.job_by_idempotency_key("k").unwrap().unwrap();
+        assert_eq!(found.id, job.id);
+        assert_eq!(fingerprint.as_deref(), Some("sha256:ab"));
+    }
 }

@@ -124,16 +124,7 @@ mod tests {
     async fn a_refused_write_keeps_what_was_queued() {
         let (_dir, journal, job) = journal_with_job().await;
         let mut log = JobLog::new(journal.clone(), job.clone());
-        journal
-            .append(
-                &job,
-                Event::State {
-                    state: JobState::Succeeded,
-                    error: None,
-                },
-            )
-            .await
-            .unwrap();
+        crate::journal::tests::succeed(&journal, &job).await;
         log.later(log_line("kept"));
         // A terminal job takes no more state changes: refused, nothing written.
         let refused = log

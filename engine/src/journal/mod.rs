@@ -13,7 +13,9 @@
 
 pub mod export;
 mod health;
+pub mod job_ids;
 mod job_log;
+mod lifecycle;
 mod live;
 mod model;
 mod resources;
@@ -92,6 +94,16 @@ pub enum JournalError {
         job: JobId,
         /// Its terminal state.
         state: JobState,
+    },
+    /// The job state machine has no such transition (see [`lifecycle`]).
+    #[error("job {job} cannot go from {from} to {to}")]
+    Transition {
+        /// The job.
+        job: JobId,
+        /// Its state.
+        from: JobState,
+        /// The state asked for.
+        to: JobState,
     },
 }
 
@@ -196,17 +208,38 @@ impl Journal {
 
     // ---- writes ----------------------------------------------------------
 
-    /// Record a new job in state `queued`.
+    /// Record a new job in state `queued`. When the job carries an
+    /// idempotency key that an earlier job already has, nothing is written
+    /// and that job is returned instead (its id tells the caller which
+    /// happened): the check and the insert are one write, so two jobs never
+    /// share a key.
     pub async fn create_job(&self, job: NewJob) -> Result<JobRecord> {
         let id = job.id.clone();
-        self.inner
+        let existing = self
+            .inner
             .writer
             .write(move |c, out| {
+                if let Some(k) = &job.idempotency_key {
+                    let earlier = c
+                        .query_row(
+                            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
+                            [&k.key],
+                            raw_job,
+                        )
+                        .optional()?;
+                    if let Some(raw) = earlier {
+                        return decode_job(raw).map(Some);
+                    }
+                }
+                let (key, fingerprint) = match job.idempotency_key {
+                    Some(k) => (Some(k.key), Some(k.fingerprint)),
+                    None => (None, None),
+                };
                 let at = now_millis();
                 c.execute(
-                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, created_at, updated_at, idempotency_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7)",
-                    params![job.id.as_str(), job.workflow, job.target, job.params.to_string(), job.plugin_digest, at, job.idempotency_key],
+                    "INSERT INTO jobs (id, workflow, target, params, plugin_digest, state, created_at, updated_at, idempotency_key, idempotency_fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7, ?8)",
+                    params![job.id.as_str(), job.workflow, job.target, job.params.to_string(), job.plugin_digest, at, key, fingerprint],
                 )?;
                 let created = Event::Created {
                     workflow: job.workflow,
@@ -216,10 +249,13 @@ impl Journal {
                 };
                 out.push(insert_event(c, &job.id, at, created)?);
                 out.push(insert_event(c, &job.id, at, Event::State { state: JobState::Queued, error: None })?);
-                Ok(())
+                Ok(None)
             })
             .await?;
-        self.job(&id)?.ok_or(JournalError::UnknownJob(id))
+        match existing {
+            Some(earlier) => Ok(earlier),
+            None => self.job(&id)?.ok_or(JournalError::UnknownJob(id)),
+        }
     }
 
     /// Append an event for `job` durably, updating the job's projection.
@@ -467,7 +503,10 @@ impl Journal {
                 sql += " AND dismissed = 0";
             }
             if filter.active {
-                sql += " AND state NOT IN ('succeeded','cancelled','rolled_back')";
+                sql += &format!(
+                    " AND state NOT IN ({})",
+                    JobState::sql_list(&JobState::SETTLED)
+                );
             }
             sql += " ORDER BY id DESC";
             if let Some(l) = filter.limit {
@@ -479,16 +518,20 @@ impl Journal {
         })
     }
 
-    /// The job created with this idempotency key, if any.
-    pub fn job_by_idempotency_key(&self, key: &str) -> Result<Option<JobRecord>> {
+    /// The job created with this idempotency key, if any, with the
+    /// fingerprint of the request that created it (none for a job from a
+    /// journal older than fingerprints).
+    pub fn job_by_idempotency_key(&self, key: &str) -> Result<Option<(JobRecord, Option<String>)>> {
         self.read(|c| {
             c.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
+                &format!(
+                    "SELECT {JOB_COLUMNS}, idempotency_fingerprint FROM jobs WHERE idempotency_key = ?1"
+                ),
                 [key],
-                raw_job,
+                |r| Ok((raw_job(r)?, r.get::<_, Option<String>>(14)?)),
             )
             .optional()?
-            .map(decode_job)
+            .map(|(raw, fingerprint)| Ok((decode_job(raw)?, fingerprint)))
             .transpose()
         })
     }
@@ -510,7 +553,8 @@ impl Journal {
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ({}) ORDER BY id",
+                JobState::sql_list(&JobState::TERMINAL)
             ))?;
             let rows = stmt.query_map([], raw_job)?;
             rows.map(|r| decode_job(r?)).collect()
@@ -520,13 +564,16 @@ impl Journal {
     /// The active (non-terminal) job on a target, if any.
     pub fn active_job_on(&self, target: &str) -> Result<Option<JobId>> {
         self.job_on(
-            "SELECT id FROM jobs WHERE target = ?1 AND state NOT IN ('succeeded','cancelled','rolled_back','failed') ORDER BY id LIMIT 1",
+            &format!(
+                "SELECT id FROM jobs WHERE target = ?1 AND state NOT IN ({}) ORDER BY id LIMIT 1",
+                JobState::sql_list(&JobState::TERMINAL)
+            ),
             target,
         )
     }
 
     /// The job id `sql` selects for `target` (bound as `?1`), if any.
-    fn job_on(&self, sql: &'static str, target: &str) -> Result<Option<JobId>> {
+    fn job_on(&self, sql: &str, target: &str) -> Result<Option<JobId>> {
         self.read(|c| {
             let id: Option<String> = c
                 .prepare_cached(sql)?
@@ -615,7 +662,7 @@ impl Journal {
                 sql += &format!(" AND json_extract(e.data, '$.call.{field}') = ?{}", args.len());
             }
             if only_active {
-                sql += " AND j.state NOT IN ('succeeded','cancelled','rolled_back','failed')";
+                sql += &format!(" AND j.state NOT IN ({})", JobState::sql_list(&JobState::TERMINAL));
             }
             if let Some(job) = except {
                 args.push(rusqlite::types::Value::Text(job.as_str().to_owned()));
@@ -786,32 +833,24 @@ fn append_event(
         .optional()?
         .ok_or_else(|| JournalError::UnknownJob(job.clone()))?;
     let current = parse_state(&current)?;
-    // Terminal is final, with one exception: an operator's retry of a
-    // `failed` job resumes its rollback or its commit.
-    let retry = current == JobState::Failed
-        && matches!(
-            event,
-            Event::State {
-                state: JobState::RollingBack | JobState::Committing,
-                ..
-            }
-        );
-    if current.is_terminal() && !retry && !matches!(event, Event::Log { .. }) {
-        return Err(JournalError::Terminal {
-            job: job.clone(),
-            state: current,
-        });
-    }
-    if cancel_requested
-        && matches!(
-            event,
-            Event::State {
-                state: JobState::Committing,
-                ..
-            }
-        )
-    {
-        return Err(JournalError::CancelPending(job.clone()));
+    match lifecycle::admit(current, cancel_requested, &event) {
+        Ok(()) => {}
+        Err(lifecycle::Refusal::Terminal(state)) => {
+            return Err(JournalError::Terminal {
+                job: job.clone(),
+                state,
+            });
+        }
+        Err(lifecycle::Refusal::CancelPending) => {
+            return Err(JournalError::CancelPending(job.clone()));
+        }
+        Err(lifecycle::Refusal::Transition { from, to }) => {
+            return Err(JournalError::Transition {
+                job: job.clone(),
+                from,
+                to,
+            });
+        }
     }
     // The job's projection follows its events: one cached statement for
     // every kind (a NULL leaves a column as it was).
@@ -901,8 +940,17 @@ fn target_record(c: &Connection, name: &str) -> Result<Option<TargetRecord>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Take a queued job through its lifecycle to `succeeded`.
+    pub(super) async fn succeed(j: &Journal, job: &JobId) {
+        for state in [JobState::Running, JobState::Committing, JobState::Succeeded] {
+            j.append(job, Event::State { state, error: None })
+                .await
+                .unwrap();
+        }
+    }
 
     fn new_job(target: &str) -> NewJob {
         NewJob {
@@ -987,15 +1035,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
         let job = j.create_job(new_job("web")).await.unwrap();
-        j.append(
-            &job.id,
-            Event::State {
-                state: JobState::Succeeded,
-                error: None,
-            },
-        )
-        .await
-        .unwrap();
+        succeed(&j, &job.id).await;
         let err = j
             .append(
                 &job.id,
@@ -1062,15 +1102,7 @@ mod tests {
         );
         assert!(j.job(&job.id).unwrap().unwrap().cancel_requested);
         let done = j.create_job(new_job("api")).await.unwrap();
-        j.append(
-            &done.id,
-            Event::State {
-                state: JobState::Succeeded,
-                error: None,
-            },
-        )
-        .await
-        .unwrap();
+        succeed(&j, &done.id).await;
         assert_eq!(
             j.request_cancel(&done.id, None).await.unwrap(),
             (JobState::Succeeded, false)

@@ -112,14 +112,6 @@ impl JobState {
             JobState::Failed => "failed",
         }
     }
-
-    /// Whether no engine works on a job in this state any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Cancelled | JobState::RolledBack | JobState::Failed
-        )
-    }
 }
 
 impl fmt::Display for JobState {
@@ -392,8 +384,19 @@ pub struct NewJob {
     pub params: Value,
     /// Digest of the plugin component.
     pub plugin_digest: String,
-    /// The client's idempotency key, if it gave one.
-    pub idempotency_key: Option<String>,
+    /// The client's idempotency key, if it gave one, with what it was given for.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// A client's `Idempotency-Key` and the request it was first given with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key.
+    pub key: String,
+    /// What identifies the request (a digest of the fields that define the
+    /// job): the same key with another request is refused, not answered
+    /// with the first request's job.
+    pub fingerprint: String,
 }
 
 /// Which jobs to list.

@@ -88,6 +88,11 @@ const MIGRATIONS: &[&str] = &[
     "#,
         super::resources::legacy_containers_sql!()
     ),
+    // 5: what an Idempotency-Key was first given for (a digest of the
+    // request), so that the key with another request is refused.
+    r#"
+    ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

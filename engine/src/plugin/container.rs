@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::bindings::{ContainerInfo, ContainerSpec, HostError, container};
+use super::bindings::{
+    ContainerInfo, ContainerSpec, HostCallError, HostError, HostResult, container,
+};
 use super::host_state::HostState;
 use super::scope::{HostSettings, JobScope, host_error, journal_error};
 use crate::journal::{Event, JobId, Journal, Progress};
@@ -19,18 +21,6 @@ use crate::runtime::{
     PullPhase, PullProgress, RuntimeError,
 };
 use crate::steps::{Call, Compensation, Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
-
-type HostResult<T> = wasmtime::Result<Result<T, HostError>>;
-
-/// Return the plugin-visible error from a `Result<_, HostError>` early.
-macro_rules! check {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
 
 fn info_of(s: ContainerState) -> ContainerInfo {
     ContainerInfo {
@@ -61,7 +51,7 @@ impl JobScope {
     /// and nothing about it reaches the journal: the filter runs before the
     /// answer is recorded.
     pub(super) async fn inspect(&mut self, id: &str) -> HostResult<Option<ContainerState>> {
-        check!(self.check_size("container id", id));
+        self.check_size("container id", id)?;
         let rt = self.runtime.clone();
         let (journal, target) = (self.journal.clone(), self.target.clone());
         let id = id.to_owned();
@@ -73,30 +63,23 @@ impl JobScope {
                     let Some(found) = rt.inspect_container(&id).await.map_err(host_error)? else {
                         return Ok(None);
                     };
-                    let owner = journal
-                        .owned(RESOURCE_CONTAINER, &found.id)
+                    let ours = crate::ownership::is_targets_container(&journal, &found.id, &target)
                         .map_err(journal_error)?;
-                    Ok(owner.is_some_and(|o| o.target == target).then_some(found))
+                    Ok(ours.then_some(found))
                 },
             )
             .await?;
         // Filtered again for records made before the journal kept only
         // the target's containers (replay answers from the record).
         let target = self.target.clone();
-        Ok(found.map(|f| {
-            f.filter(|s| {
-                s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(&target)
-            })
+        Ok(found.filter(|s| {
+            s.label(LABEL_MANAGED) == Some("true") && s.label(LABEL_TARGET) == Some(&target)
         }))
     }
 
-    /// The job that created container `id`, as the journal records it.
-    fn creator_of(&self, id: &str) -> Result<Option<JobId>, HostError> {
-        Ok(self
-            .journal
-            .owned(RESOURCE_CONTAINER, id)
-            .map_err(journal_error)?
-            .map(|o| o.job_id))
+    /// Whether this job created container `id`, as the journal records it.
+    pub(super) fn created_here(&self, id: &str) -> Result<bool, HostError> {
+        crate::ownership::created_by_job(&self.journal, id, &self.job_id).map_err(journal_error)
     }
 
     /// The container `id`, if it belongs to this job's target. Any other —
@@ -104,8 +87,8 @@ impl JobScope {
     /// same "not found", so that the answer reveals nothing about it; the
     /// refusal is journaled (with the id the plugin gave, nothing else).
     async fn owned_container(&mut self, id: &str) -> HostResult<ContainerState> {
-        match check!(self.inspect(id).await?) {
-            Some(s) => Ok(Ok(s)),
+        match self.inspect(id).await? {
+            Some(s) => Ok(s),
             None => {
                 let why = format!("no container `{id}` of target `{}`", self.target);
                 self.record(Event::Log {
@@ -113,7 +96,7 @@ impl JobScope {
                     message: format!("refused: {why}"),
                 })
                 .await?;
-                Ok(Err(HostError::NotFound(why)))
+                Err(HostError::NotFound(why).into())
             }
         }
     }
@@ -284,7 +267,7 @@ async fn wait_until_healthy(
 impl container::Host for HostState {
     async fn image_present(&mut self, image: String) -> HostResult<bool> {
         self.scope.tick()?;
-        check!(self.scope.check_size("image", &image));
+        self.scope.check_size("image", &image)?;
         let rt = self.scope.runtime.clone();
         let call = Call::ImagePresent {
             image: image.clone(),
@@ -299,21 +282,19 @@ impl container::Host for HostState {
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
         self.scope.tick()?;
         let scope = &mut self.scope;
-        check!(scope.check_size("image", &image));
-        check!(scope.ensure_not_cancelled());
+        scope.check_size("image", &image)?;
+        scope.ensure_not_cancelled()?;
         let rt = scope.runtime.clone();
         let probe = image.clone();
-        let present_before = check!(
-            scope
-                .perform(
-                    Call::ImagePresent {
-                        image: image.clone()
-                    },
-                    None,
-                    async move { rt.image_present(&probe).await.map_err(host_error) }
-                )
-                .await?
-        );
+        let present_before = scope
+            .perform(
+                Call::ImagePresent {
+                    image: image.clone(),
+                },
+                None,
+                async move { rt.image_present(&probe).await.map_err(host_error) },
+            )
+            .await?;
         let undo = (!present_before).then(|| Compensation::RemoveImage {
             image: image.clone(),
         });
@@ -337,7 +318,7 @@ impl container::Host for HostState {
             pull.await?;
             rt.image_id(&pulled).await.map_err(host_error)
         };
-        let id: Option<String> = check!(scope.perform(call, undo, effect).await?);
+        let id: Option<String> = scope.perform(call, undo, effect).await?;
         if let (false, Some(id)) = (present_before, id) {
             let name = crate::runtime::with_default_tag(&pulled_name);
             scope
@@ -348,14 +329,14 @@ impl container::Host for HostState {
                 })
                 .await?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
         self.scope.tick()?;
         let scope = &mut self.scope;
-        check!(scope.check_name(&spec.name));
-        check!(scope.check_size("image", &spec.image));
+        scope.check_name(&spec.name)?;
+        scope.check_size("image", &spec.image)?;
         let arg_bytes: usize = spec
             .env
             .iter()
@@ -363,25 +344,23 @@ impl container::Host for HostState {
             .sum::<usize>()
             + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
         if arg_bytes > scope.settings.max_arg_bytes {
-            return Ok(Err(HostError::Invalid(format!(
+            return Err(HostCallError::Plugin(HostError::Invalid(format!(
                 "env and cmd are {arg_bytes} bytes; the limit is {}",
                 scope.settings.max_arg_bytes
             ))));
         }
         if let Some(network) = spec.network.as_deref() {
-            check!(
-                crate::runtime::check_network_mode(network, scope.settings.allow_host_network)
-                    .map_err(HostError::Denied)
-            );
+            (crate::runtime::check_network_mode(network, scope.settings.allow_host_network)
+                .map_err(HostError::Denied))?;
         }
-        check!(scope.ensure_not_cancelled());
+        scope.ensure_not_cancelled()?;
         let limit = scope.settings.max_containers_per_job;
-        check!(JobScope::count(
+        (JobScope::count(
             &mut scope.created,
             limit,
             "containers",
-            "DECKHAND_MAX_CONTAINERS"
-        ));
+            "DECKHAND_MAX_CONTAINERS",
+        ))?;
         let config = ContainerConfig {
             name: spec.name.clone(),
             image: spec.image,
@@ -401,21 +380,19 @@ impl container::Host for HostState {
         };
         let rt = scope.runtime.clone();
         let create = config.clone();
-        let id = check!(
-            scope
-                .perform(Call::CreateContainer { config }, Some(undo), async move {
-                    let id = rt.create_container(&create).await.map_err(host_error)?;
-                    // Record the daemon's settled result, not just its answer.
-                    match rt.inspect_container(&id).await.map_err(host_error)? {
-                        Some(c) if c.name == create.name => Ok(id),
-                        _ => Err(HostError::Runtime(format!(
-                            "the daemon said it created {} as {id}, but no such container exists",
-                            create.name
-                        ))),
-                    }
-                })
-                .await?
-        );
+        let id = scope
+            .perform(Call::CreateContainer { config }, Some(undo), async move {
+                let id = rt.create_container(&create).await.map_err(host_error)?;
+                // Record the daemon's settled result, not just its answer.
+                match rt.inspect_container(&id).await.map_err(host_error)? {
+                    Some(c) if c.name == create.name => Ok(id),
+                    _ => Err(HostError::Runtime(format!(
+                        "the daemon said it created {} as {id}, but no such container exists",
+                        create.name
+                    ))),
+                }
+            })
+            .await?;
         // The container is the engine's from here on, by its id: durable
         // before the plugin can name it in another call.
         scope
@@ -425,13 +402,13 @@ impl container::Host for HostState {
                 name: spec.name,
             })
             .await?;
-        Ok(Ok(id))
+        Ok(id)
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
-        check!(self.scope.ensure_not_cancelled());
+        let c = self.scope.owned_container(&id).await?;
+        self.scope.ensure_not_cancelled()?;
         let undo = (!c.running).then(|| Compensation::StopContainer { id: c.id.clone() });
         let rt = self.scope.runtime.clone();
         let cid = c.id.clone();
@@ -452,8 +429,8 @@ impl container::Host for HostState {
 
     async fn stop_container(&mut self, id: String, timeout_s: u32) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
-        check!(self.scope.ensure_not_cancelled());
+        let c = self.scope.owned_container(&id).await?;
+        self.scope.ensure_not_cancelled()?;
         let undo = c
             .running
             .then(|| Compensation::StartContainer { id: c.id.clone() });
@@ -487,9 +464,9 @@ impl container::Host for HostState {
 
     async fn rename_container(&mut self, id: String, new_name: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
-        check!(self.scope.check_name(&new_name));
-        check!(self.scope.ensure_not_cancelled());
+        let c = self.scope.owned_container(&id).await?;
+        self.scope.check_name(&new_name)?;
+        self.scope.ensure_not_cancelled()?;
         let undo = Compensation::RenameContainer {
             id: c.id.clone(),
             to: c.name.clone(),
@@ -519,20 +496,17 @@ impl container::Host for HostState {
 
     async fn remove_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
+        let c = self.scope.owned_container(&id).await?;
         // Replaying, the record already holds the answer.
-        if self.scope.replay.is_none()
-            && check!(self.scope.creator_of(&c.id)).as_ref() != Some(&self.scope.job_id)
-        {
-            return Ok(Err(HostError::Denied(format!(
+        if self.scope.replay.is_none() && !self.scope.created_here(&c.id)? {
+            return Err(HostCallError::Plugin(HostError::Denied(format!(
                 "container {id} was not created by this job; use remove-container-at-commit"
             ))));
         }
-        check!(self.scope.ensure_not_cancelled());
+        self.scope.ensure_not_cancelled()?;
         let rt = self.scope.runtime.clone();
         let cid = c.id.clone();
-        let removed = self
-            .scope
+        self.scope
             .perform(
                 Call::RemoveContainer { id: c.id.clone() },
                 None,
@@ -547,20 +521,18 @@ impl container::Host for HostState {
                 },
             )
             .await?;
-        if removed.is_ok() {
-            self.scope
-                .record(Event::Released {
-                    resource: RESOURCE_CONTAINER.into(),
-                    id: c.id,
-                })
-                .await?;
-        }
-        Ok(removed)
+        self.scope
+            .record(Event::Released {
+                resource: RESOURCE_CONTAINER.into(),
+                id: c.id,
+            })
+            .await?;
+        Ok(())
     }
 
     async fn remove_container_at_commit(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
+        let c = self.scope.owned_container(&id).await?;
         self.scope
             .defer(Deferred::RemoveContainer { id: c.id })
             .await
@@ -568,7 +540,7 @@ impl container::Host for HostState {
 
     async fn remove_image_at_commit(&mut self, image: String) -> HostResult<()> {
         self.scope.tick()?;
-        check!(self.scope.check_size("image", &image));
+        self.scope.check_size("image", &image)?;
         let (journal, target, job) = (
             self.scope.journal.clone(),
             self.scope.target.clone(),
@@ -589,17 +561,17 @@ impl container::Host for HostState {
                 .contains(&job);
             Ok(runs_it || pulled_here)
         };
-        if !check!(
-            self.scope
-                .perform(
-                    Call::ReadImageOwned {
-                        image: image.clone()
-                    },
-                    None,
-                    owned
-                )
-                .await?
-        ) {
+        if !self
+            .scope
+            .perform(
+                Call::ReadImageOwned {
+                    image: image.clone(),
+                },
+                None,
+                owned,
+            )
+            .await?
+        {
             let why = format!(
                 "image {image} is not `{}`'s: no revision of it runs it and this job did not pull it",
                 self.scope.target
@@ -610,7 +582,7 @@ impl container::Host for HostState {
                     message: format!("denied: {why}"),
                 })
                 .await?;
-            return Ok(Err(HostError::Denied(why)));
+            return Err(HostCallError::Plugin(HostError::Denied(why)));
         }
         self.scope.defer(Deferred::RemoveImage { image }).await
     }
@@ -618,14 +590,14 @@ impl container::Host for HostState {
     async fn inspect_container(&mut self, id_or_name: String) -> HostResult<Option<ContainerInfo>> {
         self.scope.tick()?;
         // Other targets' and the user's containers are invisible.
-        let found = check!(self.scope.inspect(&id_or_name).await?);
-        Ok(Ok(found.map(info_of)))
+        let found = self.scope.inspect(&id_or_name).await?;
+        Ok(found.map(info_of))
     }
 
     async fn wait_healthy(&mut self, id: String, timeout_s: u32) -> HostResult<ContainerInfo> {
         self.scope.tick()?;
-        let c = check!(self.scope.owned_container(&id).await?);
-        check!(self.scope.ensure_not_cancelled());
+        let c = self.scope.owned_container(&id).await?;
+        self.scope.ensure_not_cancelled()?;
         let scope = &mut self.scope;
         let effect = wait_until_healthy(
             scope.runtime.clone(),
@@ -644,7 +616,7 @@ impl container::Host for HostState {
                 effect,
             )
             .await?;
-        Ok(state.map(info_of))
+        Ok(info_of(state))
     }
 }
 

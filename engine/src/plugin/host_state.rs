@@ -26,5 +26,17 @@ impl WasiView for HostState {
     }
 }
 
-/// The `types` interface has no functions; its host trait is empty.
-impl super::bindings::types::Host for HostState {}
+/// The `types` interface has no functions; its host trait only says how a
+/// host function's error reaches the plugin: as its `host-error`, or as a
+/// trap.
+impl super::bindings::types::Host for HostState {
+    fn convert_host_error(
+        &mut self,
+        err: super::bindings::HostCallError,
+    ) -> wasmtime::Result<super::bindings::HostError> {
+        match err {
+            super::bindings::HostCallError::Plugin(e) => Ok(e),
+            super::bindings::HostCallError::Trap(t) => Err(t),
+        }
+    }
+}

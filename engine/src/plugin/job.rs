@@ -1,7 +1,7 @@
 //! Host side of the `job` interface: identity, params, phase, log and the
 //! cancel flag of the job an instance runs.
 
-use super::bindings::{HostError, LogLevel, job};
+use super::bindings::{HostResult, LogLevel, job};
 use super::host_state::HostState;
 use super::scope::JobScope;
 use crate::journal::Event;
@@ -70,44 +70,31 @@ impl job::Host for HostState {
     async fn cancel_requested(&mut self) -> wasmtime::Result<bool> {
         self.scope.tick()?;
         let cancelled = self.scope.cancel.is_cancelled();
-        let answer = self
-            .scope
+        self.scope
             .perform(
                 Call::ReadCancelRequested,
                 None,
                 async move { Ok(cancelled) },
             )
-            .await?;
-        Ok(answer.unwrap_or(true))
+            .await
+            .map_err(|e| e.into_trap("reading the cancel flag"))
     }
 
-    async fn register_compensation(
-        &mut self,
-        action: String,
-        data: String,
-    ) -> wasmtime::Result<Result<(), HostError>> {
+    async fn register_compensation(&mut self, action: String, data: String) -> HostResult<()> {
         self.scope.tick()?;
         let scope = &mut self.scope;
         for (what, s) in [("action", &action), ("data", &data)] {
-            if let Err(e) = scope.check_size(what, s) {
-                return Ok(Err(e));
-            }
+            scope.check_size(what, s)?;
         }
-        if let Err(e) = scope
-            .ensure_not_compensating("registering a compensation")
-            .and(scope.ensure_not_cancelled())
-        {
-            return Ok(Err(e));
-        }
+        scope.ensure_not_compensating("registering a compensation")?;
+        scope.ensure_not_cancelled()?;
         let limit = scope.settings.max_compensations_per_job;
-        if let Err(e) = JobScope::count(
+        JobScope::count(
             &mut scope.registered,
             limit,
             "compensations",
             "DECKHAND_MAX_COMPENSATIONS",
-        ) {
-            return Ok(Err(e));
-        }
+        )?;
         let undo = Compensation::Plugin {
             action: action.clone(),
             data,
@@ -129,8 +116,8 @@ impl job::Host for HostState {
         let now = crate::journal::now_millis().max(0) as u64;
         self.scope
             .perform(Call::Now, None, async move { Ok(now) })
-            .await?
-            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+            .await
+            .map_err(|e| e.into_trap("reading the time"))
     }
 
     async fn random_u64(&mut self) -> wasmtime::Result<u64> {
@@ -138,7 +125,7 @@ impl job::Host for HostState {
         let value = rand::random::<u64>();
         self.scope
             .perform(Call::Random, None, async move { Ok(value) })
-            .await?
-            .map_err(|e| wasmtime::Error::msg(format!("{e:?}")))
+            .await
+            .map_err(|e| e.into_trap("drawing a random number"))
     }
 }

@@ -444,11 +444,11 @@ impl PluginHost {
     pub async fn compensate(
         &self,
         plugin: &Plugin,
-        mut scope: JobScope,
+        scope: JobScope,
         action: &str,
         data: &str,
     ) -> (Result<(), RunError>, u32) {
-        scope.compensating = true;
+        debug_assert!(scope.compensating, "built by JobScope::compensation");
         let deadline = scope.settings.max_compensation_time;
         let mut store = self.new_store(scope);
         let outcome = tokio::time::timeout(deadline, async {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::bindings::HostError;
+use super::bindings::{HostCallError, HostError, HostResult};
 use crate::journal::{Event, JobId, JobLog, Journal, Outcome};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::steps::{self, Call, Compensation, Deferred};
@@ -105,15 +105,15 @@ pub struct JobScope {
     pub cancel: CancellationToken,
     /// Limits and timings.
     pub settings: HostSettings,
-    /// The last step number used (resumes after earlier steps on recovery).
-    pub last_step: u32,
+    /// The last step number used.
+    pub(super) last_step: u32,
     /// Whether the instance runs a compensation: its calls are journaled
     /// without undo, and nothing may be registered or deferred.
-    pub compensating: bool,
+    pub(super) compensating: bool,
     /// The phase last journaled.
     pub(super) phase: Option<String>,
     /// Set when replaying a recorded job instead of running it.
-    pub replay: Option<Replay>,
+    pub(super) replay: Option<Replay>,
     /// Host calls made so far by this instance.
     pub(super) calls: u32,
     /// Log bytes written so far.
@@ -145,8 +145,9 @@ impl Drop for InFlight {
 }
 
 impl JobScope {
-    /// A scope for a job whose steps start at 1.
-    pub fn new(
+    /// A scope for running a job's plugin: its steps start at 1, and
+    /// `cancel` stops it.
+    pub fn live(
         job_id: JobId,
         target: String,
         params: String,
@@ -174,6 +175,66 @@ impl JobScope {
             created: 0,
             registered: 0,
         }
+    }
+
+    /// A scope for running one of a job's own compensations during its
+    /// rollback: its calls are journaled as steps after `after_step`,
+    /// without undo; nothing may be registered or deferred; the job's
+    /// cancel (which has fired) does not stop it.
+    pub fn compensation(
+        job_id: JobId,
+        target: String,
+        params: String,
+        journal: Journal,
+        runtime: Arc<dyn ContainerRuntime>,
+        settings: HostSettings,
+        after_step: u32,
+    ) -> Self {
+        let mut scope = Self::live(
+            job_id,
+            target,
+            params,
+            journal,
+            runtime,
+            CancellationToken::new(),
+            settings,
+        );
+        scope.compensating = true;
+        scope.last_step = after_step;
+        scope
+    }
+
+    /// A scope replaying a job from its record: every host call is answered
+    /// from `replay`, and nothing is touched or written.
+    pub fn replaying(
+        job_id: JobId,
+        target: String,
+        params: String,
+        journal: Journal,
+        replay: Replay,
+    ) -> Self {
+        let mut scope = Self::live(
+            job_id,
+            target,
+            params,
+            journal,
+            // Never called: every answer comes from the record.
+            Arc::new(crate::runtime::MemoryRuntime::new()),
+            CancellationToken::new(),
+            HostSettings::default(),
+        );
+        scope.replay = Some(replay);
+        scope
+    }
+
+    /// The last step number this scope used.
+    pub fn last_step(&self) -> u32 {
+        self.last_step
+    }
+
+    /// The replay state, once a replaying run is over.
+    pub fn into_replay(self) -> Option<Replay> {
+        self.replay
     }
 
     /// Count a host call; past the limit the plugin traps.
@@ -221,7 +282,7 @@ impl JobScope {
         call: Call,
         undo: Option<Compensation>,
         effect: F,
-    ) -> wasmtime::Result<Result<T, HostError>>
+    ) -> HostResult<T>
     where
         T: Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<T, HostError>>,
@@ -245,7 +306,7 @@ impl JobScope {
                 step,
                 outcome: outcome_of(&result),
             });
-            return Ok(result);
+            return Ok(result?);
         }
         let step = self.begin(&call, undo.as_ref()).await?;
         crate::fault::call_starting(&steps::op_of(&call));
@@ -276,14 +337,14 @@ impl JobScope {
             step,
             outcome: outcome_of(&result),
         });
-        Ok(result)
+        Ok(result?)
     }
 
     fn replay_step<T: serde::de::DeserializeOwned>(
         &mut self,
         call: Call,
         undo: Option<Compensation>,
-    ) -> wasmtime::Result<Result<T, HostError>> {
+    ) -> HostResult<T> {
         self.last_step += 1;
         let replay = self.replay.as_mut().expect("replaying");
         replay.check_until(self.last_step)?;
@@ -300,20 +361,22 @@ impl JobScope {
                 ..
             }) if c == steps::to_value(&call) && u == undo.as_ref().map(steps::to_value) => {
                 match outcome {
-                    Some(Outcome::Ok { value }) => {
-                        Ok(Ok(serde_json::from_value(value).map_err(|e| {
-                            wasmtime::Error::msg(format!("recorded result does not decode: {e}"))
-                        })?))
-                    }
+                    Some(Outcome::Ok { value }) => serde_json::from_value(value).map_err(|e| {
+                        HostCallError::Trap(wasmtime::Error::msg(format!(
+                            "recorded result does not decode: {e}"
+                        )))
+                    }),
                     Some(Outcome::Err { error, error_kind }) => {
-                        Ok(Err(host_error_from(error_kind.as_deref(), error)))
+                        Err(host_error_from(error_kind.as_deref(), error).into())
                     }
                     // The record ends here (the engine stopped mid-step).
-                    None => Err(replay.end_of_record(self.last_step)),
+                    None => Err(replay.end_of_record(self.last_step).into()),
                 }
             }
-            None if !replay.complete => Err(replay.end_of_record(self.last_step)),
-            expected => Err(replay.diverge(self.last_step, expected.map(|e| e.entry), actual)),
+            None if !replay.complete => Err(replay.end_of_record(self.last_step).into()),
+            expected => Err(replay
+                .diverge(self.last_step, expected.map(|e| e.entry), actual)
+                .into()),
         }
     }
 
@@ -391,15 +454,10 @@ impl JobScope {
     }
 
     /// Journal an effect deferred to commit.
-    pub(super) async fn defer(
-        &mut self,
-        effect: Deferred,
-    ) -> wasmtime::Result<Result<(), HostError>> {
-        if let Err(e) = self.ensure_not_compensating("deferring an effect to commit") {
-            return Ok(Err(e));
-        }
+    pub(super) async fn defer(&mut self, effect: Deferred) -> HostResult<()> {
+        self.ensure_not_compensating("deferring an effect to commit")?;
         if self.replay.is_some() {
-            return self.replay_deferred(&effect).map(Ok);
+            return Ok(self.replay_deferred(&effect)?);
         }
         self.last_step += 1;
         self.record(Event::Deferred {
@@ -407,7 +465,7 @@ impl JobScope {
             effect: steps::to_value(&effect),
         })
         .await?;
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Count one more of something a job may do at most `limit` times;

@@ -1,7 +1,7 @@
 //! Host side of the `state` interface: the target's committed revision, and
 //! the revision (or deletion) this job will commit.
 
-use super::bindings::{HostError, Revision, state};
+use super::bindings::{HostError, HostResult, Revision, state};
 use super::host_state::HostState;
 use super::scope::journal_error;
 use crate::runtime::with_default_tag;
@@ -28,13 +28,12 @@ impl HostState {
                 Some(n) => t.history.into_iter().find(|r| r.revision == n),
             }))
         };
-        let found = self
+        let found: Option<crate::journal::RevisionRecord> = self
             .scope
             .perform(Call::ReadRevision { number }, None, read)
-            .await?;
-        found
-            .map(|r| r.map(revision_of))
-            .map_err(|e| wasmtime::Error::msg(format!("reading the target's revision: {e:?}")))
+            .await
+            .map_err(|e| e.into_trap("reading the target's revision"))?;
+        Ok(found.map(revision_of))
     }
 }
 
@@ -49,11 +48,7 @@ impl HostState {
         image: &str,
     ) -> Result<(), HostError> {
         let scope = &self.scope;
-        let created_here = scope
-            .journal
-            .owned(crate::steps::RESOURCE_CONTAINER, &container.id)
-            .map_err(journal_error)?
-            .is_some_and(|o| o.job_id == scope.job_id);
+        let created_here = scope.created_here(&container.id)?;
         let current = scope
             .journal
             .target(&scope.target)
@@ -93,36 +88,29 @@ impl state::Host for HostState {
         image: String,
         container_id: String,
         spec: String,
-    ) -> wasmtime::Result<Result<u64, HostError>> {
+    ) -> HostResult<u64> {
         self.scope.tick()?;
         for (what, s) in [
             ("image", &image),
             ("container id", &container_id),
             ("spec", &spec),
         ] {
-            if let Err(e) = self.scope.check_size(what, s) {
-                return Ok(Err(e));
-            }
+            self.scope.check_size(what, s)?;
         }
         let spec: serde_json::Value = match serde_json::from_str(&spec) {
             Ok(v @ serde_json::Value::Object(_)) => v,
-            _ => return Ok(Err(HostError::Invalid("spec must be a JSON object".into()))),
+            _ => return Err(HostError::Invalid("spec must be a JSON object".into()).into()),
         };
-        let container = match self.scope.inspect(&container_id).await? {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return Ok(Err(HostError::Denied(format!(
-                    "container {container_id} is not a container of `{}`",
-                    self.scope.target
-                ))));
-            }
-            Err(e) => return Ok(Err(e)),
+        let Some(container) = self.scope.inspect(&container_id).await? else {
+            return Err(HostError::Denied(format!(
+                "container {container_id} is not a container of `{}`",
+                self.scope.target
+            ))
+            .into());
         };
         // Replaying, the record of the deferral holds the answer.
-        if self.scope.replay.is_none()
-            && let Err(e) = self.check_revision_container(&container, &image)
-        {
-            return Ok(Err(e));
+        if self.scope.replay.is_none() {
+            self.check_revision_container(&container, &image)?;
         }
         let journal = self.scope.journal.clone();
         let target = self.scope.target.clone();
@@ -131,17 +119,12 @@ impl state::Host for HostState {
             Ok(t.and_then(|t| t.history.last().map(|r| r.revision))
                 .unwrap_or(0))
         };
-        let last: u64 = match self
+        let last: u64 = self
             .scope
             .perform(Call::ReadLastRevisionNumber, None, last)
-            .await?
-        {
-            Ok(n) => n,
-            Err(e) => return Ok(Err(e)),
-        };
+            .await?;
         let revision = last + 1;
-        let deferred = self
-            .scope
+        self.scope
             .defer(Deferred::CommitRevision {
                 revision,
                 image,
@@ -149,10 +132,10 @@ impl state::Host for HostState {
                 spec,
             })
             .await?;
-        Ok(deferred.map(|()| revision))
+        Ok(revision)
     }
 
-    async fn delete_target_at_commit(&mut self) -> wasmtime::Result<Result<(), HostError>> {
+    async fn delete_target_at_commit(&mut self) -> HostResult<()> {
         self.scope.tick()?;
         self.scope.defer(Deferred::DeleteTarget).await
     }

@@ -11,14 +11,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Event, EventRecord, JobRecord, JobState, Journal, Outcome};
 use crate::plugin::{
-    Divergence, HostSettings, JobScope, Plugin, PluginHost, RecordedEntry, RecordedStep, Replay,
-    RunError,
+    Divergence, JobScope, Plugin, PluginHost, RecordedEntry, RecordedStep, Replay, RunError,
 };
-use crate::runtime::MemoryRuntime;
 
 /// The plugin's run as recorded: its steps in order with their outcomes,
 /// and whether the run ended (rather than being cut short).
@@ -156,20 +153,16 @@ pub async fn replay(
         } => Some(Err(error.clone().unwrap_or_else(|| "cancelled".into()))),
         _ => None,
     });
-    let mut scope = JobScope::new(
+    let recorded_steps = script.len();
+    let scope = JobScope::replaying(
         job.id.clone(),
         job.target.clone(),
         job.params.to_string(),
         journal.clone(),
-        // Never called: every answer comes from the record.
-        Arc::new(MemoryRuntime::new()),
-        CancellationToken::new(),
-        HostSettings::default(),
+        Replay::new(script, complete, until),
     );
-    let recorded_steps = script.len();
-    scope.replay = Some(Replay::new(script, complete, until));
     let (result, scope) = host.run_keeping_scope(&plugin, scope).await;
-    let replay = scope.replay.expect("replay state");
+    let replay = scope.into_replay().expect("replay state");
     let observed = replay
         .observed
         .lock()

@@ -6,7 +6,7 @@
 //! revision. Each step is journaled by the host with its undo, so a failure
 //! at any point leaves the target as it was.
 
-use deckhand_sdk::{Spec, Workflow, container, export, job, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, state};
 
 struct Install;
 

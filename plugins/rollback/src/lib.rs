@@ -1,16 +1,9 @@
 //! The built-in `rollback` workflow: an upgrade whose new spec is an earlier
 //! revision's. Params: `{revision: N}`.
 
-use deckhand_sdk::{Spec, Workflow, export, job, recipes, state};
-use serde::Deserialize;
+use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, state};
 
 struct Rollback;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    revision: u64,
-}
 
 impl Workflow for Rollback {
     fn describe() -> deckhand_sdk::PluginInfo {
@@ -22,7 +15,7 @@ impl Workflow for Rollback {
     }
 
     fn run() -> Result<String, String> {
-        let params: Params = deckhand_sdk::params()?;
+        let params: deckhand_sdk::Rollback = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
         let earlier = state::lookup_revision(params.revision)

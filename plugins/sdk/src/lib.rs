@@ -31,9 +31,7 @@
 
 #![deny(missing_docs)]
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 /// Bindings generated from `wit/deckhand.wit`; use the re-exports instead.
 #[doc(hidden)]
@@ -105,64 +103,21 @@ pub fn log(message: &str) {
     job::log(LogLevel::Info, message);
 }
 
-/// Health-check settings of the built-in workflows' params.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    /// Seconds to wait for the container to be running (and healthy, when the
-    /// image has a health check) before the job fails. Default 30.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_s: Option<u32>,
-}
+/// The params contract of the built-in workflows (the engine checks the
+/// same types before a job exists).
+pub use deckhand_params::{Health, Rollback, Spec, Teardown};
 
-impl Health {
-    /// The timeout to use.
-    pub fn timeout(&self) -> u32 {
-        self.timeout_s.unwrap_or(30)
-    }
-}
-
-/// The container spec of the built-in workflows' params and of a revision.
-/// In an upgrade, unset fields keep the current revision's value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Spec {
-    /// Image reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Environment variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<BTreeMap<String, String>>,
-    /// Command and arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmd: Option<Vec<String>>,
-    /// Network mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// Health-check settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<Health>,
-}
-
-impl Spec {
-    /// Fields set in `self` win; the others come from `base`.
-    pub fn over(self, base: &Spec) -> Spec {
-        Spec {
-            image: self.image.or_else(|| base.image.clone()),
-            env: self.env.or_else(|| base.env.clone()),
-            cmd: self.cmd.or_else(|| base.cmd.clone()),
-            network: self.network.or_else(|| base.network.clone()),
-            health: self.health.or_else(|| base.health.clone()),
-        }
-    }
-
-    /// The image, or an error saying it is required.
-    pub fn require_image(&self) -> Result<&str, String> {
-        self.image.as_deref().filter(|i| !i.is_empty()).ok_or_else(|| "invalid params: `image` is required".to_owned())
-    }
-
+/// What a [`Spec`] means to the host: the container it describes, and the
+/// spec a revision stored.
+pub trait SpecExt: Sized {
     /// The container spec for a container called `name` running this spec.
-    pub fn container(&self, name: String) -> Result<ContainerSpec, String> {
+    fn container(&self, name: String) -> Result<ContainerSpec, String>;
+    /// The spec a revision stores.
+    fn of_revision(rev: &Revision) -> Result<Self, String>;
+}
+
+impl SpecExt for Spec {
+    fn container(&self, name: String) -> Result<ContainerSpec, String> {
         Ok(ContainerSpec {
             name,
             image: self.require_image()?.to_owned(),
@@ -172,13 +127,7 @@ impl Spec {
         })
     }
 
-    /// This spec as the JSON a revision stores.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("spec serializes")
-    }
-
-    /// The spec a revision stores.
-    pub fn of_revision(rev: &Revision) -> Result<Spec, String> {
+    fn of_revision(rev: &Revision) -> Result<Spec, String> {
         let mut spec: Spec = serde_json::from_str(&rev.spec).map_err(|e| format!("revision {} has an unreadable spec: {e}", rev.number))?;
         spec.image = Some(rev.image.clone());
         Ok(spec)
@@ -192,7 +141,7 @@ pub fn live_name(target: &str) -> String {
 
 /// Building blocks the built-in workflows are made of, for plugin authors too.
 pub mod recipes {
-    use super::{Revision, Spec, container, job, live_name, state};
+    use super::{Revision, Spec, SpecExt, container, job, live_name, state};
 
     /// Replace the target's running revision `current` with a container
     /// running `spec`, atomically: pull → create under a temporary name →

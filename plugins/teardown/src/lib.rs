@@ -6,13 +6,8 @@
 //! and no other target uses it.
 
 use deckhand_sdk::{Workflow, container, export, job, state};
-use serde::Deserialize;
 
 struct Teardown;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {}
 
 impl Workflow for Teardown {
     fn describe() -> deckhand_sdk::PluginInfo {
@@ -24,7 +19,7 @@ impl Workflow for Teardown {
     }
 
     fn run() -> Result<String, String> {
-        let _: Params = deckhand_sdk::params()?;
+        let _: deckhand_sdk::Teardown = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
         // The container may already be gone (removed by hand); the target still goes.

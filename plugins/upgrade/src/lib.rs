@@ -8,7 +8,7 @@
 //! it and no target still uses it. Any failure before that — including a
 //! health check — rolls back to the old container, same id, running.
 
-use deckhand_sdk::{Spec, Workflow, export, job, recipes, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, state};
 
 struct Upgrade;
 

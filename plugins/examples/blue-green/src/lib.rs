@@ -17,7 +17,7 @@
 //! cancel or crash before the commit leaves blue running under its name,
 //! with the same container id.
 
-use deckhand_sdk::{Spec, Workflow, container, export, job, live_name, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, live_name, state};
 
 struct BlueGreen;
 

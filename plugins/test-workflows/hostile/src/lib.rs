@@ -16,7 +16,7 @@
 //! containers besides the live one and succeeds), `name` (pulls `image`,
 //! creates a container named `name` and succeeds with what the host said).
 
-use deckhand_sdk::{Spec, Workflow, container, export, job, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, state};
 use serde::Deserialize;
 
 struct Hostile;

@@ -125,7 +125,8 @@ async fn generate_journal_fixtures() {
         let _ = std::fs::remove_file(&old);
         let c = rusqlite::Connection::open(d.path().join(Journal::FILE_NAME)).unwrap();
         c.execute_batch(&format!(
-            "DROP INDEX jobs_by_idempotency_key; ALTER TABLE jobs DROP COLUMN idempotency_key; DROP TABLE plugins;
+            "DROP INDEX jobs_by_idempotency_key; ALTER TABLE jobs DROP COLUMN idempotency_key;
+             ALTER TABLE jobs DROP COLUMN idempotency_fingerprint; DROP TABLE plugins;
              DROP TABLE resources; DELETE FROM events WHERE kind IN ('acquired', 'released');
              PRAGMA user_version = 1; PRAGMA journal_mode = DELETE; VACUUM INTO '{}';",
             old.display()
