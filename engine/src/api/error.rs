@@ -128,15 +128,16 @@ impl ApiError {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every error response is a problem document: one that is not (a
-/// rejection by an extractor or a layer) becomes one, keeping its status
-/// and its text as the detail.
+/// rejection by an extractor or a layer, in plain text or empty) becomes
+/// one, keeping its status and its text as the detail. A JSON document a
+/// handler answers with on purpose (`/readyz`'s `503` report) stays.
 pub async fn problem_documents(resp: Response) -> Response {
     let status = resp.status();
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }
     let (parts, body) = resp.into_parts();

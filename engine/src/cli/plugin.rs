@@ -257,7 +257,7 @@ strip = true
 //! returns an error, the job is cancelled or the engine crashes before the
 //! commit, the host rolls back. See wit/deckhand.wit for the contract.
 
-use deckhand_sdk::{{Spec, Workflow, container, export, job, state}};
+use deckhand_sdk::{{Spec, SpecExt, Workflow, container, export, job, state}};
 
 struct Plugin;
 
