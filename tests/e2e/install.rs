@@ -230,7 +230,7 @@ async fn rollback_never_removes_an_image_that_was_present_before_the_job() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reinstalling_a_running_target_fails_and_never_removes_it_or_its_image() {
+async fn reinstalling_a_running_target_is_refused_before_a_job_exists_and_changes_nothing() {
     let engine = TestEngine::start().await;
     let target = unique_target("again");
     let img = image("app:1");
@@ -244,15 +244,27 @@ async fn reinstalling_a_running_target_fails_and_never_removes_it_or_its_image()
     assert_eq!(first.state, JobState::Succeeded, "{:?}", first.error);
     let before = containers_of(&engine.docker, &target).await;
 
-    let second = run_job(
-        &engine,
-        "install",
-        &target,
-        json!({"image": img, "network": "none"}),
-    )
-    .await;
-    assert_eq!(second.state, JobState::RolledBack);
-    assert!(second.error.unwrap().contains("already installed"));
+    let jobs_before = engine
+        .journal()
+        .list_jobs(&Default::default())
+        .unwrap()
+        .len();
+    let second = engine
+        .executor
+        .submit(deckhand::executor::JobRequest::new(
+            "install",
+            &target,
+            json!({"image": img, "network": "none"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        second.to_string().contains("already installed (revision 1")
+            && second.to_string().contains("use upgrade"),
+        "{second}"
+    );
+    let jobs_after = engine.journal().list_jobs(&Default::default()).unwrap();
+    assert_eq!(jobs_after.len(), jobs_before, "no job was created");
     let after = containers_of(&engine.docker, &target).await;
     assert_eq!(before.len(), 1);
     assert_eq!(after.len(), 1);

@@ -179,3 +179,71 @@ async fn a_hung_daemon_call_fails_after_the_no_progress_timeout_and_rolls_back()
     );
     assert!(rt.containers().is_empty() && rt.images().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_install_of_an_installed_target_is_refused_before_a_job_exists() {
+    let rt = std::sync::Arc::new(deckhand::runtime::MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    let first = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(first.state, deckhand::journal::JobState::Succeeded);
+    let before = rt.containers();
+    let refused = executor
+        .submit(deckhand::executor::JobRequest::new(
+            "install",
+            "web",
+            json!({"image": "app:2"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            deckhand::executor::SubmitError::AlreadyInstalled { revision: 1, .. }
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "target `web` is already installed (revision 1, app:1); use upgrade"
+    );
+    let jobs = executor.journal().list_jobs(&Default::default()).unwrap();
+    assert_eq!(jobs.len(), 1, "no job was created");
+    assert_eq!(rt.containers(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_to_a_revision_the_target_never_had_is_refused_before_a_job_exists() {
+    let rt = std::sync::Arc::new(deckhand::runtime::MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    for (workflow, image) in [("install", "app:1"), ("upgrade", "app:2")] {
+        let done = submit_and_wait(&executor, workflow, "web", json!({ "image": image })).await;
+        assert_eq!(done.state, deckhand::journal::JobState::Succeeded);
+    }
+    let refused = executor
+        .submit(deckhand::executor::JobRequest::new(
+            "rollback",
+            "web",
+            json!({"revision": 7}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "target `web` has no revision 7 (its revisions: 1, 2)"
+    );
+    assert_eq!(
+        executor
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .len(),
+        2
+    );
+    let back = submit_and_wait(&executor, "rollback", "web", json!({"revision": 1})).await;
+    assert_eq!(
+        back.state,
+        deckhand::journal::JobState::Succeeded,
+        "{:?}",
+        back.error
+    );
+}

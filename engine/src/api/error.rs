@@ -220,6 +220,14 @@ impl From<SubmitError> for ApiError {
                 e.to_string(),
             ),
             SubmitError::UnknownTarget(_) => ApiError::not_found(e.to_string()),
+            SubmitError::AlreadyInstalled { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "target-installed", e.to_string())
+            }
+            SubmitError::UnknownRevision { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-revision",
+                e.to_string(),
+            ),
             SubmitError::Busy { ref job, .. } => {
                 let job = job.to_string();
                 ApiError::new(StatusCode::CONFLICT, "target-busy", e.to_string())

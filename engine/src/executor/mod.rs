@@ -9,6 +9,7 @@
 
 mod auto_retry;
 mod commit;
+mod lease;
 mod params;
 pub mod plan;
 mod recovery;
@@ -48,6 +49,26 @@ pub enum SubmitError {
     /// Params are not a JSON object.
     #[error("invalid params: {0}")]
     InvalidParams(String),
+    /// `install` of a target that is installed: that is an upgrade.
+    #[error("target `{target}` is already installed (revision {revision}, {image}); use upgrade")]
+    AlreadyInstalled {
+        /// The target.
+        target: String,
+        /// Its current revision.
+        revision: u64,
+        /// The image it runs.
+        image: String,
+    },
+    /// `rollback` to a revision the target never had.
+    #[error("target `{target}` has no revision {revision} (its revisions: {})", known.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    UnknownRevision {
+        /// The target.
+        target: String,
+        /// The revision asked for.
+        revision: u64,
+        /// The revisions it has.
+        known: Vec<u64>,
+    },
     /// Another job holds the target.
     #[error("target `{target}` is busy with job {job}")]
     Busy {
@@ -193,8 +214,6 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Built-in workflows that act on an installed target; for an unknown
 /// target they are refused before a job exists.
-const NEEDS_INSTALLED_TARGET: &[&str] = &["upgrade", "teardown", "rollback"];
-
 /// What identifies a request for its idempotency key: a digest of the
 /// canonical JSON (keys sorted, no spaces) of the fields that define the job.
 fn request_fingerprint(req: &JobRequest) -> String {
@@ -298,7 +317,7 @@ struct Inner {
     /// Cancel signal of each job this process is working on.
     running: Mutex<HashMap<JobId, CancellationToken>>,
     /// The job holding each busy target.
-    targets: Mutex<HashMap<String, JobId>>,
+    targets: lease::TargetLocks,
     /// Jobs whose run stopped short of a terminal state, with why.
     stopped: Mutex<HashMap<JobId, String>>,
     /// Failed jobs retried in the background (the daemon was away).
@@ -324,7 +343,7 @@ impl Executor {
                 settings,
                 plugin_store: Mutex::new(None),
                 running: Mutex::new(HashMap::new()),
-                targets: Mutex::new(HashMap::new()),
+                targets: lease::TargetLocks::default(),
                 stopped: Mutex::new(HashMap::new()),
                 auto_retries: Mutex::new(HashMap::new()),
                 background_retries: std::sync::atomic::AtomicBool::new(true),
@@ -416,86 +435,40 @@ impl Executor {
             }
             return Ok(existing);
         }
-        if NEEDS_INSTALLED_TARGET.contains(&req.workflow.as_str())
-            && self
-                .inner
-                .journal
-                .target(&req.target)?
-                .and_then(|t| t.current)
-                .is_none()
-        {
-            return Err(SubmitError::UnknownTarget(req.target));
-        }
+        self.check_target_for(&req)?;
         // Refuse while the daemon is away rather than accept a job that can
         // only roll back (and create nothing meanwhile).
         self.check_runtime()
             .await
             .map_err(SubmitError::RuntimeUnavailable)?;
         let id = JobId::new();
-        {
-            let mut targets = self.inner.targets.lock().expect("target lock");
-            if let Some(job) = targets.get(&req.target) {
-                // The holder may have just ended; its task releases the target
-                // a moment after the terminal state is durable.
-                let ended = self
-                    .inner
-                    .journal
-                    .job(job)?
-                    .is_some_and(|j| j.state.is_terminal());
-                if !ended {
-                    return Err(SubmitError::Busy {
-                        target: req.target,
-                        job: job.clone(),
-                    });
-                }
-            }
-            targets.insert(req.target.clone(), id.clone());
-        }
-        let release = |inner: &Inner| {
-            inner
-                .targets
-                .lock()
-                .expect("target lock")
-                .remove(&req.target);
-        };
-        // A job left unfinished by another process still holds its target.
-        match self.inner.journal.active_job_on(&req.target) {
-            Ok(Some(job)) => {
-                release(&self.inner);
-                return Err(SubmitError::Busy {
-                    target: req.target,
+        // Held until the job's task ends (or this returns early).
+        let lease = self
+            .lease(&req.target, &id)
+            .map_err(|refused| match refused {
+                lease::Refused::Busy(job) => SubmitError::Busy {
+                    target: req.target.clone(),
                     job,
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                release(&self.inner);
-                return Err(e.into());
-            }
+                },
+                lease::Refused::Journal(e) => e.into(),
+            })?;
+        // A job left unfinished by another process still holds its target.
+        if let Some(job) = self.inner.journal.active_job_on(&req.target)? {
+            return Err(SubmitError::Busy {
+                target: req.target,
+                job,
+            });
         }
         // No job on top of an unfinished rollback, unless the operator says so.
-        let failed = match self.inner.journal.failed_job_on(&req.target) {
-            Ok(failed) => failed,
-            Err(e) => {
-                release(&self.inner);
-                return Err(e.into());
-            }
-        };
-        match failed {
+        match self.inner.journal.failed_job_on(&req.target)? {
             None => {}
             Some(job) if !req.force => {
-                release(&self.inner);
                 return Err(SubmitError::NeedsAttention {
                     target: req.target,
                     job,
                 });
             }
-            Some(job) => {
-                if let Err(e) = self.inner.journal.supersede(&job, &id).await {
-                    release(&self.inner);
-                    return Err(e.into());
-                }
-            }
+            Some(job) => self.inner.journal.supersede(&job, &id).await?,
         }
         let new = NewJob {
             id: id.clone(),
@@ -505,17 +478,10 @@ impl Executor {
             plugin_digest: plugin.digest.clone(),
             idempotency_key: idempotency.as_ref().map(|(_, key)| key.clone()),
         };
-        let record = match self.inner.journal.create_job(new).await {
-            Ok(r) => r,
-            Err(e) => {
-                release(&self.inner);
-                return Err(e.into());
-            }
-        };
+        let record = self.inner.journal.create_job(new).await?;
         if record.id != id {
             // The key's job was made elsewhere meanwhile (the journal
             // checks and inserts in one write): that job is the answer.
-            release(&self.inner);
             return Ok(record);
         }
         let cancel = CancellationToken::new();
@@ -544,13 +510,7 @@ impl Executor {
                     .insert(job.id.clone(), e.to_string());
             }
             inner.running.lock().expect("running lock").remove(&job.id);
-            {
-                let mut targets = inner.targets.lock().expect("target lock");
-                // A newer job may hold the target already (see `submit`).
-                if targets.get(&job.target) == Some(&job.id) {
-                    targets.remove(&job.target);
-                }
-            }
+            drop(lease);
             if let Err(e) = (Executor { inner }).retry_if_transient(&job.id) {
                 tracing::warn!(job = %job.id, "cannot plan a background retry: {e}");
             }
@@ -686,6 +646,53 @@ impl Executor {
         }
     }
 
+    /// Refuse, before a job exists, what the target's record already says
+    /// will fail: an `upgrade`, `teardown` or `rollback` of a target that is
+    /// not installed, an `install` of one that is (that is an upgrade), a
+    /// `rollback` to a revision the target never had.
+    fn check_target_for(&self, req: &JobRequest) -> Result<(), SubmitError> {
+        let target = self.inner.journal.target(&req.target)?;
+        let current = target.as_ref().and_then(|t| t.current.clone());
+        match (req.workflow.as_str(), &current) {
+            ("upgrade" | "teardown" | "rollback", None) => {
+                Err(SubmitError::UnknownTarget(req.target.clone()))
+            }
+            ("install", Some(current)) => Err(SubmitError::AlreadyInstalled {
+                target: req.target.clone(),
+                revision: current.revision,
+                image: current.image.clone(),
+            }),
+            ("rollback", Some(_)) => {
+                let wanted = req.params.get("revision").and_then(|v| v.as_u64());
+                let history = target.map(|t| t.history).unwrap_or_default();
+                match wanted {
+                    Some(n) if !history.iter().any(|r| r.revision == n) => {
+                        Err(SubmitError::UnknownRevision {
+                            target: req.target.clone(),
+                            revision: n,
+                            known: history.iter().map(|r| r.revision).collect(),
+                        })
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Take `target` for `job` until the lease is dropped; a holder whose
+    /// terminal state is durable (its task is about to let go) is taken
+    /// over.
+    fn lease(&self, target: &str, job: &JobId) -> Result<lease::TargetLease, lease::Refused> {
+        self.inner.targets.acquire(target, job, |holder| {
+            Ok(self
+                .inner
+                .journal
+                .job(holder)?
+                .is_some_and(|j| j.state.is_terminal()))
+        })
+    }
+
     /// Retry a `failed` job: resume its rollback (or, if it failed while
     /// committing, its commit), skipping what already completed. Holds the
     /// target meanwhile. Returns the job's new terminal record.
@@ -701,20 +708,12 @@ impl Executor {
         if job.dismissed {
             return Err(RetryError::Dismissed(job.id));
         }
-        {
-            let mut targets = self.inner.targets.lock().expect("target lock");
-            if let Some(holder) = targets.get(&job.target).filter(|h| *h != id) {
-                let ended = self
-                    .inner
-                    .journal
-                    .job(holder)?
-                    .is_some_and(|j| j.state.is_terminal());
-                if !ended {
-                    return Err(RetryError::Busy(holder.clone()));
-                }
-            }
-            targets.insert(job.target.clone(), id.clone());
-        }
+        let _lease = self
+            .lease(&job.target, id)
+            .map_err(|refused| match refused {
+                lease::Refused::Busy(holder) => RetryError::Busy(holder),
+                lease::Refused::Journal(e) => e.into(),
+            })?;
         let committed = self.inner.journal.events(id, 0)?.iter().any(|e| {
             matches!(
                 e.event,
@@ -744,12 +743,6 @@ impl Executor {
             }
             .await
         };
-        {
-            let mut targets = self.inner.targets.lock().expect("target lock");
-            if targets.get(&job.target) == Some(id) {
-                targets.remove(&job.target);
-            }
-        }
         result?;
         Ok(self
             .inner
