@@ -147,3 +147,22 @@ pub(super) fn owned_by_target(
     let rows = stmt.query_map([kind, target], owned_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+impl super::Journal {
+    /// The resource of `kind` with `id`, if the engine created it and has
+    /// not removed it (see [`OwnedResource`]).
+    pub fn owned(&self, kind: &str, id: &str) -> Result<Option<OwnedResource>> {
+        self.read(|c| owned(c, kind, id))
+    }
+
+    /// The owned resources of `kind` acquired under `name`, oldest first.
+    pub fn owned_named(&self, kind: &str, name: &str) -> Result<Vec<OwnedResource>> {
+        self.read(|c| owned_named(c, kind, name))
+    }
+
+    /// The owned resources of `kind` that jobs of `target` acquired, oldest
+    /// first.
+    pub fn owned_by_target(&self, kind: &str, target: &str) -> Result<Vec<OwnedResource>> {
+        self.read(|c| owned_by_target(c, kind, target))
+    }
+}
