@@ -10,6 +10,7 @@
 mod harness;
 
 mod daemon_away;
+mod evidence;
 mod fixtures;
 mod interrupted;
 mod memory;

@@ -100,10 +100,37 @@ pub fn event_line(e: &Event) -> Option<String> {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         )),
-        Event::Log { level, message } => Some(format!("  [{level}] {message}")),
+        Event::Log { level, message } => {
+            Some(format!("  [{level}] {}", log_text(message, "      | ")))
+        }
         _ => None,
     }
 }
+
+/// A log message for the terminal: its first line as is, every further
+/// line (a container's logs kept as evidence) on its own line after
+/// `indent`. Control characters other than tabs (a terminal escape in a
+/// container's output) are shown escaped, never sent to the terminal.
+pub fn log_text(message: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, line) in message.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(indent);
+        }
+        for c in line.strip_suffix('\r').unwrap_or(line).chars() {
+            if c.is_control() && c != '\t' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Where a timeline line's text starts: after `   seq  +  0.000s  log     `.
+const TIMELINE_LOG_INDENT: &str = "                           | ";
 
 fn time(ms: Millis) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -209,7 +236,12 @@ pub fn timeline(events: &[EventRecord]) -> String {
                 Some(err) => format!("state   {state}: {err}"),
                 None => format!("state   {state}"),
             },
-            Event::Log { level, message } => format!("log     [{level}] {message}"),
+            Event::Log { level, message } => {
+                format!(
+                    "log     [{level}] {}",
+                    log_text(message, TIMELINE_LOG_INDENT)
+                )
+            }
             Event::CancelRequested { reason } => format!(
                 "cancel requested{}",
                 reason
@@ -244,6 +276,32 @@ mod tests {
     fn bytes_are_shown_in_decimal_units() {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(31_457_280), "31.5 MB");
+    }
+
+    #[test]
+    fn a_multi_line_log_is_a_block_under_its_event_and_escapes_are_shown_not_sent() {
+        let log = Event::Log {
+            level: "error".into(),
+            message:
+                "container deckhand-web logs (last 27 bytes):\nstarting\r\n\u{1b}[2Jfatal: no\tdb"
+                    .into(),
+        };
+        let events = [EventRecord {
+            seq: 12,
+            job_id: crate::journal::JobId::new(),
+            at: 0,
+            event: log.clone(),
+        }];
+        assert_eq!(
+            timeline(&events),
+            "    12  +  0.000s  log     [error] container deckhand-web logs (last 27 bytes):\n\
+             \x20                          | starting\n\
+             \x20                          | \\u{1b}[2Jfatal: no\tdb\n"
+        );
+        assert_eq!(
+            event_line(&log).unwrap(),
+            "  [error] container deckhand-web logs (last 27 bytes):\n      | starting\n      | \\u{1b}[2Jfatal: no\tdb"
+        );
     }
 
     #[test]

@@ -40,10 +40,10 @@ impl TargetLocks {
         ended: impl Fn(&JobId) -> Result<bool, JournalError>,
     ) -> Result<TargetLease, Refused> {
         let mut held = self.0.lock().expect("target lock");
-        if let Some(holder) = held.get(target).filter(|h| *h != job) {
-            if !ended(holder).map_err(Refused::Journal)? {
-                return Err(Refused::Busy(holder.clone()));
-            }
+        if let Some(holder) = held.get(target).filter(|h| *h != job)
+            && !ended(holder).map_err(Refused::Journal)?
+        {
+            return Err(Refused::Busy(holder.clone()));
         }
         held.insert(target.to_owned(), job.clone());
         Ok(TargetLease {

@@ -205,6 +205,68 @@ async fn pull_with_progress(
     result.map_err(host_error)
 }
 
+/// The most of a failed container's logs the journal keeps: the end of them.
+pub(crate) const EVIDENCE_LOG_BYTES: usize = 64 << 10;
+
+/// How long reading a failed container's logs may take.
+const EVIDENCE_READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why a health wait failed: `container_failed` when the container itself
+/// did (it exited, turned unhealthy, or was not up in time), which is when
+/// its logs are worth keeping; not for a cancel, a daemon that cannot be
+/// reached, or a container that is gone.
+struct WaitFailure {
+    error: RuntimeError,
+    container_failed: bool,
+}
+
+/// Journal the end of failed container `id`'s logs (at most
+/// [`EVIDENCE_LOG_BYTES`]) as an `error` log event, so that the evidence
+/// outlives the container, which the rollback removes. Never fails: logs
+/// that cannot be read are noted as such, and a journal that cannot take
+/// the note is only logged (the step's result, written next, will say).
+/// Live runs only: this runs inside the step's effect, which a replay
+/// never runs. The plugin's own log budget is not used.
+async fn keep_log_evidence(
+    runtime: &dyn ContainerRuntime,
+    journal: &Journal,
+    job: &JobId,
+    id: &str,
+    name: &str,
+) {
+    let tail = tokio::time::timeout(
+        EVIDENCE_READ_LIMIT,
+        runtime.log_tail(id, EVIDENCE_LOG_BYTES),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(RuntimeError::Stalled {
+            seconds: EVIDENCE_READ_LIMIT.as_secs(),
+        })
+    });
+    let event = match tail {
+        Ok(text) if text.is_empty() => Event::Log {
+            level: "error".into(),
+            message: format!("container {name} logs: (empty)"),
+        },
+        Ok(text) => Event::Log {
+            level: "error".into(),
+            message: format!(
+                "container {name} logs (last {} bytes):\n{}",
+                text.len(),
+                text.strip_suffix('\n').unwrap_or(&text)
+            ),
+        },
+        Err(e) => Event::Log {
+            level: "warn".into(),
+            message: format!("container {name} logs could not be read: {e}"),
+        },
+    };
+    if let Err(e) = journal.append(job, event).await {
+        tracing::warn!(job = %job, "could not journal the logs of container {name}: {e}");
+    }
+}
+
 /// Wait until the container runs (and is healthy), or fail.
 async fn wait_until_healthy(
     runtime: Arc<dyn ContainerRuntime>,
@@ -212,36 +274,44 @@ async fn wait_until_healthy(
     settle: Duration,
     id: String,
     timeout_s: u32,
-) -> Result<ContainerState, HostError> {
+) -> Result<ContainerState, WaitFailure> {
+    let failed = |error| WaitFailure {
+        error,
+        container_failed: true,
+    };
+    let other = |error| WaitFailure {
+        error,
+        container_failed: false,
+    };
     let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
     let mut running_since: Option<Instant> = None;
-    let result = loop {
+    loop {
         let state = match runtime.inspect_container(&id).await {
             Ok(Some(s)) => s,
             Ok(None) => {
-                break Err(RuntimeError::NotFound(format!(
+                break Err(other(RuntimeError::NotFound(format!(
                     "container {id} disappeared"
-                )));
+                ))));
             }
-            Err(e) => break Err(e),
+            Err(e) => break Err(other(e)),
         };
         if !state.running {
             let code = state
                 .exit_code
                 .map(|c| format!(" with code {c}"))
                 .unwrap_or_default();
-            break Err(RuntimeError::Daemon(format!(
+            break Err(failed(RuntimeError::Daemon(format!(
                 "container {} exited{code}",
                 state.name
-            )));
+            ))));
         }
         match state.health.as_deref() {
             Some("healthy") => break Ok(state),
             Some("unhealthy") => {
-                break Err(RuntimeError::Daemon(format!(
+                break Err(failed(RuntimeError::Daemon(format!(
                     "container {} is unhealthy",
                     state.name
-                )));
+                ))));
             }
             Some(_) => {}
             None => {
@@ -252,16 +322,15 @@ async fn wait_until_healthy(
             }
         }
         if Instant::now() >= deadline {
-            break Err(RuntimeError::Stalled {
+            break Err(failed(RuntimeError::Stalled {
                 seconds: timeout_s.into(),
-            });
+            }));
         }
         tokio::select! {
-            _ = cancel.cancelled() => break Err(RuntimeError::Cancelled),
+            _ = cancel.cancelled() => break Err(other(RuntimeError::Cancelled)),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-    };
-    result.map_err(host_error)
+    }
 }
 
 impl container::Host for HostState {
@@ -599,13 +668,33 @@ impl container::Host for HostState {
         let c = self.scope.owned_container(&id).await?;
         self.scope.ensure_not_cancelled()?;
         let scope = &mut self.scope;
-        let effect = wait_until_healthy(
+        let (runtime, journal, job) = (
+            scope.runtime.clone(),
+            scope.journal.clone(),
+            scope.job_id.clone(),
+        );
+        let wait = wait_until_healthy(
             scope.runtime.clone(),
             scope.cancel.clone(),
             scope.settings.settle_time,
             c.id.clone(),
             timeout_s,
         );
+        let (id, name) = (c.id.clone(), c.name.clone());
+        // A container that failed is removed by the rollback, its logs with
+        // it: their end is journaled first, between the step's intent and
+        // its result. Replaying, the effect is not run, so nothing is read.
+        let effect = async move {
+            match wait.await {
+                Ok(state) => Ok(state),
+                Err(failure) => {
+                    if failure.container_failed {
+                        keep_log_evidence(runtime.as_ref(), &journal, &job, &id, &name).await;
+                    }
+                    Err(host_error(failure.error))
+                }
+            }
+        };
         let state = scope
             .perform(
                 Call::WaitHealthy {

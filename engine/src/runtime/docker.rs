@@ -7,9 +7,9 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -316,6 +316,30 @@ impl ContainerRuntime for DockerRuntime {
             }))) => Ok(true),
             Ok(Some(Err(e))) => Err(self.map_err("wait for container", e)),
         }
+    }
+
+    async fn log_tail(&self, id: &str, max_bytes: usize) -> Result<String> {
+        // Docker cuts by lines; the bytes are cut here. A line is seldom
+        // shorter than 16 bytes, so this many lines fill `max_bytes`.
+        let lines = (max_bytes / 16).clamp(100, 100_000).to_string();
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(false)
+            .timestamps(false)
+            .tail(&lines)
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut kept: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.map_err("read container logs", e))?;
+            kept.extend_from_slice(chunk.as_ref());
+            // A few long lines may still be megabytes: keep only the end.
+            if kept.len() > 2 * max_bytes + 4 {
+                kept.drain(..kept.len() - max_bytes - 4);
+            }
+        }
+        Ok(super::log_tail_of(&kept, max_bytes))
     }
 
     async fn inspect_container(&self, id_or_name: &str) -> Result<Option<ContainerState>> {

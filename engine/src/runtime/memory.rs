@@ -2,6 +2,11 @@
 //! workflows and the engine without Docker, and for benchmarks of the engine
 //! alone. Containers "run" as records; pulls report layer progress over a
 //! configurable time; any operation can be made to fail or hang.
+//!
+//! Logs: a container has logs only from what starting it writes — the text
+//! given to [`MemoryRuntime::with_image_logs`] for its image, then, for a
+//! crashing image ([`MemoryRuntime::with_crashing_image`]), the line
+//! [`CRASH_LOG_LINE`]. They go with the container when it is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -38,7 +43,12 @@ pub enum Op {
     Inspect,
     /// `ping`
     Ping,
+    /// `log_tail`
+    Logs,
 }
+
+/// The line a container of a crashing image writes to its logs as it exits.
+pub const CRASH_LOG_LINE: &str = "app: fatal: cannot start (the memory runtime's crashing image)\n";
 
 /// What an injected fault does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +81,8 @@ struct State {
     /// Image references and the ids they point at.
     images: BTreeMap<String, String>,
     containers: BTreeMap<String, ContainerState>,
+    /// What each container (by id) wrote to its logs.
+    logs: BTreeMap<String, String>,
     next_id: u64,
     faults: Vec<(Op, Fault, usize)>,
     calls: u64,
@@ -85,6 +97,8 @@ pub struct MemoryRuntime {
     pull_time: Duration,
     /// Images whose containers exit at once (code 1) when started.
     crashing: Arc<BTreeSet<String>>,
+    /// What containers of an image write to their logs when started.
+    output: Arc<BTreeMap<String, String>>,
     /// Images that cannot be pulled (`manifest unknown`).
     missing: BTreeSet<String>,
     /// An interrupted pull still lands its image this long after.
@@ -104,6 +118,7 @@ impl MemoryRuntime {
             state: Mutex::default(),
             pull_time: Duration::ZERO,
             crashing: Arc::new(BTreeSet::new()),
+            output: Arc::new(BTreeMap::new()),
             missing: BTreeSet::new(),
             late_pull: None,
         }
@@ -126,6 +141,13 @@ impl MemoryRuntime {
     /// Containers of `image` exit with code 1 as soon as they start.
     pub fn with_crashing_image(mut self, image: &str) -> Self {
         Arc::make_mut(&mut self.crashing).insert(with_default_tag(image));
+        self
+    }
+
+    /// Containers of `image` write `text` to their logs each time they
+    /// start (before [`CRASH_LOG_LINE`], for a crashing image).
+    pub fn with_image_logs(mut self, image: &str, text: &str) -> Self {
+        Arc::make_mut(&mut self.output).insert(with_default_tag(image), text.to_owned());
         self
     }
 
@@ -187,7 +209,7 @@ impl MemoryRuntime {
                     Ok(())
                 }
                 LateEffect::Create(c) => state.create(c).map(|_| ()),
-                LateEffect::Start(id) => state.start(&id, &self.crashing),
+                LateEffect::Start(id) => state.start(&id, &self.crashing, &self.output),
                 LateEffect::Stop(id) => state.stop(&id),
                 LateEffect::Rename(id, name) => state.rename(&id, &name),
                 LateEffect::Remove(id) => {
@@ -288,14 +310,31 @@ impl State {
         Ok(id)
     }
 
-    fn start(&mut self, id: &str, crashing: &BTreeSet<String>) -> Result<()> {
+    fn start(
+        &mut self,
+        id: &str,
+        crashing: &BTreeSet<String>,
+        output: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let c = self.existing(id)?;
-        if crashing.contains(&c.image) {
+        if c.running {
+            return Ok(());
+        }
+        let crashes = crashing.contains(&c.image);
+        if crashes {
             c.running = false;
             c.exit_code = Some(1);
         } else {
             c.running = true;
             c.exit_code = None;
+        }
+        let (key, image) = (c.id.clone(), c.image.clone());
+        let logs = self.logs.entry(key).or_default();
+        if let Some(text) = output.get(&image) {
+            logs.push_str(text);
+        }
+        if crashes {
+            logs.push_str(CRASH_LOG_LINE);
         }
         Ok(())
     }
@@ -327,6 +366,7 @@ impl State {
     fn remove(&mut self, id: &str) {
         if let Some(key) = self.container_mut(id).map(|c| c.id.clone()) {
             self.containers.remove(&key);
+            self.logs.remove(&key);
         }
     }
 }
@@ -428,7 +468,7 @@ impl ContainerRuntime for MemoryRuntime {
     async fn start_container(&self, id: &str) -> Result<()> {
         let late = self.enter(Op::Start, None).await?;
         self.apply(late, LateEffect::Start(id.to_owned()), |s| {
-            s.start(id, &self.crashing)
+            s.start(id, &self.crashing, &self.output)
         })
     }
 
@@ -471,6 +511,14 @@ impl ContainerRuntime for MemoryRuntime {
         self.enter(Op::Inspect, None).await?;
         let mut s = self.lock();
         Ok(s.container_mut(id_or_name).map(|c| c.clone()))
+    }
+
+    async fn log_tail(&self, id: &str, max_bytes: usize) -> Result<String> {
+        self.enter(Op::Logs, None).await?;
+        let mut s = self.lock();
+        let key = s.existing(id)?.id.clone();
+        let logs = s.logs.get(&key).map(String::as_str).unwrap_or_default();
+        Ok(super::log_tail_of(logs.as_bytes(), max_bytes))
     }
 
     async fn wait_not_running(&self, id: &str, limit: Duration) -> Result<bool> {

@@ -1,7 +1,8 @@
 //! The container runtime: what Deckhand needs from a container engine.
 //!
 //! [`ContainerRuntime`] is the whole surface: images, containers, labels,
-//! and a pull that streams [`PullProgress`] and can be aborted. It knows
+//! the tail of a container's logs, and a pull that streams [`PullProgress`]
+//! and can be aborted. It knows
 //! nothing of WebAssembly, plugins or the journal. [`DockerRuntime`] is the
 //! implementation on a real Docker daemon (the only module that imports
 //! bollard); [`MemoryRuntime`] keeps everything in memory, with fault
@@ -178,11 +179,33 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// still ran when the time was up. A stop that a client gave up on goes
     /// on in the daemon; this is how the engine waits it out.
     async fn wait_not_running(&self, id: &str, limit: std::time::Duration) -> Result<bool>;
+    /// The end of a container's logs (stdout and stderr, interleaved as the
+    /// runtime returns them), at most `max_bytes` bytes of it, cut at a
+    /// character boundary (see [`log_tail_of`]). `NotFound` once the
+    /// container is gone: logs go with their container.
+    async fn log_tail(&self, id: &str, max_bytes: usize) -> Result<String>;
     /// How long after an interrupted pull the daemon may still finish it and
     /// tag the image. Undoing such a pull watches for the image this long.
     fn pull_abort_grace(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+}
+
+/// The last `max_bytes` bytes (at most) of `bytes`, as text: cut at the
+/// start, never inside a character; invalid UTF-8 becomes `U+FFFD`.
+pub fn log_tail_of(bytes: &[u8], max_bytes: usize) -> String {
+    let mut start = bytes.len().saturating_sub(max_bytes);
+    // Not half a character: skip the continuation bytes of one cut in two.
+    while start > 0 && start < bytes.len() && bytes[start] & 0xC0 == 0x80 {
+        start += 1;
+    }
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    // Replacement characters may have made it longer than the bytes were.
+    let mut cut = text.len().saturating_sub(max_bytes);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text[cut..].to_owned()
 }
 
 /// A container's network mode, as Docker names it.
@@ -274,6 +297,20 @@ mod tests {
         assert!(check_network_mode("a b", true).is_err());
         assert!(check_network_mode(&"n".repeat(200), true).is_err());
         assert!(check_network_mode("container:", true).is_err());
+    }
+
+    #[test]
+    fn a_log_tail_keeps_the_end_and_whole_characters() {
+        assert_eq!(log_tail_of(b"abc\ndef\n", 100), "abc\ndef\n");
+        assert_eq!(log_tail_of(b"abc\ndef\n", 4), "def\n");
+        assert_eq!(log_tail_of(b"", 4), "");
+        assert_eq!(log_tail_of(b"abc", 0), "");
+        // `é` is two bytes: a cut through it drops it whole.
+        assert_eq!(log_tail_of("aéb".as_bytes(), 2), "b");
+        assert_eq!(log_tail_of("aéb".as_bytes(), 3), "éb");
+        // Invalid bytes are replaced, and the bound still holds.
+        let t = log_tail_of(b"\xff\xff\xffz", 4);
+        assert!(t.len() <= 4 && t.ends_with('z'), "{t:?}");
     }
 
     #[test]
