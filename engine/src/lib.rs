@@ -15,6 +15,7 @@
 //! - [`journal`] — the durable event log and its projections (knows no Docker, no WASM);
 //! - [`steps`] — the typed calls, compensations and deferred effects the journal stores;
 //! - [`ownership`] — the one rule for what the engine may stop, rename or remove;
+//! - [`redact`] — secrets masked in everything shown or exported;
 //! - [`cli`] — the `deckhand` command line;
 //! - [`fault`] — fault injection for the crash tests (off unless asked for).
 //!
@@ -45,6 +46,7 @@ pub mod fault;
 pub mod journal;
 pub mod ownership;
 pub mod plugin;
+pub mod redact;
 pub mod replay;
 pub mod runtime;
 pub mod steps;

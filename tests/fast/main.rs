@@ -15,3 +15,4 @@ mod fixtures;
 mod interrupted;
 mod memory;
 mod sandbox;
+mod secrets;

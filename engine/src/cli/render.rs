@@ -137,8 +137,23 @@ fn time(ms: Millis) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The job's header lines.
+/// `value` with its secrets masked (see [`crate::redact`]).
+fn shown<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+    value: &T,
+    redaction: &crate::redact::Redaction,
+) -> T {
+    let Ok(mut v) = serde_json::to_value(value) else {
+        return value.clone();
+    };
+    redaction.value(&mut v);
+    serde_json::from_value(v).unwrap_or_else(|_| value.clone())
+}
+
+/// The job's header lines (secrets masked).
 pub fn job_header(j: &JobRecord) -> String {
+    let mut redaction = crate::redact::Redaction::from_env();
+    redaction.learn(&j.params);
+    let j = &shown(j, &redaction);
     let mut s = format!(
         "job {}\n  workflow  {}\n  target    {}\n  state     {}\n  params    {}\n  plugin    {}\n  created   {}\n  updated   {}\n",
         j.id,
@@ -175,6 +190,16 @@ pub fn job_header(j: &JobRecord) -> String {
 /// The journal timeline of a job: every event with its sequence number,
 /// time offset, and each step's duration on its result line.
 pub fn timeline(events: &[EventRecord]) -> String {
+    // Secrets masked: learnt from every event first (the params are in the
+    // first, a plugin may log them anywhere after).
+    let mut redaction = crate::redact::Redaction::from_env();
+    for e in events {
+        if let Ok(v) = serde_json::to_value(&e.event) {
+            redaction.learn(&v);
+        }
+    }
+    let events: Vec<EventRecord> = events.iter().map(|e| shown(e, &redaction)).collect();
+    let events = &events[..];
     let start = events.first().map(|e| e.at).unwrap_or(0);
     let mut began: HashMap<(&str, u32), Millis> = HashMap::new();
     let mut out = String::new();

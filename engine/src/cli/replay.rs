@@ -73,7 +73,12 @@ pub async fn journal(data_dir: &Path, cmd: JournalCommand) -> anyhow::Result<Exi
             let job = job
                 .map(|j| super::jobs::resolve(&journal, &j))
                 .transpose()?;
-            let text = journal.export(job.as_ref())?;
+            // Secrets stay in the journal, not in what leaves it.
+            let mut redaction = crate::redact::Redaction::from_env();
+            let text = journal.export_mapped(job.as_ref(), &mut |v| {
+                redaction.learn(v);
+                redaction.value(v);
+            })?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
