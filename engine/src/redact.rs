@@ -110,10 +110,8 @@ impl Redaction {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
-            Value::String(s) => {
-                if self.values.iter().any(|secret| s.contains(secret.as_str())) {
-                    *s = self.text(s);
-                }
+            Value::String(s) if self.values.iter().any(|secret| s.contains(secret.as_str())) => {
+                *s = self.text(s);
             }
             _ => {}
         }
