@@ -16,3 +16,4 @@ mod interrupted;
 mod memory;
 mod sandbox;
 mod secrets;
+mod shutdown;

@@ -68,12 +68,55 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("deckhand listening on http://{addr}");
     // The API answers while recovery runs (a compensation may take long);
     // the jobs it finishes hold their targets until then.
-    tokio::spawn(recover_until_done(executor));
-    api::serve(listener, app, &config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    tokio::spawn(recover_until_done(executor.clone()));
+    api::serve(listener, app, &config, stop_signal()).await?;
+    // No new job can come now. Jobs in flight get a moment to end; any left
+    // are finished by recovery at the next start, as after a crash.
+    let grace = shutdown_grace()?;
+    let until = std::time::Instant::now() + grace;
+    while executor.running_count() > 0 && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match executor.running_count() {
+        0 => errln!("deckhand stopped"),
+        n => errln!(
+            "deckhand stopped with {n} job(s) still running; the next start finishes them (rollback before their commit point, commit after)"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT (Ctrl-C): logged, then the server stops accepting.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let which = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = term => "SIGTERM",
+    };
+    errln!(
+        "deckhand stopping ({which}): no new connections; running jobs get DECKHAND_SHUTDOWN_GRACE_S to end"
+    );
+}
+
+/// How long running jobs may take to end once the server stops:
+/// `DECKHAND_SHUTDOWN_GRACE_S` (default 10).
+fn shutdown_grace() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("DECKHAND_SHUTDOWN_GRACE_S") {
+        Ok(v) => v
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                anyhow::anyhow!("DECKHAND_SHUTDOWN_GRACE_S={v} is not a number of seconds")
+            }),
+        Err(_) => Ok(std::time::Duration::from_secs(10)),
+    }
 }
 
 /// The connection limits, with overrides from the environment:

@@ -617,6 +617,11 @@ impl Executor {
             .contains_key(id)
     }
 
+    /// How many jobs this process is running now.
+    pub fn running_count(&self) -> usize {
+        self.inner.running.lock().expect("running lock").len()
+    }
+
     /// Wait until the job is in a terminal state; returns its final record.
     /// Fails if the job's run stopped short of one (the journal failed; the
     /// job is left for recovery).
