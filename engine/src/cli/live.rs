@@ -1,6 +1,8 @@
 //! Live rendering of a job's events in the terminal: step lines above a
-//! progress bar (plain lines when stderr is not a terminal), the same for a
-//! job run in-process and one watched over HTTP.
+//! progress line — a spinner with the phase while a step has no measurable
+//! progress, a bar once it has — and, when stderr is not a terminal (a CI
+//! log), plain lines, progress included every tenth of the way. The same
+//! for a job run in-process and one watched over HTTP.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -14,6 +16,29 @@ use crate::journal::{Event, JobState};
 pub struct LiveView {
     bar: ProgressBar,
     tty: bool,
+    /// The fraction last printed as a line (no terminal), this phase.
+    printed: std::cell::Cell<Option<f64>>,
+}
+
+/// The spinner shown while a step has no measurable progress.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:>15} {msg}").expect("valid template")
+}
+
+/// The bar shown once it has.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix:>15} [{bar:30}] {percent:>3}% {msg}")
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// Whether a progress line is due without a terminal: the first measurable
+/// progress of a phase, every further tenth, and the end.
+fn progress_line_due(printed: Option<f64>, now: f64) -> bool {
+    match printed {
+        None => true,
+        Some(before) => now >= 1.0 || (now * 10.0).floor() > (before * 10.0).floor(),
+    }
 }
 
 impl LiveView {
@@ -22,13 +47,13 @@ impl LiveView {
         // Without a terminal the bar is hidden, so lines go to stdout.
         let tty = std::io::stderr().is_terminal();
         let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix:>15} [{bar:30}] {percent:>3}% {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        bar.set_style(spinner_style());
         bar.enable_steady_tick(Duration::from_millis(120));
-        LiveView { bar, tty }
+        LiveView {
+            bar,
+            tty,
+            printed: std::cell::Cell::new(None),
+        }
     }
 
     /// Print a line above the bar.
@@ -47,14 +72,27 @@ impl LiveView {
         }
         match event {
             Event::Phase { phase } => {
+                // No bar until the step says how far it is.
+                self.bar.set_style(spinner_style());
                 self.bar.set_prefix(phase.clone());
                 self.bar.set_position(0);
                 self.bar.set_message("");
+                self.printed.set(None);
             }
             Event::Progress(p) => {
-                self.bar
-                    .set_position((p.fraction.unwrap_or(0.0) * 1000.0) as u64);
-                self.bar.set_message(render::progress_text(p));
+                let text = render::progress_text(p);
+                match p.fraction {
+                    Some(f) => {
+                        self.bar.set_style(bar_style());
+                        self.bar.set_position((f * 1000.0) as u64);
+                        if !self.tty && progress_line_due(self.printed.get(), f) {
+                            self.printed.set(Some(f));
+                            outln!("  {} {:>3.0}% {text}", self.bar.prefix(), f * 100.0);
+                        }
+                    }
+                    None => self.bar.set_style(spinner_style()),
+                }
+                self.bar.set_message(text);
             }
             Event::State { state, .. } if state.is_terminal() => return Some(*state),
             _ => {}
@@ -94,4 +132,22 @@ pub fn interrupts() -> anyhow::Result<tokio::signal::unix::Signal> {
     Ok(tokio::signal::unix::signal(
         tokio::signal::unix::SignalKind::interrupt(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line_due;
+
+    #[test]
+    fn without_a_terminal_progress_is_a_line_every_tenth_of_the_way() {
+        let mut printed = None;
+        let mut lines = Vec::new();
+        for f in [0.01, 0.02, 0.05, 0.11, 0.12, 0.35, 0.36, 0.999, 1.0] {
+            if progress_line_due(printed, f) {
+                printed = Some(f);
+                lines.push(f);
+            }
+        }
+        assert_eq!(lines, [0.01, 0.11, 0.35, 0.999, 1.0]);
+    }
 }
