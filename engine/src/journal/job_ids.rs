@@ -240,11 +240,7 @@ mod tests {
             journal
                 .create_job(NewJob {
                     id: id.parse().unwrap(),
-                    workflow: "install".into(),
-                    target: "web".into(),
-                    params: serde_json::json!({}),
-                    plugin_digest: "sha256:00".into(),
-                    idempotency_key: None,
+                    ..crate::journal::tests::new_job("web")
                 })
                 .await
                 .unwrap();

@@ -68,20 +68,13 @@ impl JobLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{JobState, NewJob};
+    use crate::journal::JobState;
 
     async fn journal_with_job() -> (tempfile::TempDir, Journal, JobId) {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path().join("j.sqlite")).unwrap();
         let job = journal
-            .create_job(NewJob {
-                id: JobId::new(),
-                workflow: "install".into(),
-                target: "web".into(),
-                params: serde_json::json!({}),
-                plugin_digest: "sha256:00".into(),
-                idempotency_key: None,
-            })
+            .create_job(crate::journal::tests::new_job("web"))
             .await
             .unwrap();
         (dir, journal, job.id)

@@ -283,7 +283,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn new_job(target: &str) -> NewJob {
+    /// A new `install` job on `target` for tests.
+    pub(crate) fn new_job(target: &str) -> NewJob {
         NewJob {
             id: JobId::new(),
             workflow: "install".into(),
