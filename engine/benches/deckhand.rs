@@ -938,6 +938,267 @@ async fn rollback_scaling(dir: &std::path::Path) {
     );
 }
 
+/// Figure 11: a load test of `deckhand serve` (memory runtime): 1,000 idle
+/// connections held open (each made one request, kept alive) while 200
+/// job submissions arrive at once, 150 with distinct `Idempotency-Key`s
+/// (and targets) and 50 repeating one of those keys with the same request.
+/// Prints the answers by status (no 5xx), the jobs made per key (exactly
+/// one), and the server's resident memory at rest and at its peak under
+/// the load.
+async fn load_test(dir: &std::path::Path) {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const IDLE: usize = 1000;
+    const KEYS: usize = 150;
+    const REPEATS: usize = 50;
+    // The connections are this process's files too.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only access `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    let token = "bench";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("--data-dir")
+        .arg(dir.join("load"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
+        .env("DECKHAND_TOKEN", token)
+        // None closes while measured.
+        .env("DECKHAND_IDLE_TIMEOUT_S", "600")
+        // Every connection served at once: the idle ones do not keep the
+        // submissions waiting for a slot (the default is 1,024).
+        .env("DECKHAND_MAX_CONNECTIONS", "2048")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("deckhand listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    let addr = base.trim_start_matches("http://").to_owned();
+    std::thread::spawn(move || for _ in out.lines() {});
+    let pid = child.id();
+    let http = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    // Warm up: a few requests of each kind, then the resident memory settles.
+    for _ in 0..20 {
+        let r = http.get(format!("{base}/v1/jobs")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rest = rss_kib_of(pid);
+    // The idle connections: one request each, then silence (kept alive).
+    let request = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(request).unwrap();
+        let mut buf = [0u8; 512];
+        assert!(c.read(&mut buf).unwrap() > 0);
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_idle = rss_kib_of(pid);
+    // The peak while the submissions are answered and their jobs run.
+    let peak = Arc::new(AtomicU64::new(with_idle));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib_of(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Key k (and its target) for every k, and again for the first REPEATS.
+    let keys: Vec<usize> = (0..KEYS)
+        .flat_map(|k| std::iter::repeat_n(k, if k < REPEATS { 2 } else { 1 }))
+        .collect();
+    let start = Arc::new(tokio::sync::Barrier::new(keys.len()));
+    let t = Instant::now();
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|&k| {
+            let (http, base, start) = (http.clone(), base.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let sent = Instant::now();
+                let resp = http
+                    .post(format!("{base}/v1/jobs"))
+                    .header("idempotency-key", format!("fig11-{k}"))
+                    .json(&serde_json::json!({
+                        "workflow": "install",
+                        "target": format!("load-{k}"),
+                        "params": {"image": "registry.example/app:1"},
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                let job = body["id"].as_str().map(str::to_owned);
+                (k, status, job, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let submitted = t.elapsed();
+    // Until every job has ended.
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut listed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let page: serde_json::Value = http
+            .get(format!("{base}/v1/jobs?all=true&limit=500"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jobs = page["jobs"].as_array().cloned().unwrap_or_default();
+        listed = jobs.len();
+        states.clear();
+        for j in &jobs {
+            *states
+                .entry(j["state"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        let finished = ["succeeded", "cancelled", "rolled_back", "failed"];
+        if states.keys().all(|s| finished.contains(&s.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let finished = t.elapsed();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut jobs_of_key: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for (k, status, job, _) in &answers {
+        *by_status.entry(*status).or_default() += 1;
+        if let Some(job) = job {
+            jobs_of_key.entry(*k).or_default().insert(job.clone());
+        }
+    }
+    let server_errors: usize = by_status
+        .iter()
+        .filter(|(s, _)| **s >= 500)
+        .map(|(_, n)| n)
+        .sum();
+    let per_key: BTreeSet<usize> = (0..KEYS)
+        .map(|k| jobs_of_key.get(&k).map_or(0, |j| j.len()))
+        .collect();
+    let mut latencies: Vec<Duration> = answers.iter().map(|a| a.3).collect();
+    latencies.sort();
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    let list = |m: &BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    row(
+        "11. 200 submissions at once, answered 5xx",
+        format!("{server_errors} of {}", answers.len()),
+        None,
+    );
+    row(
+        "   answers by status",
+        by_status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None,
+    );
+    row(
+        "   jobs per key (150 keys, 50 sent twice)",
+        per_key
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join("–"),
+        None,
+    );
+    row(
+        "   jobs in the journal / ended",
+        format!("{listed} / {}", list(&states)),
+        None,
+    );
+    row(
+        "   answer time, median / slowest",
+        format!(
+            "{:.0} / {:.0} ms",
+            median(latencies.clone()).as_secs_f64() * 1e3,
+            latencies.last().unwrap().as_secs_f64() * 1e3
+        ),
+        None,
+    );
+    row(
+        "   all answered / all jobs ended",
+        format!(
+            "{:.2} s / {:.2} s",
+            submitted.as_secs_f64(),
+            finished.as_secs_f64()
+        ),
+        None,
+    );
+    let rest_mib = mib(rest) + " at rest";
+    row("   RSS of the server at rest", mib(rest), None);
+    row(
+        "   RSS with 1,000 idle connections",
+        mib(with_idle),
+        Some((rest_mib.clone(), with_idle as f64 / rest as f64)),
+    );
+    row(
+        "   RSS under load (peak)",
+        mib(peak),
+        Some((rest_mib, peak as f64 / rest as f64)),
+    );
+    row(
+        "   under load − at rest",
+        mib(peak.saturating_sub(rest)),
+        None,
+    );
+    assert_eq!(server_errors, 0, "5xx answers: {by_status:?}");
+    assert_eq!(
+        per_key,
+        BTreeSet::from([1]),
+        "jobs per key: {jobs_of_key:?}"
+    );
+    assert_eq!(listed, KEYS, "jobs in the journal");
+}
+
 #[tokio::main]
 async fn main() {
     let dir =
@@ -982,6 +1243,9 @@ async fn main() {
     }
     if wanted("10") {
         idle_connections(dir.path()).await;
+    }
+    if wanted("11") {
+        load_test(dir.path()).await;
     }
     if wanted("7") || wanted("8") {
         if chosen.iter().all(|c| c == "7" || c == "8") && !chosen.is_empty() {

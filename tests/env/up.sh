@@ -146,6 +146,30 @@ for alias in $STUBBORN_ALIASES; do
 done
 for src in app:1 app:2 crash:1 stubborn:1 stubborn:2; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
 
+# --- schemathesis --------------------------------------------------------------
+# The OpenAPI fuzzer tests/e2e/openapi.rs runs against a live server, from
+# PyPI into a venv of its own (a pinned version: its command line changes).
+SCHEMATHESIS_VERSION=4.32.5
+VENV=$DK/venv
+SCHEMATHESIS=$VENV/bin/schemathesis
+if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+  has_venv() { command -v "$1" >/dev/null && "$1" -c 'import venv, ensurepip' >/dev/null 2>&1; }
+  PY=python3
+  if ! has_venv "$PY"; then
+    log "installing python3-venv"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq python3 python3-venv >&2
+    has_venv "$PY" || PY=/usr/bin/python3
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION in $VENV"
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV" >&2
+  "$VENV/bin/python" -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  "$SCHEMATHESIS" --version >/dev/null || { log "schemathesis did not install"; exit 1; }
+fi
+
 echo "export DOCKER_HOST=$DOCKER_HOST"
 echo "export DECKHAND_TEST_REGISTRY=$REGISTRY"
-log "ready: DOCKER_HOST=$DOCKER_HOST registry=$REGISTRY"
+echo "export DECKHAND_SCHEMATHESIS=$SCHEMATHESIS"
+log "ready: DOCKER_HOST=$DOCKER_HOST registry=$REGISTRY schemathesis=$SCHEMATHESIS"

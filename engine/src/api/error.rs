@@ -13,7 +13,7 @@ use crate::executor::{RetryError, SubmitError};
 use crate::journal::JournalError;
 
 /// A problem document.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]
@@ -26,8 +26,45 @@ pub struct Problem {
     pub detail: String,
     /// Extra members (e.g. `active_job` for 409).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub extra: Option<Value>,
+}
+
+/// An RFC 9457 problem document (the schema of [`Problem`], its extra members named).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProblemSchema {
+    /// A URI naming the kind of problem, `https://deckhand.dev/problems/<kind>`.
+    #[serde(rename = "type")]
+    #[schema(format = "uri")]
+    kind: String,
+    /// Short summary of the kind (the status's reason phrase).
+    title: String,
+    /// HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// What went wrong, specifically.
+    detail: String,
+    /// `409 target-busy`: the job holding the target.
+    #[schema(nullable = false, format = "uuid")]
+    active_job: Option<String>,
+    /// `409 target-needs-attention`: the failed job whose rollback did not finish.
+    #[schema(nullable = false, format = "uuid")]
+    failed_job: Option<String>,
+    /// `422 idempotency-key-reused`: the job the key was first used for.
+    #[schema(nullable = false, format = "uuid")]
+    existing_job: Option<String>,
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <ProblemSchema as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Problem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Problem".into()
+    }
 }
 
 /// Seconds a client is asked to wait before trying again when a resource

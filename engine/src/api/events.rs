@@ -69,8 +69,18 @@ impl Drop for StreamGuard {
 
 /// Stream a job's events.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number")),
-    responses((status = 200, description = "text/event-stream of the job's events", content_type = "text/event-stream"), (status = 404, body = Problem)))]
+    params(
+        ("id" = String, Path, format = "uuid", description = "Job id"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "Resume after the event with this id (a journal sequence number)"),
+    ),
+    responses(
+        (status = 200, description = "The job's events as Server-Sent Events: `snapshot` (unless resuming), \
+            `state`, `step`, `progress`, `log` (`id:` = journal sequence number, `data:` = JSON), \
+            keep-alive comments, and `end` after the job's terminal state; then the stream closes",
+            content_type = "text/event-stream"),
+        (status = 400, description = "`Last-Event-ID` is not a sequence number (`invalid-header`)", body = Problem),
+        (status = 404, description = "No such job", body = Problem),
+    ))]
 pub async fn job_events(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,

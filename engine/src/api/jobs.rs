@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, Problem};
-use super::views::JobView;
+use super::views::{JobIdSchema, JobStateSchema, JobView};
 use super::{AppState, ValidJson, ValidPath};
 use crate::executor::JobRequest;
 use crate::journal::{JobFilter, JobId, JobState};
@@ -17,12 +17,21 @@ use crate::journal::{JobFilter, JobId, JobState};
 /// Body of `POST /v1/jobs`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"workflow": "install", "target": "web", "params": {"image": "registry.example/app:1"}}))]
 pub struct CreateJob {
-    /// Workflow name: `install`, `upgrade`, `teardown`, `rollback` or a registered plugin.
+    /// Workflow name: `install`, `upgrade`, `teardown`, `rollback` or a
+    /// registered plugin (`GET /v1/plugins`); another is `422 unknown-workflow`.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub workflow: String,
-    /// Target name, `[a-z0-9][a-z0-9_.-]{0,62}`.
+    /// Target name; another is `422 invalid-target`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
     pub target: String,
-    /// The workflow's params (a JSON object); `{}` when omitted.
+    /// The workflow's params (a JSON object); `{}` when omitted. `install`:
+    /// `{image, env?: {K: V}, cmd?: [..], network?, health?: {timeout_s}}`;
+    /// `upgrade` the same with every field optional; `teardown` `{}`;
+    /// `rollback` `{revision}`. Params the workflow refuses (a missing
+    /// `image`, a string that is not an image reference, a line break or NUL
+    /// in a string) are `422 invalid-params`, naming the field.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub params: Value,
@@ -44,13 +53,19 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
 
 /// Submit a job. Answers at once; the job runs in the background.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: the same key returns the same job")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$",
+        description = "Repeat a request safely: the same key and request, concurrent or not, get the same job; \
+                       the key with another request is `422 idempotency-key-reused`")),
     responses(
-        (status = 202, description = "Accepted; `Location` names the job", body = JobView),
+        (status = 202, description = "Accepted; `Location` names the job", body = JobView,
+            headers(("Location" = String, description = "`/v1/jobs/{id}` of the job"))),
+        (status = 400, description = "The body is not JSON (`malformed-json`), or `Idempotency-Key` is not 1–255 visible ASCII characters (`invalid-header`)", body = Problem),
         (status = 404, description = "The workflow needs an installed target and there is none", body = Problem),
-        (status = 409, description = "The target is busy (`active_job` names the job holding it), or needs attention (`failed_job` names a failed job whose rollback did not finish)", body = Problem),
-        (status = 413, description = "Body too large", body = Problem),
-        (status = 422, description = "Invalid target, workflow or params", body = Problem),
+        (status = 409, description = "The target is busy (`target-busy`, `active_job` names the job holding it), or needs attention (`target-needs-attention`, `failed_job` names a failed job whose rollback did not finish), or an `install` finds it installed (`target-installed`; use `upgrade`)", body = Problem),
+        (status = 415, description = "The body is not `application/json`", body = Problem),
+        (status = 422, description = "The body does not have this shape (`invalid-body`); an invalid target, workflow or params (`invalid-target`, `unknown-workflow`, `invalid-params`); a `rollback` to a revision the target never had (`unknown-revision`); the `Idempotency-Key` was used for another request (`idempotency-key-reused`, `existing_job` names its job)", body = Problem),
+        (status = 503, description = "The Docker daemon is away (`docker-unavailable`), or the journal cannot be written (`journal-unwritable`); nothing was created", body = Problem),
+        (status = 507, description = "The journal's disk is full (`journal-unwritable`); nothing was created", body = Problem),
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
@@ -86,15 +101,19 @@ pub async fn create_job(
 
 /// Query of `GET /v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only jobs in this state.
+    #[param(value_type = Option<JobStateSchema>, inline)]
     pub state: Option<String>,
     /// Only this target's jobs.
     pub target: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<JobIdSchema>, inline)]
     pub cursor: Option<String>,
     /// `true`: only jobs needing work or attention (unfinished or failed).
     pub active: Option<bool>,
@@ -113,7 +132,10 @@ pub struct JobPage {
 
 /// List jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
-    responses((status = 200, body = JobPage), (status = 400, body = Problem)))]
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "A query parameter is invalid or unknown (`invalid-query`)", body = Problem),
+    ))]
 pub async fn list_jobs(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -160,8 +182,11 @@ pub async fn list_jobs(
 }
 
 /// One job with its steps.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, format = "uuid", description = "Job id")),
+    responses(
+        (status = 200, description = "The job with its steps", body = JobView),
+        (status = 404, description = "No such job", body = Problem),
+    ))]
 pub async fn get_job(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,
@@ -173,7 +198,7 @@ pub async fn get_job(
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let events = journal.events(&id, 0)?;
     let mut view = JobView::full(job, &events);
-    view.auto_retry = state.executor.auto_retry(&id);
+    view.auto_retry = state.executor.auto_retry(&id).map(Into::into);
     Ok(Json(view))
 }
 
@@ -183,6 +208,7 @@ pub struct CancelView {
     /// Whether the job will be (or was) cancelled by this request.
     pub cancelled: bool,
     /// Its state when the request was handled.
+    #[schema(value_type = JobStateSchema)]
     pub state: String,
     /// Why not, when `cancelled` is false.
     pub reason: Option<String>,
@@ -190,8 +216,13 @@ pub struct CancelView {
 
 /// Cancel a job. Journaled before the answer; idempotent. A committing or
 /// finished job answers `cancelled: false` with its state.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = CancelView), (status = 404, body = Problem)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, format = "uuid", description = "Job id")),
+    responses(
+        (status = 200, description = "Whether the job is cancelled", body = CancelView),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 503, description = "The journal cannot be written (`journal-unwritable`); nothing was changed", body = Problem),
+        (status = 507, description = "The journal's disk is full (`journal-unwritable`); nothing was changed", body = Problem),
+    ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,
@@ -209,8 +240,14 @@ pub async fn cancel_job(
 }
 
 /// Dismiss a terminal job from default listings (it stays in the journal).
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 204, description = "Dismissed"), (status = 404, body = Problem), (status = 409, description = "Not finished", body = Problem)))]
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, format = "uuid", description = "Job id")),
+    responses(
+        (status = 204, description = "Dismissed"),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 409, description = "The job is not finished (`not-finished`)", body = Problem),
+        (status = 503, description = "The journal cannot be written (`journal-unwritable`); nothing was changed", body = Problem),
+        (status = 507, description = "The journal's disk is full (`journal-unwritable`); nothing was changed", body = Problem),
+    ))]
 pub async fn dismiss_job(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,
@@ -228,8 +265,14 @@ pub async fn dismiss_job(
 }
 
 /// Retry a `failed` job's rollback (or commit).
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, format = "uuid", description = "Job id")),
+    responses(
+        (status = 200, description = "The job, resuming", body = JobView),
+        (status = 404, description = "No such job", body = Problem),
+        (status = 409, description = "The job is not `failed`, is being retried, or was dismissed (`not-retryable`)", body = Problem),
+        (status = 503, description = "The journal cannot be written (`journal-unwritable`); nothing was changed", body = Problem),
+        (status = 507, description = "The journal's disk is full (`journal-unwritable`); nothing was changed", body = Problem),
+    ))]
 pub async fn retry_job(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,

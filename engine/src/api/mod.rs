@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod jobs;
 mod metrics;
+mod openapi;
 mod server;
 mod system;
 mod views;
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -88,10 +89,24 @@ pub struct AppState {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "Deckhand job API",
-    description = "Atomic install, upgrade and teardown of containerized apps."
-))]
+#[openapi(
+    info(
+        title = "Deckhand job API",
+        description = "Atomic install, upgrade and teardown of containerized apps. Every \
+            operation but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` \
+            (this document too). Errors are RFC 9457 problem documents \
+            (`application/problem+json`): `type` names the kind of problem \
+            (`https://deckhand.dev/problems/<kind>`), `detail` what went wrong. Any request \
+            may also be answered `405` (a method the path does not have, with `Allow`) or \
+            `404` (no such path)."
+    ),
+    tags(
+        (name = "jobs", description = "Submit, watch, cancel and retry jobs"),
+        (name = "targets", description = "What is installed"),
+        (name = "plugins", description = "Workflows"),
+        (name = "system", description = "Liveness, readiness and metrics"),
+    )
+)]
 struct ApiDoc;
 
 /// A JSON body whose rejections become problem documents.
@@ -121,12 +136,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
-/// The router and its OpenAPI document.
-pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The handlers' routes, with their part of the OpenAPI document.
+fn routes(config: &ApiConfig) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         // Components are larger than any JSON body; this route's limit wins.
         .routes(routes!(system::upload_plugin))
-        .layer(DefaultBodyLimit::max(state.config.max_plugin_bytes))
+        .layer(DefaultBodyLimit::max(config.max_plugin_bytes))
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job, jobs::dismiss_job))
         .routes(routes!(jobs::cancel_job))
@@ -138,7 +153,22 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
-        .split_for_parts();
+}
+
+/// The OpenAPI document of a server with `config`.
+pub fn openapi(config: &ApiConfig) -> utoipa::openapi::OpenApi {
+    let (_, mut api) = routes(config).split_for_parts();
+    openapi::Conventions { config }.modify(&mut api);
+    api
+}
+
+/// The router and its OpenAPI document.
+pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, mut api) = routes(&state.config).split_for_parts();
+    openapi::Conventions {
+        config: &state.config,
+    }
+    .modify(&mut api);
     // Serialized once: a handler is cloned for each request.
     let doc = axum::body::Bytes::from(serde_json::to_vec(&api).expect("the document serializes"));
     let router = router
@@ -195,7 +225,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     let Some(token) = &state.config.token else {
         return next.run(req).await;
     };
-    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+    if openapi::OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let given = req

@@ -4,10 +4,53 @@
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{RefOr, SchemaFormat};
 
+use crate::executor::AutoRetryState;
 use crate::journal::{
-    Event, EventRecord, JobRecord, Millis, Outcome, RevisionRecord, TargetRecord,
+    Event, EventRecord, JobRecord, JobState, Millis, Outcome, RevisionRecord, TargetRecord,
 };
+
+/// The schema of a job's state: one of [`JobState::ALL`]'s names.
+pub struct JobStateSchema;
+
+impl utoipa::PartialSchema for JobStateSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A job's state: `queued → running → committing → succeeded`, or \
+                 `→ rolling_back → cancelled | rolled_back`, or `failed`.",
+            ))
+            .enum_values(Some(JobState::ALL.iter().map(|s| s.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for JobStateSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "JobState".into()
+    }
+}
+
+/// The schema of a job id: a UUID (hyphenated, lower case).
+pub struct JobIdSchema;
+
+impl utoipa::PartialSchema for JobIdSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uuid".into())))
+            .into()
+    }
+}
+
+impl ToSchema for JobIdSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "JobId".into()
+    }
+}
 
 /// RFC 3339 time of a journal timestamp.
 pub fn rfc3339(ms: Millis) -> String {
@@ -48,8 +91,10 @@ pub struct StepView {
     /// The error, when it failed.
     pub error: Option<String>,
     /// When it started.
+    #[schema(format = DateTime)]
     pub started_at: String,
     /// When it finished.
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     /// `ok` / `error` once compensated (rolled back) or committed.
     pub settled: Option<&'static str>,
@@ -59,12 +104,15 @@ pub struct StepView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     /// Job id.
+    #[schema(value_type = JobIdSchema)]
     pub id: String,
     /// Workflow name.
     pub workflow: String,
     /// Target name.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
     pub target: String,
-    /// `queued`, `running`, `committing`, `succeeded`, `rolling_back`, `cancelled`, `rolled_back` or `failed`.
+    /// Its state.
+    #[schema(value_type = JobStateSchema)]
     pub state: String,
     /// Current phase (`pulling`, `creating`, …).
     pub phase: Option<String>,
@@ -82,17 +130,40 @@ pub struct JobView {
     /// Digest of the plugin that runs it.
     pub plugin_digest: String,
     /// Created.
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// Last changed.
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// Steps in order (only in single-job responses).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub steps: Option<Vec<StepView>>,
     /// For a `failed` job the engine retries by itself (the Docker daemon
     /// was away): attempts so far and when the next is due (only in
     /// single-job responses).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_retry: Option<crate::executor::AutoRetryState>,
+    #[schema(nullable = false)]
+    pub auto_retry: Option<AutoRetryView>,
+}
+
+/// The background retry of a `failed` job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoRetryView {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (milliseconds since the Unix epoch).
+    #[schema(format = Int64)]
+    pub next_at: i64,
+}
+
+impl From<AutoRetryState> for AutoRetryView {
+    fn from(a: AutoRetryState) -> Self {
+        AutoRetryView {
+            attempts: a.attempts,
+            next_at: a.next_at,
+        }
+    }
 }
 
 fn outcome_word(o: &Outcome) -> (&'static str, Option<String>) {
@@ -189,8 +260,10 @@ pub struct RevisionView {
     /// Container that ran it.
     pub container_id: String,
     /// Job that made it.
+    #[schema(value_type = JobIdSchema)]
     pub job_id: String,
     /// When it was committed.
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -198,6 +271,7 @@ pub struct RevisionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TargetView {
     /// Name.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.-]{0,62}$")]
     pub name: String,
     /// Current revision, null once torn down.
     pub revision: Option<u64>,
