@@ -278,9 +278,20 @@ async fn rollback_to_revision_one_brings_back_its_image_as_a_new_revision() {
     let running = containers_of(&engine.docker, &target).await;
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].image.as_deref(), Some(v1.as_str()));
-    let missing = run_job(&engine, "rollback", &target, json!({"revision": 42})).await;
-    assert_eq!(missing.state, JobState::RolledBack);
-    assert!(missing.error.unwrap().contains("no revision 42"));
+    // A revision the target never had is refused before a job exists.
+    let missing = engine
+        .executor
+        .submit(JobRequest::new(
+            "rollback",
+            &target,
+            json!({"revision": 42}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("has no revision 42"),
+        "{missing}"
+    );
     remove_target_containers(&engine.docker, &target).await;
 }
 
