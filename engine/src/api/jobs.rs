@@ -197,8 +197,13 @@ pub async fn get_job(
         .job(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no job with id {id}")))?;
     let events = journal.events(&id, 0)?;
+    // A background retry is shown while the job is failed: the retry's own
+    // record is dropped a moment after the job it finished has ended.
+    let failed = job.state == crate::journal::JobState::Failed;
     let mut view = JobView::full(job, &events);
-    view.auto_retry = state.executor.auto_retry(&id).map(Into::into);
+    view.auto_retry = failed
+        .then(|| state.executor.auto_retry(&id).map(Into::into))
+        .flatten();
     Ok(Json(view))
 }
 
