@@ -8,14 +8,20 @@ use serde_json::json;
 
 use crate::harness::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attack_b_a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
+/// An engine on Docker with the `hostile` test workflow registered.
+async fn hostile_engine() -> TestEngine {
     let engine = TestEngine::with_settings(quick_settings()).await;
     engine
         .executor
         .host()
         .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
         .unwrap();
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_b_a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
+    let engine = hostile_engine().await;
     let name = unique_target("users-own");
     let img = image("owned:1");
     let run = |args: &[&str]| {
@@ -67,12 +73,7 @@ async fn attack_b_a_plugin_cannot_touch_a_container_deckhand_did_not_create() {
 #[tokio::test(flavor = "multi_thread")]
 async fn attack_b_a_users_container_with_copied_deckhand_labels_is_not_adopted_touched_or_torn_down()
  {
-    let engine = TestEngine::with_settings(quick_settings()).await;
-    engine
-        .executor
-        .host()
-        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
-        .unwrap();
+    let engine = hostile_engine().await;
     let target = unique_target("labelled");
     let app = image("app:1");
     let install = run_job(
@@ -139,12 +140,7 @@ async fn attack_b_a_users_container_with_copied_deckhand_labels_is_not_adopted_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trap_in_the_middle_of_an_upgrade_rolls_back_to_the_old_container() {
-    let engine = TestEngine::with_settings(quick_settings()).await;
-    engine
-        .executor
-        .host()
-        .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
-        .unwrap();
+    let engine = hostile_engine().await;
     let target = unique_target("trap");
     let (v1, v2) = (image("health:1"), image("health:2"));
     let job = run_job(
