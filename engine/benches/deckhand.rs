@@ -631,14 +631,9 @@ async fn replay_speed(dir: &std::path::Path) {
     );
 }
 
+/// Resident memory of this process, in MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    rss_kib_of(std::process::id()) as f64 / 1024.0
 }
 
 /// Resident memory of process `pid`, in KiB.
@@ -651,71 +646,132 @@ fn rss_kib_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident memory in KiB, as MiB for a row.
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A `deckhand serve` child process (memory runtime, token
+/// [`ServeChild::TOKEN`]) on a free loopback port, for figures 10 and 11:
+/// idle connections stay open while measured, and this process may hold as
+/// many as it may open files. Killed when dropped.
+struct ServeChild {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    /// `127.0.0.1:<port>`.
+    addr: String,
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeChild {
+    const TOKEN: &str = "bench";
+
+    /// Start one on data directory `dir` with these extra environment
+    /// variables.
+    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> ServeChild {
+        use std::io::{BufRead, BufReader};
+        // The connections are this process's files too.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only access `limit`.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
+            .env("DECKHAND_TOKEN", Self::TOKEN)
+            // Long enough that none closes while measured.
+            .env("DECKHAND_IDLE_TIMEOUT_S", "600")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("deckhand listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        let addr = base.trim_start_matches("http://").to_owned();
+        std::thread::spawn(move || for _ in out.lines() {});
+        ServeChild { child, base, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its resident memory in KiB once it has settled: 2 s from now.
+    async fn settled_rss_kib(&self) -> u64 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss_kib_of(self.pid())
+    }
+
+    /// A new connection to it, silent so far.
+    fn connect(&self) -> std::net::TcpStream {
+        std::net::TcpStream::connect(&self.addr).unwrap()
+    }
+
+    /// A client presenting its token.
+    fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {}", Self::TOKEN).parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
+            .build()
+            .unwrap()
+    }
+}
+
+/// Ask `GET /healthz` on connection `c`, which stays open (kept alive).
+fn ask_healthz(c: &mut std::net::TcpStream) {
+    use std::io::Read;
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(c.read(&mut buf).unwrap() > 0);
+}
+
 /// Figure 10: Resident memory of `deckhand serve` (memory runtime) holding
 /// 1,000 idle connections: silent ones, then ones that made a request each
 /// and stay open (keep-alive).
 async fn idle_connections(dir: &std::path::Path) {
-    use std::io::{BufRead, BufReader, Read, Write};
     const N: usize = 1000;
-    // The connections are this process's files too.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only access `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .arg("--data-dir")
-        .arg(dir.join("serve"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
-        .env("DECKHAND_TOKEN", "bench")
-        // Long enough that none closes while measured.
-        .env("DECKHAND_IDLE_TIMEOUT_S", "600")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("deckhand listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in out.lines() {});
-    let pid = child.id();
-    let request = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
-    let ask = |c: &mut std::net::TcpStream| {
-        c.write_all(request).unwrap();
-        let mut buf = [0u8; 512];
-        assert!(c.read(&mut buf).unwrap() > 0);
-    };
+    let server = ServeChild::start(&dir.join("serve"), &[]);
     // Warm up: a few requests, then the resident memory settles.
     for _ in 0..20 {
-        ask(&mut std::net::TcpStream::connect(&addr).unwrap());
+        ask_healthz(&mut server.connect());
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_kib_of(pid);
-    let mut silent = Vec::with_capacity(N);
-    for _ in 0..N {
-        silent.push(std::net::TcpStream::connect(&addr).unwrap());
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let with_silent = rss_kib_of(pid);
+    let idle = server.settled_rss_kib().await;
+    let mut silent: Vec<_> = (0..N).map(|_| server.connect()).collect();
+    let with_silent = server.settled_rss_kib().await;
     for c in &mut silent {
-        ask(c);
+        ask_healthz(c);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let with_kept = rss_kib_of(pid);
+    let with_kept = server.settled_rss_kib().await;
     drop(silent);
-    let _ = child.kill();
-    let _ = child.wait();
-    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    drop(server);
     let idle_mib = mib(idle) + " idle";
     row(
         "10. RSS of the server, idle (memory runtime)",
@@ -947,78 +1003,31 @@ async fn rollback_scaling(dir: &std::path::Path) {
 /// the load.
 async fn load_test(dir: &std::path::Path) {
     use std::collections::{BTreeMap, BTreeSet};
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const IDLE: usize = 1000;
     const KEYS: usize = 150;
     const REPEATS: usize = 50;
-    // The connections are this process's files too.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only access `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-    let token = "bench";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .arg("--data-dir")
-        .arg(dir.join("load"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
-        .env("DECKHAND_TOKEN", token)
-        // None closes while measured.
-        .env("DECKHAND_IDLE_TIMEOUT_S", "600")
+    let server = ServeChild::start(
+        &dir.join("load"),
         // Every connection served at once: the idle ones do not keep the
         // submissions waiting for a slot (the default is 1,024).
-        .env("DECKHAND_MAX_CONNECTIONS", "2048")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("deckhand listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    let addr = base.trim_start_matches("http://").to_owned();
-    std::thread::spawn(move || for _ in out.lines() {});
-    let pid = child.id();
-    let http = reqwest::Client::builder()
-        .default_headers(
-            [(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {token}").parse().unwrap(),
-            )]
-            .into_iter()
-            .collect(),
-        )
-        .build()
-        .unwrap();
+        &[("DECKHAND_MAX_CONNECTIONS", "2048")],
+    );
+    let (base, pid, http) = (server.base.clone(), server.pid(), server.http());
     // Warm up: a few requests of each kind, then the resident memory settles.
     for _ in 0..20 {
         let r = http.get(format!("{base}/v1/jobs")).send().await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rest = rss_kib_of(pid);
+    let rest = server.settled_rss_kib().await;
     // The idle connections: one request each, then silence (kept alive).
-    let request = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
-        let mut c = std::net::TcpStream::connect(&addr).unwrap();
-        c.write_all(request).unwrap();
-        let mut buf = [0u8; 512];
-        assert!(c.read(&mut buf).unwrap() > 0);
+        let mut c = server.connect();
+        ask_healthz(&mut c);
         idle.push(c);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let with_idle = rss_kib_of(pid);
+    let with_idle = server.settled_rss_kib().await;
     // The peak while the submissions are answered and their jobs run.
     let peak = Arc::new(AtomicU64::new(with_idle));
     let sampling = Arc::new(AtomicBool::new(true));
@@ -1099,8 +1108,7 @@ async fn load_test(dir: &std::path::Path) {
     sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed);
     drop(idle);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
     let mut jobs_of_key: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
@@ -1120,7 +1128,6 @@ async fn load_test(dir: &std::path::Path) {
         .collect();
     let mut latencies: Vec<Duration> = answers.iter().map(|a| a.3).collect();
     latencies.sort();
-    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
     let list = |m: &BTreeMap<String, usize>| {
         m.iter()
             .map(|(k, v)| format!("{k} {v}"))

@@ -13,36 +13,13 @@ fn http() -> reqwest::Client {
     http_client()
 }
 
-/// POST a job that must be accepted; its JSON.
-async fn accepted(s: &Server, body: Value) -> Value {
-    let resp = post_job(s, body).await;
-    assert_eq!(resp.status(), 202);
-    resp.json().await.unwrap()
-}
-
 /// Read job `id`'s event stream from the start to `end`.
 async fn events_to_end(s: &Server, id: &str) -> Vec<(String, String, Value)> {
     read_events(&http(), &s.at(&format!("/v1/jobs/{id}/events")), None).await
 }
 
-async fn post_job(s: &Server, body: Value) -> reqwest::Response {
-    http()
-        .post(s.at("/v1/jobs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn job_count(s: &Server) -> usize {
-    let page: Value = http()
-        .get(s.at("/v1/jobs?all=true&limit=500"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = s.get_json("/v1/jobs?all=true&limit=500").await;
     page["jobs"].as_array().unwrap().len()
 }
 
@@ -51,7 +28,7 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
     let docker = docker().await;
     let s = Server::start("docker", None);
     let target = unique_target("api");
-    let resp = post_job(&s, json!({"workflow": "install", "target": target, "params": {"image": image("cli:2"), "network": "none"}})).await;
+    let resp = s.post_job(json!({"workflow": "install", "target": target, "params": {"image": image("cli:2"), "network": "none"}})).await;
     assert_eq!(resp.status(), 202);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let job: Value = resp.json().await.unwrap();
@@ -77,14 +54,7 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
-    let full: Value = http()
-        .get(s.at(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let full = s.get_json(&location).await;
     assert_eq!(full["state"], "succeeded");
     // The steps that change something carry their undo; reads do not.
     let steps = full["steps"].as_array().unwrap();
@@ -98,14 +68,7 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
     assert_eq!(undo_of("start_container"), Some(true));
     assert_eq!(undo_of("inspect_container"), Some(false));
     assert_eq!(undo_of("read_revision"), Some(false));
-    let t: Value = http()
-        .get(s.at(&format!("/v1/targets/{target}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = s.get_json(&format!("/v1/targets/{target}")).await;
     assert_eq!(t["revision"], 1);
     assert_eq!(t["history"].as_array().unwrap().len(), 1);
     remove_target_containers(&docker, &target).await;
@@ -114,11 +77,9 @@ async fn post_returns_202_with_location_and_the_event_stream_runs_to_end() {
 #[tokio::test(flavor = "multi_thread")]
 async fn last_event_id_resumes_with_exactly_the_remaining_events() {
     let s = Server::start("memory", None);
-    let resp = post_job(
-        &s,
-        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let resp = s
+        .post_job(json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}))
+        .await;
     let id = resp.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -148,21 +109,17 @@ async fn busy_target_gets_409_naming_the_job_while_another_target_gets_202_and_c
     let hole = BlackHole::start().await;
     let (a, b) = (unique_target("busy-a"), unique_target("busy-b"));
     // A's install hangs in its pull.
-    let first: Value = accepted(
-        &s,
-        json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
-    )
-    .await;
-    let busy = post_job(
-        &s,
-        json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}),
-    )
-    .await;
+    let first: Value = s
+        .accepted(json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}))
+        .await;
+    let busy = s
+        .post_job(json!({"workflow": "install", "target": a, "params": {"image": hole.image()}}))
+        .await;
     assert_eq!(busy.status(), 409);
     assert_eq!(busy.headers()["content-type"], "application/problem+json");
     let problem: Value = busy.json().await.unwrap();
     assert_eq!(problem["active_job"], first["id"]);
-    let other = post_job(&s, json!({"workflow": "install", "target": b, "params": {"image": image("cli:2"), "network": "none"}})).await;
+    let other = s.post_job(json!({"workflow": "install", "target": b, "params": {"image": image("cli:2"), "network": "none"}})).await;
     assert_eq!(other.status(), 202);
     let other: Value = other.json().await.unwrap();
 
@@ -219,11 +176,9 @@ async fn the_same_idempotency_key_returns_the_same_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_input_gets_its_problem_status_and_changes_nothing() {
     let s = Server::start("memory", None);
-    let ok = post_job(
-        &s,
-        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let ok = s
+        .post_job(json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}))
+        .await;
     assert_eq!(ok.status(), 202);
     let before = job_count(&s).await;
     let unknown = "01a20a62-8eb1-7550-a126-a831d6a53cfe";
@@ -238,48 +193,36 @@ async fn every_bad_input_gets_its_problem_status_and_changes_nothing() {
         (400, raw("{not json").await.unwrap()),
         (
             422,
-            post_job(&s, json!({"workflow": "nope", "target": "web"})).await,
+            s.post_job(json!({"workflow": "nope", "target": "web"}))
+                .await,
         ),
         (
             422,
-            post_job(
-                &s,
+            s.post_job(
                 json!({"workflow": "install", "target": "Bad Name", "params": {"image": "a"}}),
             )
             .await,
         ),
         (
             422,
-            post_job(
-                &s,
-                json!({"workflow": "install", "target": "api", "params": {"image": 5}}),
-            )
-            .await,
+            s.post_job(json!({"workflow": "install", "target": "api", "params": {"image": 5}}))
+                .await,
         ),
         (
             422,
-            post_job(
-                &s,
-                json!({"workflow": "install", "target": "api", "params": {}}),
-            )
-            .await,
+            s.post_job(json!({"workflow": "install", "target": "api", "params": {}}))
+                .await,
         ),
         (
             422,
-            post_job(
-                &s,
-                json!({"workflow": "install", "target": "api", "params": "image"}),
-            )
-            .await,
+            s.post_job(json!({"workflow": "install", "target": "api", "params": "image"}))
+                .await,
         ),
-        (422, post_job(&s, json!({"target": "api"})).await),
+        (422, s.post_job(json!({"target": "api"})).await),
         (
             404,
-            post_job(
-                &s,
-                json!({"workflow": "teardown", "target": "never", "params": {}}),
-            )
-            .await,
+            s.post_job(json!({"workflow": "teardown", "target": "never", "params": {}}))
+                .await,
         ),
         (
             413,
@@ -434,61 +377,32 @@ async fn job_count_with(s: &Server, token: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_started_without_a_token_refuses_strangers_and_the_cli_on_its_machine_needs_none()
 {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "memory"])
-        .env_remove("DECKHAND_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("deckhand listening on ")
-        .unwrap()
-        .to_owned();
+    let s = Server::start_without_token("memory");
     // No token configured, yet nothing is open, loopback included.
     let anonymous = reqwest::Client::new()
-        .get(format!("{url}/v1/jobs"))
+        .get(s.at("/v1/jobs"))
         .send()
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let token_file = dir.path().join("api-token");
+    let token_file = s.dir.path().join("api-token");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&token_file).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "the token is its owner's only");
     // The CLI on the same machine (same data directory) just works.
-    let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env_remove("DECKHAND_TOKEN")
-        .args(["--server", &url, "jobs", "list"])
+    let list = s
+        .client(s.dir.path())
+        .args(["jobs", "list"])
         .output()
         .unwrap();
     assert!(list.status.success(), "{}", cli_text(&list));
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_lists_every_route() {
     let s = Server::start("memory", None);
-    let doc: Value = http()
-        .get(s.at("/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = s.get_json("/v1/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
@@ -515,11 +429,9 @@ async fn the_openapi_document_lists_every_route() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dismissing_hides_a_finished_job_from_default_listings_only() {
     let s = Server::start("memory", None);
-    let job: Value = accepted(
-        &s,
-        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let job: Value = s
+        .accepted(json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}))
+        .await;
     let id = job["id"].as_str().unwrap();
     events_to_end(&s, id).await;
     assert_eq!(
@@ -531,23 +443,9 @@ async fn dismissing_hides_a_finished_job_from_default_listings_only() {
             .status(),
         204
     );
-    let page: Value = http()
-        .get(s.at("/v1/jobs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = s.get_json("/v1/jobs").await;
     assert!(page["jobs"].as_array().unwrap().is_empty());
-    let all: Value = http()
-        .get(s.at("/v1/jobs?all=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = s.get_json("/v1/jobs?all=true").await;
     assert_eq!(all["jobs"][0]["id"], job["id"]);
     assert_eq!(
         http()
@@ -566,24 +464,15 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
     let s = Server::start("memory", None);
     let mut ids = Vec::new();
     for t in ["a", "b", "c", "d", "e"] {
-        let j: Value = accepted(
-            &s,
-            json!({"workflow": "install", "target": t, "params": {"image": "app:1"}}),
-        )
-        .await;
+        let j: Value = s
+            .accepted(json!({"workflow": "install", "target": t, "params": {"image": "app:1"}}))
+            .await;
         ids.push(j["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
         events_to_end(&s, id).await;
     }
-    let p1: Value = http()
-        .get(s.at("/v1/jobs?limit=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p1 = s.get_json("/v1/jobs?limit=2").await;
     let p2: Value = http()
         .get(s.at(&format!(
             "/v1/jobs?limit=2&cursor={}",
@@ -614,32 +503,11 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
     let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(seen, newest_first);
     assert!(p3["next_cursor"].is_null());
-    let by_target: Value = http()
-        .get(s.at("/v1/jobs?target=c"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_target = s.get_json("/v1/jobs?target=c").await;
     assert_eq!(by_target["jobs"].as_array().unwrap().len(), 1);
-    let by_state: Value = http()
-        .get(s.at("/v1/jobs?state=succeeded"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_state = s.get_json("/v1/jobs?state=succeeded").await;
     assert_eq!(by_state["jobs"].as_array().unwrap().len(), 5);
-    let active: Value = http()
-        .get(s.at("/v1/jobs?active=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let active = s.get_json("/v1/jobs?active=true").await;
     assert!(
         active["jobs"].as_array().unwrap().is_empty(),
         "succeeded jobs leave the active list by themselves"
@@ -649,11 +517,9 @@ async fn list_filters_by_target_and_state_and_pages_newest_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
     let s = Server::start("memory", None);
-    let job: Value = accepted(
-        &s,
-        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let job: Value = s
+        .accepted(json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}))
+        .await;
     events_to_end(&s, job["id"].as_str().unwrap()).await;
     let text = http()
         .get(s.at("/metrics"))
@@ -677,7 +543,7 @@ async fn metrics_expose_jobs_by_state_latencies_and_open_streams() {
 async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() {
     let s = Server::start("docker", None);
     let hole = BlackHole::start().await;
-    let job: Value = accepted(&s, json!({"workflow": "install", "target": unique_target("drop"), "params": {"image": hole.image()}})).await;
+    let job: Value = s.accepted(json!({"workflow": "install", "target": unique_target("drop"), "params": {"image": hole.image()}})).await;
     let id = job["id"].as_str().unwrap().to_owned();
     for _round in 0..5 {
         let mut open = Vec::new();
@@ -714,14 +580,7 @@ async fn subscribers_that_drop_release_their_streams_and_never_affect_the_job() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(gauge, "deckhand_sse_streams 0");
-    let now: Value = http()
-        .get(s.at(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = s.job(&id).await;
     assert_eq!(
         now["state"], "running",
         "disconnecting clients never cancel"
@@ -740,19 +599,9 @@ async fn cli_talks_to_the_server_with_server_url() {
     let s = Server::start("docker", None);
     let target = unique_target("remote");
     let work = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .arg("--data-dir")
-        .arg(work.path())
-        .env("DECKHAND_TOKEN", TEST_TOKEN)
-        .args([
-            "--server",
-            &s.url,
-            "install",
-            &target,
-            &image("cli:1"),
-            "--network",
-            "none",
-        ])
+    let out = s
+        .client(work.path())
+        .args(["install", &target, &image("cli:1"), "--network", "none"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -769,21 +618,11 @@ async fn cli_talks_to_the_server_with_server_url() {
         !work.path().join("journal.sqlite").exists(),
         "nothing ran in-process"
     );
-    let list = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .env("DECKHAND_TOKEN", TEST_TOKEN)
-        .args([
-            "--server", &s.url, "jobs", "list", "--target", &target, "--json",
-        ])
-        .output()
-        .unwrap();
+    let list = s.remote(&["jobs", "list", "--target", &target, "--json"]);
     let jobs: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(jobs[0]["state"], "succeeded");
     let id = jobs[0]["id"].as_str().unwrap();
-    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .env("DECKHAND_TOKEN", TEST_TOKEN)
-        .args(["--server", &s.url, "jobs", "watch", id])
-        .output()
-        .unwrap();
+    let watch = s.remote(&["jobs", "watch", id]);
     assert!(String::from_utf8_lossy(&watch.stdout).contains("succeeded in"));
     remove_target_containers(&docker, &target).await;
 }
@@ -924,7 +763,7 @@ async fn an_idle_event_stream_gets_keep_alive_comments() {
     use futures_util::StreamExt;
     let s = Server::start_with("docker", None, &["--keep-alive-ms", "200"]);
     let hole = BlackHole::start().await;
-    let job: Value = accepted(&s, json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await;
+    let job: Value = s.accepted(json!({"workflow": "install", "target": unique_target("idle"), "params": {"image": hole.image()}})).await;
     let id = job["id"].as_str().unwrap();
     let resp = http()
         .get(s.at(&format!("/v1/jobs/{id}/events")))
@@ -956,44 +795,16 @@ async fn an_idle_event_stream_gets_keep_alive_comments() {
 async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() {
     use std::io::{BufRead, BufReader};
     let _docker = docker().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let serve = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DECKHAND_TOKEN", TEST_TOKEN)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(c.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(first.starts_with("deckhand listening"), "{first}");
-        c
-    };
-    let mut server = serve();
+    let mut s = Server::start("docker", None);
     let hole = BlackHole::start().await;
-    let job: Value = http()
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({"workflow": "install", "target": unique_target("rewatch"), "params": {"image": hole.image()}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = s
+        .accepted(json!({"workflow": "install", "target": unique_target("rewatch"), "params": {"image": hole.image()}}))
+        .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .env("DECKHAND_TOKEN", TEST_TOKEN)
-        .args(["--server", &url, "jobs", "watch", &id])
+    let work = tempfile::tempdir().unwrap();
+    let mut watch = s
+        .client(work.path())
+        .args(["jobs", "watch", &id])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1003,14 +814,11 @@ async fn jobs_watch_reconnects_after_the_server_restarts_and_sees_the_job_end() 
             break;
         }
     }
-    // The server dies mid-job and comes back; recovery rolls the job back.
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let mut server = serve();
+    // The server dies mid-job and comes back (same URL); recovery rolls the
+    // job back.
+    s.restart();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = watch.wait().unwrap();
-    server.kill().unwrap();
-    let _ = server.wait();
     assert!(
         rest.iter().any(|l| l.contains("rolled_back after")),
         "{rest:?}"
@@ -1049,14 +857,7 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
         assert!(!p["detail"].as_str().unwrap().is_empty(), "{name}");
     }
     assert!(!s.dir.path().join("plugins").exists(), "nothing stored");
-    let listed: Value = http()
-        .get(s.at("/v1/plugins"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = s.get_json("/v1/plugins").await;
     assert_eq!(
         listed.as_array().unwrap().len(),
         4,
@@ -1081,11 +882,9 @@ async fn plugin_upload_validates_the_component_and_stores_nothing_on_error() {
             .join(format!("{digest}.wasm"))
             .exists()
     );
-    let job: Value = accepted(
-        &s,
-        json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}}),
-    )
-    .await;
+    let job: Value = s
+        .accepted(json!({"workflow": "custom", "target": "web", "params": {"mode": "many-calls"}}))
+        .await;
     assert_eq!(job["plugin_digest"], first["digest"]);
     let second: Value = upload("custom", plugin_wasm("deckhand-test-custom-undo"))
         .await
@@ -1122,26 +921,17 @@ async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
         .unwrap();
     assert_eq!(registered.status(), 201);
     // A job whose own compensation spins: its rollback takes a minute.
-    let job = accepted(
-        &s,
-        json!({"workflow": "hostile", "target": "slow", "params": {"mode": "slow-compensation"}}),
+    let job = s.accepted(json!({"workflow": "hostile", "target": "slow", "params": {"mode": "slow-compensation"}}),
     )
     .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let state = |s: &Server| {
-        let url = s.at(&format!("/v1/jobs/{id}"));
-        async move {
-            let job: Value = http().get(url).send().await.unwrap().json().await.unwrap();
-            job["state"].as_str().unwrap().to_owned()
-        }
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while state(&s).await != "rolling_back" {
+    while s.job(&id).await["state"] != "rolling_back" {
         assert!(std::time::Instant::now() < deadline, "never rolled back");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // Killed in the middle of the compensation: the next start recovers it.
-    s.kill_and_restart();
+    s.restart();
     let asked = std::time::Instant::now();
     let health = http().get(s.at("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -1149,13 +939,15 @@ async fn a_restarted_server_answers_while_a_slow_recovery_runs() {
         asked.elapsed() < std::time::Duration::from_secs(5),
         "the server answers at once, not after the recovery"
     );
-    assert_eq!(state(&s).await, "rolling_back", "recovery is still at work");
+    assert_eq!(
+        s.job(&id).await["state"],
+        "rolling_back",
+        "recovery is still at work"
+    );
     // The job being recovered still holds its target.
-    let busy = post_job(
-        &s,
-        json!({"workflow": "install", "target": "slow", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let busy = s
+        .post_job(json!({"workflow": "install", "target": "slow", "params": {"image": "app:1"}}))
+        .await;
     assert_eq!(busy.status(), 409);
 }
 
@@ -1328,11 +1120,9 @@ async fn an_idle_connection_is_closed_but_an_event_stream_is_not() {
     let (answer, closed) = raw_exchange(&s, b"", std::time::Duration::from_secs(5)).await;
     assert!(closed && answer.is_empty(), "{closed} {answer:?}");
 
-    let job = accepted(
-        &s,
-        json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}),
-    )
-    .await;
+    let job = s
+        .accepted(json!({"workflow": "install", "target": "web", "params": {"image": "app:1"}}))
+        .await;
     let started = std::time::Instant::now();
     let events = events_to_end(&s, job["id"].as_str().unwrap()).await;
     assert!(

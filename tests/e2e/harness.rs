@@ -350,23 +350,56 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().default_headers(headers)
 }
 
-/// A `deckhand serve` child process on a free loopback port.
+/// A `deckhand serve` child process on a loopback port of its own. What it
+/// writes to stderr is kept ([`Server::stderr`]) and printed if the test
+/// fails; it is killed when dropped.
 pub struct Server {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     /// Its data directory, removed with the server.
     #[allow(dead_code)]
     pub dir: tempfile::TempDir,
-    child: std::process::Child,
-    /// How it was started, to start it again.
-    command: Vec<String>,
+    process: ServerProcess,
+    /// How it was started, to start it again: its `serve` arguments but
+    /// `--listen`, and its environment.
+    args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The token it requires; `None` when it keeps its own in its data
+    /// directory.
+    token: Option<String>,
+}
+
+/// One run of a [`Server`]'s process.
+struct ServerProcess {
+    child: std::process::Child,
+    /// What it has written to stderr so far.
+    stderr: Arc<std::sync::Mutex<String>>,
+    /// The thread that reads it, until the process closes it.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    /// Wait for it to exit and for the last of its stderr.
+    fn reap(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.child.kill();
+        let _ = self.process.reap();
+        if std::thread::panicking() {
+            eprintln!("deckhand serve ({}) stderr:\n{}", self.url, self.stderr());
+        }
     }
 }
 
@@ -389,74 +422,220 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Self::launch(runtime, Some(token.unwrap_or(TEST_TOKEN)), extra, env)
+    }
+
+    /// Start one with no `DECKHAND_TOKEN`: it makes up its own and keeps it
+    /// in its data directory.
+    pub fn start_without_token(runtime: &str) -> Server {
+        Self::launch(runtime, None, &[], &[])
+    }
+
+    fn launch(runtime: &str, token: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut command: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--runtime", runtime]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        command.extend(extra.iter().map(|s| s.to_string()));
+        let mut args: Vec<String> = vec!["--runtime".into(), runtime.into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        env.push((
-            "DECKHAND_TOKEN".into(),
-            token.unwrap_or(TEST_TOKEN).to_owned(),
-        ));
-        let (url, child) = Self::spawn(dir.path(), &command, &env);
+        if let Some(token) = token {
+            env.push(("DECKHAND_TOKEN".into(), token.to_owned()));
+        }
+        let (url, process) = Self::spawn(dir.path(), "127.0.0.1:0", &args, &env);
         Server {
             url,
             dir,
-            child,
-            command,
+            process,
+            args,
             env,
+            token: token.map(str::to_owned),
         }
     }
 
-    /// Kill it (SIGKILL) and start it again on the same data directory.
-    #[allow(dead_code)]
-    pub fn kill_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (url, child) = Self::spawn(self.dir.path(), &self.command, &self.env);
+    /// Kill it (SIGKILL) unless it has exited already, and start it again on
+    /// the same data directory and port: its URL stays the same.
+    pub fn restart(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.reap();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (url, process) = Self::spawn(self.dir.path(), &listen, &self.args, &self.env);
         self.url = url;
-        self.child = child;
+        self.process = process;
+    }
+
+    /// Ask it to stop, as a service manager does (SIGTERM).
+    pub fn sigterm(&self) {
+        let pid = self.process.child.id();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(
+            rc,
+            0,
+            "SIGTERM to {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Wait until it has exited: its exit status. All it wrote to stderr is
+    /// in [`Server::stderr`] then.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.process.reap().unwrap()
+    }
+
+    /// What it has written to stderr since it was last started.
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
     }
 
     fn spawn(
         dir: &std::path::Path,
-        command: &[String],
+        listen: &str,
+        args: &[String],
         env: &[(String, String)],
-    ) -> (String, std::process::Child) {
-        use std::io::{BufRead, BufReader};
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
-        cmd.arg("--data-dir")
-            .arg(dir)
-            .args(command)
+    ) -> (String, ServerProcess) {
+        use std::io::{BufRead, BufReader, Read};
+        let mut cmd = deckhand(dir);
+        cmd.args(["serve", "--listen", listen])
+            .args(args)
             .env("DECKHAND_SETTLE_MS", "300")
             .env_remove("DECKHAND_TOKEN")
-            .stdout(std::process::Stdio::piped());
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut from = child.stderr.take().unwrap();
+        let into = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut process = ServerProcess {
+            child,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        let mut out = BufReader::new(process.child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("deckhand listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
+        let Some(url) = line.trim().strip_prefix("deckhand listening on ") else {
+            let _ = process.child.kill();
+            let _ = process.reap();
+            panic!(
+                "unexpected first line: {line}\nstderr:\n{}",
+                process.stderr()
+            );
+        };
+        let url = url.to_owned();
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || for _ in out.lines() {});
-        (url, child)
+        (url, process)
     }
 
     /// `url` + `path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
+
+    /// POST a job: the answer, whatever it is.
+    pub async fn post_job(&self, body: serde_json::Value) -> reqwest::Response {
+        http_client()
+            .post(self.at("/v1/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST a job that must be accepted (202): its JSON.
+    pub async fn accepted(&self, body: serde_json::Value) -> serde_json::Value {
+        let resp = self.post_job(body).await;
+        assert_eq!(resp.status(), 202);
+        resp.json().await.unwrap()
+    }
+
+    /// GET `path`: the JSON of the answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        http_client()
+            .get(self.at(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GET job `id`: its JSON.
+    pub async fn job(&self, id: &str) -> serde_json::Value {
+        self.get_json(&format!("/v1/jobs/{id}")).await
+    }
+
+    /// Poll job `id` until `done` holds of its JSON (within 30 s): that JSON.
+    pub async fn wait_for_job(
+        &self,
+        id: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job never got there: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `deckhand --data-dir <data_dir> --server <url>`, presenting the
+    /// server's token; for a server without one, none (the CLI then reads
+    /// the one the server keeps, if `data_dir` is the server's).
+    pub fn client(&self, data_dir: &std::path::Path) -> std::process::Command {
+        let mut c = deckhand(data_dir);
+        match &self.token {
+            Some(token) => c.env("DECKHAND_TOKEN", token),
+            None => c.env_remove("DECKHAND_TOKEN"),
+        };
+        c.arg("--server").arg(&self.url);
+        c
+    }
+
+    /// Run `deckhand --server <url> <args>` to its end, from a data
+    /// directory of its own (so nothing local is read).
+    pub fn remote(&self, args: &[&str]) -> std::process::Output {
+        let work = tempfile::tempdir().unwrap();
+        self.client(work.path()).args(args).output().unwrap()
+    }
+
+    /// Run `deckhand <args>` in-process on the server's data directory (whose
+    /// lock the server holds: commands that run jobs there refuse, reads and
+    /// cancels work).
+    pub fn local(&self, args: &[&str]) -> std::process::Output {
+        deckhand(self.dir.path()).args(args).output().unwrap()
+    }
+}
+
+/// Whether a job's JSON says it has ended.
+pub fn is_terminal(job: &serde_json::Value) -> bool {
+    ["succeeded", "cancelled", "rolled_back", "failed"].contains(&job["state"].as_str().unwrap())
+}
+
+/// The `deckhand` binary on data directory `data_dir`, to add arguments to.
+pub fn deckhand(data_dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    c.arg("--data-dir").arg(data_dir);
+    c
 }
 
 /// Read a job's event stream to its `end`: (id, event kind, data) of each event.
@@ -561,11 +740,8 @@ pub fn run_cli_env(
     kill_after: Option<usize>,
     env: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("DECKHAND_SETTLE_MS", "300");
+    let mut c = deckhand(dir);
+    c.args(args).env("DECKHAND_SETTLE_MS", "300");
     if let Some(n) = kill_after {
         c.env("DECKHAND_FAULT_KILL_AFTER_EVENTS", n.to_string());
     }
