@@ -40,6 +40,19 @@ pub fn made_by_unrecorded_create(found: &ContainerState, job: &str) -> bool {
     found.label(LABEL_JOB) == Some(job)
 }
 
+/// Whether `job`'s own pull brought the image `reference` here.
+pub fn pulled_by_job(
+    journal: &Journal,
+    reference: &str,
+    job: &JobId,
+) -> Result<bool, JournalError> {
+    let name = crate::runtime::with_default_tag(reference);
+    Ok(journal
+        .owned_named(RESOURCE_IMAGE, &name)?
+        .iter()
+        .any(|o| &o.job_id == job))
+}
+
 /// Whether the image id `id` is one the engine's own pull brought here.
 pub fn is_engines_image(journal: &Journal, id: &str) -> Result<bool, JournalError> {
     Ok(journal.owned(RESOURCE_IMAGE, id)?.is_some())

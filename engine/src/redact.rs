@@ -11,6 +11,8 @@
 //! mode of the directory) is as sensitive as the params; everything read
 //! out of it for people goes through a [`Redaction`].
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// What stands for a hidden value.
@@ -115,6 +117,30 @@ impl Redaction {
             }
             _ => {}
         }
+    }
+
+    /// The redaction for what is shown of `job`: the default markers (or
+    /// `DECKHAND_SECRET_KEYS`) and the secret values of its params.
+    pub fn for_job(job: &crate::journal::JobRecord) -> Self {
+        let mut redaction = Redaction::from_env();
+        redaction.learn(&job.params);
+        redaction
+    }
+
+    /// Learn the secret values in `value`'s JSON form (see [`Self::learn`]).
+    pub fn learn_from<T: Serialize>(&mut self, value: &T) {
+        if let Ok(v) = serde_json::to_value(value) {
+            self.learn(&v);
+        }
+    }
+
+    /// `value` with its secrets masked, through its JSON form.
+    pub fn masked<T: Serialize + DeserializeOwned + Clone>(&self, value: &T) -> T {
+        let Ok(mut v) = serde_json::to_value(value) else {
+            return value.clone();
+        };
+        self.value(&mut v);
+        serde_json::from_value(v).unwrap_or_else(|_| value.clone())
     }
 
     /// `text` with every known secret value masked.

@@ -220,20 +220,6 @@ pub const RESOURCE_CONTAINER: &str = "container";
 /// id is the image id, its name the reference it was pulled as.
 pub const RESOURCE_IMAGE: &str = "image";
 
-/// The intent fields that find the journaled pulls of `image` with
-/// `Journal::jobs_with_intent`; with `brought_here`, only the pulls that
-/// found it absent (the engine brought it onto the machine).
-pub fn pull_intent_fields(image: &str, brought_here: bool) -> Vec<(&'static str, Value)> {
-    let mut fields = vec![
-        ("op", Value::from("pull_image")),
-        ("image", Value::from(image)),
-    ];
-    if brought_here {
-        fields.push(("present_before", Value::from(false)));
-    }
-    fields
-}
-
 /// The `op` a journaled step type carries (`stop_container`, …).
 pub fn op_of<T: Serialize>(t: &T) -> String {
     to_value(t)

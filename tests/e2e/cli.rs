@@ -1,14 +1,6 @@
 //! The `deckhand` binary as a user runs it.
 
-use std::process::Command;
-
 use crate::harness::*;
-
-fn deckhand(data_dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    c.arg("--data-dir").arg(data_dir);
-    c
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_install_shows_steps_and_jobs_show_prints_the_journal() {
@@ -66,6 +58,35 @@ fn cli_without_a_reachable_daemon_says_so_in_one_line_naming_docker_host() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("DOCKER_HOST"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_install_of_an_image_that_cannot_be_had_is_refused_in_one_clear_line_and_creates_no_job()
+ {
+    let _docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image("no-such-image:1");
+    let out = deckhand(dir.path())
+        .args(["install", &unique_target("noimg"), &img])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = cli_text(&out);
+    assert_eq!(text.trim().lines().count(), 1, "one line:\n{text}");
+    assert!(
+        text.contains(&img) && text.contains("cannot be pulled"),
+        "{text}"
+    );
+    assert_eq!(text.matches("manifest unknown").count(), 1, "{text}");
+    let list = deckhand(dir.path())
+        .args(["jobs", "list", "--all"])
+        .output()
+        .unwrap();
+    let rows = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .skip(1)
+        .count();
+    assert_eq!(rows, 0, "no job:\n{}", cli_text(&list));
 }
 
 #[test]
@@ -277,25 +298,6 @@ fn plugin_test_with_an_injected_fault_shows_the_rollback() {
 
 // ---- the CLI as a new user meets it (in-memory runtime, no Docker) ----------
 
-/// A `deckhand --server URL` child presenting the test token, from a data
-/// directory of its own (so nothing local is read).
-fn remote(s: &Server, args: &[&str]) -> std::process::Output {
-    let work = tempfile::tempdir().unwrap();
-    deckhand(work.path())
-        .env("DECKHAND_TOKEN", TEST_TOKEN)
-        .arg("--server")
-        .arg(&s.url)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `deckhand` in-process on the data directory of server `s` (which holds
-/// its lock: commands that run jobs there refuse, reads and cancels work).
-fn local(s: &Server, args: &[&str]) -> std::process::Output {
-    deckhand(s.dir.path()).args(args).output().unwrap()
-}
-
 fn stdout_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -307,50 +309,14 @@ fn slow_server() -> Server {
 }
 
 async fn submit_install(s: &Server, target: &str) -> String {
-    let resp = http_client()
-        .post(s.at("/v1/jobs"))
-        .json(&serde_json::json!({
+    let job = s
+        .accepted(serde_json::json!({
             "workflow": "install",
             "target": target,
             "params": {"image": "app:1", "health": {"timeout_s": 120}},
         }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let job: serde_json::Value = resp.json().await.unwrap();
+        .await;
     job["id"].as_str().unwrap().to_owned()
-}
-
-/// Poll job `id` until `done` holds of its JSON; that JSON.
-async fn wait_for_job(
-    s: &Server,
-    id: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let job: serde_json::Value = http_client()
-            .get(s.at(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job never got there: {job}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-fn is_terminal(job: &serde_json::Value) -> bool {
-    ["succeeded", "cancelled", "rolled_back", "failed"].contains(&job["state"].as_str().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -416,28 +382,29 @@ async fn a_closed_stdout_never_makes_the_cli_panic() {
 async fn jobs_cancel_answers_the_same_json_in_process_and_through_a_server() {
     let s = slow_server();
     let id = submit_install(&s, "web").await;
-    wait_for_job(&s, &id, |j| j["phase"] == "waiting_healthy").await;
+    s.wait_for_job(&id, |j| j["phase"] == "waiting_healthy")
+        .await;
 
     // In-process, while the server runs the job: journaled, the server acts.
-    let first = local(&s, &["jobs", "cancel", &id]);
+    let first = s.local(&["jobs", "cancel", &id]);
     assert!(first.status.success(), "{}", cli_text(&first));
     assert_eq!(
         stdout_of(&first).trim(),
         r#"{"cancelled":true,"state":"running"}"#
     );
-    wait_for_job(&s, &id, is_terminal).await;
+    s.wait_for_job(&id, is_terminal).await;
 
     // Cancelling the cancelled job: `cancelled: false`, its state and why,
     // word for word the same through the server and in-process.
     let expected = r#"{"cancelled":false,"state":"cancelled","reason":"job already cancelled"}"#;
-    let through_server = remote(&s, &["jobs", "cancel", &id]);
+    let through_server = s.remote(&["jobs", "cancel", &id]);
     assert!(
         through_server.status.success(),
         "{}",
         cli_text(&through_server)
     );
     assert_eq!(stdout_of(&through_server).trim(), expected);
-    let in_process = local(&s, &["jobs", "cancel", &id]);
+    let in_process = s.local(&["jobs", "cancel", &id]);
     assert_eq!(
         stdout_of(&in_process).trim(),
         expected,
@@ -449,7 +416,7 @@ async fn jobs_cancel_answers_the_same_json_in_process_and_through_a_server() {
     // elsewhere): no engine is needed to answer for a finished job.
     let copy = tempfile::tempdir().unwrap();
     let file = copy.path().join("journal.jsonl");
-    let export = local(&s, &["journal", "export", "-o", file.to_str().unwrap()]);
+    let export = s.local(&["journal", "export", "-o", file.to_str().unwrap()]);
     assert!(export.status.success(), "{}", cli_text(&export));
     let alone = tempfile::tempdir().unwrap();
     let import = deckhand(alone.path())
@@ -474,7 +441,7 @@ async fn jobs_cancel_answers_the_same_json_in_process_and_through_a_server() {
 async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_server_is_refused() {
     let s = Server::start("memory", None);
     let id = submit_install(&s, "web").await;
-    let job = wait_for_job(&s, &id, is_terminal).await;
+    let job = s.wait_for_job(&id, is_terminal).await;
     assert_eq!(job["state"], "succeeded", "{job}");
 
     for args in [
@@ -483,7 +450,7 @@ async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_s
         &["jobs", "show", &id][..],
         &["jobs", "list"][..],
     ] {
-        let (r, l) = (remote(&s, args), local(&s, args));
+        let (r, l) = (s.remote(args), s.local(args));
         assert!(r.status.success(), "{args:?}: {}", cli_text(&r));
         assert!(l.status.success(), "{args:?}: {}", cli_text(&l));
         let text = stdout_of(&r);
@@ -493,10 +460,10 @@ async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_s
         );
         assert_eq!(text, stdout_of(&l), "{args:?}: the same through the server");
     }
-    let targets = stdout_of(&remote(&s, &["targets", "list"]));
+    let targets = stdout_of(&s.remote(&["targets", "list"]));
     assert!(targets.starts_with("TARGET"), "{targets}");
     assert!(targets.contains("app:1"), "{targets}");
-    let show = stdout_of(&remote(&s, &["jobs", "show", &id]));
+    let show = stdout_of(&s.remote(&["jobs", "show", &id]));
     for expected in [
         "state     succeeded",
         "journal:",
@@ -507,7 +474,7 @@ async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_s
     }
     // `--json` still gives the API's JSON.
     let json: serde_json::Value =
-        serde_json::from_slice(&remote(&s, &["targets", "show", "web", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&s.remote(&["targets", "show", "web", "--json"]).stdout).unwrap();
     assert_eq!(json["revision"], 1);
 
     // Commands that work on a journal file say so instead of ignoring the URL.
@@ -516,7 +483,7 @@ async fn server_output_is_the_same_tables_as_local_output_and_replay_through_a_s
         &["journal", "export"][..],
         &["recover"][..],
     ] {
-        let out = remote(&s, args);
+        let out = s.remote(args);
         assert!(!out.status.success(), "{args:?}: {}", cli_text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -551,9 +518,9 @@ fn unique_start<'a>(id: &'a str, others: &[&str]) -> &'a str {
 async fn short_job_ids_name_a_job_everywhere_an_id_does() {
     let s = Server::start("memory", None);
     let a = submit_install(&s, "web").await;
-    wait_for_job(&s, &a, is_terminal).await;
+    s.wait_for_job(&a, is_terminal).await;
     let b = submit_install(&s, "api").await;
-    wait_for_job(&s, &b, is_terminal).await;
+    s.wait_for_job(&b, is_terminal).await;
     let short_a = unique_start(&a, &[&b]);
     let short_b = unique_start(&b, &[&a]);
     // Ids are UUIDv7: jobs made moments apart share their first digits.
@@ -562,8 +529,8 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
 
     for (short, full) in [(short_a, &a), (short_b, &b)] {
         for out in [
-            local(&s, &["jobs", "show", short]),
-            remote(&s, &["jobs", "show", short]),
+            s.local(&["jobs", "show", short]),
+            s.remote(&["jobs", "show", short]),
         ] {
             assert!(out.status.success(), "{short}: {}", cli_text(&out));
             assert!(
@@ -576,16 +543,16 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
     // Cancel, watch, replay and export take one too.
     let expected = r#"{"cancelled":false,"state":"succeeded","reason":"job already succeeded"}"#;
     assert_eq!(
-        stdout_of(&local(&s, &["jobs", "cancel", short_a])).trim(),
+        stdout_of(&s.local(&["jobs", "cancel", short_a])).trim(),
         expected
     );
     assert_eq!(
-        stdout_of(&remote(&s, &["jobs", "cancel", short_a])).trim(),
+        stdout_of(&s.remote(&["jobs", "cancel", short_a])).trim(),
         expected
     );
     for out in [
-        local(&s, &["jobs", "watch", short_b]),
-        remote(&s, &["jobs", "watch", short_b]),
+        s.local(&["jobs", "watch", short_b]),
+        s.remote(&["jobs", "watch", short_b]),
     ] {
         assert!(
             stdout_of(&out).contains("succeeded in"),
@@ -593,20 +560,20 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
             cli_text(&out)
         );
     }
-    let replay = local(&s, &["replay", short_a, "--timeline"]);
+    let replay = s.local(&["replay", short_a, "--timeline"]);
     assert!(
         stdout_of(&replay).starts_with(&format!("job {a}\n")),
         "{}",
         cli_text(&replay)
     );
-    let export = stdout_of(&local(&s, &["journal", "export", "--job", short_b]));
+    let export = stdout_of(&s.local(&["journal", "export", "--job", short_b]));
     assert!(export.contains(&b) && !export.contains(&a), "{export}");
 
     // A start that several ids share is refused, listing them; so is one too
     // short to mean anything, and one that names no job.
     for out in [
-        local(&s, &["jobs", "show", shared]),
-        remote(&s, &["jobs", "show", shared]),
+        s.local(&["jobs", "show", shared]),
+        s.remote(&["jobs", "show", shared]),
     ] {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -618,8 +585,8 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
         );
     }
     for out in [
-        local(&s, &["jobs", "show", &a[..3]]),
-        remote(&s, &["jobs", "cancel", &a[..3]]),
+        s.local(&["jobs", "show", &a[..3]]),
+        s.remote(&["jobs", "cancel", &a[..3]]),
     ] {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -627,8 +594,8 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
     }
     let nobody = if a.starts_with('f') { "0000" } else { "ffff" };
     for out in [
-        local(&s, &["jobs", "show", nobody]),
-        remote(&s, &["jobs", "show", nobody]),
+        s.local(&["jobs", "show", nobody]),
+        s.remote(&["jobs", "show", nobody]),
     ] {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -643,10 +610,11 @@ async fn short_job_ids_name_a_job_everywhere_an_id_does() {
 async fn jobs_show_of_a_running_job_shows_its_live_phase() {
     let s = slow_server();
     let id = submit_install(&s, "web").await;
-    wait_for_job(&s, &id, |j| j["phase"] == "waiting_healthy").await;
+    s.wait_for_job(&id, |j| j["phase"] == "waiting_healthy")
+        .await;
     for out in [
-        local(&s, &["jobs", "show", &id]),
-        remote(&s, &["jobs", "show", &id]),
+        s.local(&["jobs", "show", &id]),
+        s.remote(&["jobs", "show", &id]),
     ] {
         let text = stdout_of(&out);
         assert!(out.status.success(), "{}", cli_text(&out));
@@ -654,15 +622,15 @@ async fn jobs_show_of_a_running_job_shows_its_live_phase() {
         assert!(text.contains("  phase     waiting_healthy\n"), "{text}");
         assert!(text.contains("wait_healthy"), "the step under way: {text}");
     }
-    assert!(stdout_of(&remote(&s, &["jobs", "show", &id])).contains("the job goes on"));
+    assert!(stdout_of(&s.remote(&["jobs", "show", &id])).contains("the job goes on"));
 
     // Once it is over, no phase is shown as if it were still under way.
-    let cancel = remote(&s, &["jobs", "cancel", &id]);
+    let cancel = s.remote(&["jobs", "cancel", &id]);
     assert!(cancel.status.success(), "{}", cli_text(&cancel));
-    wait_for_job(&s, &id, is_terminal).await;
+    s.wait_for_job(&id, is_terminal).await;
     for out in [
-        local(&s, &["jobs", "show", &id]),
-        remote(&s, &["jobs", "show", &id]),
+        s.local(&["jobs", "show", &id]),
+        s.remote(&["jobs", "show", &id]),
     ] {
         let text = stdout_of(&out);
         assert!(text.contains("  state     cancelled\n"), "{text}");

@@ -126,29 +126,43 @@ async fn install_journals_intent_then_result_for_every_step_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn install_of_an_unknown_image_fails_with_the_daemons_message_and_leaves_nothing() {
+async fn install_of_an_image_its_registry_does_not_have_is_refused_before_a_job_exists() {
     let engine = TestEngine::start().await;
     let target = unique_target("unknown");
     let img = image("does-not-exist:1");
-    let job = run_job(
-        &engine,
+    let req = deckhand::executor::JobRequest::new(
         "install",
         &target,
         json!({"image": img, "network": "none"}),
-    )
-    .await;
-    assert_eq!(job.state, JobState::RolledBack);
-    let error = job.error.unwrap();
-    assert!(
-        error.contains("manifest unknown") || error.contains("not found"),
-        "{error}"
     );
+    let refused = engine
+        .executor
+        .submit(req)
+        .await
+        .expect_err("no job for an image that cannot be had");
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            deckhand::executor::SubmitError::ImageUnavailable { .. }
+        ),
+        "{message}"
+    );
+    assert!(message.contains(&img), "names the image: {message}");
+    assert!(
+        message.matches("manifest unknown").count() <= 1,
+        "the registry's words said once: {message}"
+    );
+    let jobs = engine
+        .journal()
+        .list_jobs(&deckhand::journal::JobFilter {
+            target: Some(target.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(jobs.is_empty(), "no job was created: {jobs:?}");
     assert!(containers_of(&engine.docker, &target).await.is_empty());
     assert!(!image_present(&engine.docker, &img).await);
-    assert!(
-        engine.journal().target(&target).unwrap().is_none(),
-        "no revision recorded"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -412,6 +412,88 @@ async fn export_import_export_is_byte_identical_for_every_fixture() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn progress_without_layers_still_reads_and_a_pulls_layers_survive_export_and_import() {
+    use deckhand::journal::{JobId, LayerProgress, NewJob, Progress};
+    // Every fixture was written before per-layer progress: it reads, with
+    // no layers (and exports byte for byte, above).
+    let mut progress_events = 0;
+    for (name, _) in FIXTURES
+        .iter()
+        .filter(|(n, _)| *n != "torn-last-record.jsonl")
+    {
+        let (_dir, journal, _, _) = load(name).await;
+        for job in journal.list_jobs(&JobFilter::default()).unwrap() {
+            assert!(job.progress.layers.is_empty(), "{name}");
+            for rec in journal.events(&job.id, 0).unwrap() {
+                if let Event::Progress(p) = rec.event {
+                    progress_events += 1;
+                    assert!(p.layers.is_empty(), "{name}");
+                }
+            }
+        }
+    }
+    assert!(progress_events > 0);
+
+    // A pull's layers are journaled, kept as the job's progress, and come
+    // through an export and an import unchanged.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let job = journal
+        .create_job(NewJob {
+            id: JobId::new(),
+            workflow: "install".into(),
+            target: "web".into(),
+            params: serde_json::json!({"image": "app:1"}),
+            plugin_digest: "sha256:00".into(),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let progress = Progress {
+        fraction: Some(0.4),
+        layers_done: 1,
+        layers_total: 2,
+        bytes_done: 15_728_322,
+        bytes_total: 30_009_415,
+        layers: vec![
+            LayerProgress {
+                id: "d367b91f526b".into(),
+                state: "already_present".into(),
+                current: 0,
+                total: None,
+            },
+            LayerProgress {
+                id: "2444352a396d".into(),
+                state: "downloading".into(),
+                current: 15_728_322,
+                total: Some(30_009_415),
+            },
+        ],
+    };
+    let phase = Event::Phase {
+        phase: "pulling".into(),
+    };
+    journal.append(&job.id, phase).await.unwrap();
+    journal
+        .append(&job.id, Event::Progress(progress.clone()))
+        .await
+        .unwrap();
+    assert_eq!(journal.job(&job.id).unwrap().unwrap().progress, progress);
+    let text = journal.export(None).unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = Journal::open(copy_dir.path().join(Journal::FILE_NAME)).unwrap();
+    copy.import(&text).await.unwrap();
+    assert_eq!(copy.job(&job.id).unwrap().unwrap().progress, progress);
+    let events = copy.events(&job.id, 0).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|r| r.event == Event::Progress(progress.clone()))
+    );
+    assert_eq!(copy.export(None).unwrap(), text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(Journal::FILE_NAME);

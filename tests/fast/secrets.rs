@@ -60,3 +60,54 @@ async fn secret_env_values_are_masked_in_timelines_headers_and_exports_but_kept_
     let journal = deckhand::journal::Journal::open(other.path().join("j.sqlite")).unwrap();
     journal.import(&export).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_env_values_are_masked_in_the_apis_job_json_listings_and_event_stream() {
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let job = submit_and_wait(
+        &executor,
+        "install",
+        "web",
+        json!({"image": "app:1", "env": {"API_TOKEN": SECRET, "MODE": "prod"}}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = deckhand::api::app(deckhand::api::state(
+        executor.clone(),
+        deckhand::api::ApiConfig::default(),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(path).send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            resp.text().await.unwrap()
+        }
+    };
+    let one = get(format!("{base}/v1/jobs/{}", job.id)).await;
+    let list = get(format!("{base}/v1/jobs")).await;
+    let events = get(format!("{base}/v1/jobs/{}/events", job.id)).await;
+    for (what, text) in [("job", &one), ("list", &list), ("events", &events)] {
+        assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
+        assert!(
+            text.contains(r#""API_TOKEN":"***""#),
+            "{what} masks it:\n{text}"
+        );
+        assert!(
+            text.contains(r#""MODE":"prod""#),
+            "{what} shows the rest:\n{text}"
+        );
+    }
+    let steps: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let created = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["call"]["op"] == "create_container")
+        .expect("a create step");
+    assert_eq!(created["call"]["config"]["env"]["API_TOKEN"], "***");
+}

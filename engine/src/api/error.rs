@@ -294,6 +294,11 @@ impl From<SubmitError> for ApiError {
                 )
                 .with_extra(serde_json::json!({ "existing_job": job }))
             }
+            SubmitError::ImageUnavailable { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "image-unavailable",
+                e.to_string(),
+            ),
             SubmitError::Journal(j) => j.into(),
         }
     }

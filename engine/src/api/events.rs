@@ -23,6 +23,7 @@ use super::jobs::parse_id;
 use super::views::{JobView, rfc3339};
 use super::{AppState, ValidPath};
 use crate::journal::{Event, EventRecord, JobId, Seq};
+use crate::redact::Redaction;
 
 /// The SSE kind of a journal event.
 pub fn kind_of(e: &Event) -> &'static str {
@@ -46,8 +47,12 @@ pub fn kind_of(e: &Event) -> &'static str {
     }
 }
 
-fn frame(rec: &EventRecord) -> SseEvent {
+/// The SSE frame of an event, its secrets masked (learnt first: a job's
+/// first event carries its params).
+fn frame(rec: &EventRecord, redaction: &mut Redaction) -> SseEvent {
     let mut data = serde_json::to_value(&rec.event).unwrap_or_default();
+    redaction.learn(&data);
+    redaction.value(&mut data);
     if let Some(obj) = data.as_object_mut() {
         obj.insert("seq".into(), rec.seq.into());
         obj.insert("at".into(), rfc3339(rec.at).into());
@@ -112,6 +117,7 @@ pub async fn job_events(
     let guard = StreamGuard(state.clone());
     tokio::spawn(async move {
         let _guard = guard;
+        let redaction = Redaction::for_job(&job);
         if resume.is_none() {
             let snapshot = serde_json::to_string(&JobView::summary(job)).unwrap_or_default();
             if tx
@@ -122,7 +128,7 @@ pub async fn job_events(
                 return;
             }
         }
-        stream_job(&journal, &id, resume.unwrap_or(0), live, &tx).await;
+        stream_job(&journal, &id, resume.unwrap_or(0), live, redaction, &tx).await;
     });
     Ok(Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(state.config.keep_alive)))
@@ -133,6 +139,7 @@ async fn stream_job(
     id: &JobId,
     mut last: Seq,
     mut live: watch::Receiver<Seq>,
+    mut redaction: Redaction,
     tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     loop {
@@ -140,7 +147,7 @@ async fn stream_job(
             return;
         };
         for rec in &batch {
-            if tx.send(Ok(frame(rec))).await.is_err() {
+            if tx.send(Ok(frame(rec, &mut redaction))).await.is_err() {
                 return;
             }
             last = rec.seq;

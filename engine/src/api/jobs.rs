@@ -63,7 +63,7 @@ pub(super) fn parse_id(id: &str) -> Result<JobId, ApiError> {
         (status = 404, description = "The workflow needs an installed target and there is none", body = Problem),
         (status = 409, description = "The target is busy (`target-busy`, `active_job` names the job holding it), or needs attention (`target-needs-attention`, `failed_job` names a failed job whose rollback did not finish), or an `install` finds it installed (`target-installed`; use `upgrade`)", body = Problem),
         (status = 415, description = "The body is not `application/json`", body = Problem),
-        (status = 422, description = "The body does not have this shape (`invalid-body`); an invalid target, workflow or params (`invalid-target`, `unknown-workflow`, `invalid-params`); a `rollback` to a revision the target never had (`unknown-revision`); the `Idempotency-Key` was used for another request (`idempotency-key-reused`, `existing_job` names its job)", body = Problem),
+        (status = 422, description = "The body does not have this shape (`invalid-body`); an invalid target, workflow or params (`invalid-target`, `unknown-workflow`, `invalid-params`); a `rollback` to a revision the target never had (`unknown-revision`); an image neither on the machine nor in its registry (`image-unavailable`, with the registry's reason); the `Idempotency-Key` was used for another request (`idempotency-key-reused`, `existing_job` names its job)", body = Problem),
         (status = 503, description = "The Docker daemon is away (`docker-unavailable`), or the journal cannot be written (`journal-unwritable`); nothing was created", body = Problem),
         (status = 507, description = "The journal's disk is full (`journal-unwritable`); nothing was created", body = Problem),
     ))]

@@ -19,9 +19,7 @@ mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -109,32 +107,17 @@ pub struct AppState {
 )]
 struct ApiDoc;
 
-/// A JSON body whose rejections become problem documents.
+/// A JSON body whose rejections become problem documents (through
+/// `From<JsonRejection> for ApiError`).
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
 pub struct ValidJson<T>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ValidJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ValidJson(v)),
-            Err(e) => Err(ApiError::from(e as JsonRejection)),
-        }
-    }
-}
-
 /// A path parameter whose rejections (`%ff`, which is not UTF-8) become
-/// problem documents.
+/// problem documents (through `From<PathRejection> for ApiError`).
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
 pub struct ValidPath<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ValidPath<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(v)) => Ok(ValidPath(v)),
-            Err(e) => Err(ApiError::from(e)),
-        }
-    }
-}
 
 /// The handlers' routes, with their part of the OpenAPI document.
 fn routes(config: &ApiConfig) -> OpenApiRouter<AppState> {

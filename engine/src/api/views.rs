@@ -11,6 +11,7 @@ use crate::executor::AutoRetryState;
 use crate::journal::{
     Event, EventRecord, JobRecord, JobState, Millis, Outcome, RevisionRecord, TargetRecord,
 };
+use crate::redact::Redaction;
 
 /// The schema of a job's state: one of [`JobState::ALL`]'s names.
 pub struct JobStateSchema;
@@ -69,8 +70,32 @@ pub struct ProgressView {
     pub layers_total: u32,
     /// Bytes downloaded.
     pub bytes_done: u64,
-    /// Bytes to download.
+    /// Bytes to download over all layers, once every layer's size is known;
+    /// 0 until then, so that a total shown never grows.
     pub bytes_total: u64,
+    /// The layers of a pull, in the daemon's order (at most 128); left out
+    /// for other steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub layers: Vec<LayerView>,
+}
+
+/// One layer of a pull.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LayerView {
+    /// The daemon's layer id.
+    pub id: String,
+    /// `waiting`, `downloading`, `retrying`, `downloaded`, `extracting`,
+    /// `done` or `already_present`.
+    pub state: String,
+    /// Bytes of its current activity (downloaded, or extracted while
+    /// `extracting`).
+    pub current: u64,
+    /// Its size, fixed once known; left out until then and for a layer
+    /// already present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub total: Option<u64>,
 }
 
 /// One journaled step: the call, its undo, and what became of both.
@@ -174,8 +199,13 @@ fn outcome_word(o: &Outcome) -> (&'static str, Option<String>) {
 }
 
 impl JobView {
-    /// The job without its steps.
+    /// The job without its steps, secrets masked (see [`crate::redact`]).
     pub fn summary(j: JobRecord) -> Self {
+        let j = Redaction::for_job(&j).masked(&j);
+        JobView::unmasked(j)
+    }
+
+    fn unmasked(j: JobRecord) -> Self {
         JobView {
             id: j.id.to_string(),
             workflow: j.workflow,
@@ -188,6 +218,17 @@ impl JobView {
                 layers_total: j.progress.layers_total,
                 bytes_done: j.progress.bytes_done,
                 bytes_total: j.progress.bytes_total,
+                layers: j
+                    .progress
+                    .layers
+                    .into_iter()
+                    .map(|l| LayerView {
+                        id: l.id,
+                        state: l.state,
+                        current: l.current,
+                        total: l.total,
+                    })
+                    .collect(),
             },
             error: j.error,
             summary: j.summary,
@@ -201,10 +242,15 @@ impl JobView {
         }
     }
 
-    /// The job with its steps, folded from its events.
+    /// The job with its steps, folded from its events, secrets masked:
+    /// those of the params and any a step's call carries.
     pub fn full(j: JobRecord, events: &[EventRecord]) -> Self {
+        let mut redaction = Redaction::for_job(&j);
+        events.iter().for_each(|e| redaction.learn_from(&e.event));
+        let j = redaction.masked(&j);
+        let events: Vec<EventRecord> = events.iter().map(|e| redaction.masked(e)).collect();
         let mut steps: Vec<StepView> = Vec::new();
-        for e in events {
+        for e in &events {
             match &e.event {
                 Event::Intent { step, call, undo } => steps.push(StepView {
                     step: *step,
@@ -244,7 +290,7 @@ impl JobView {
                 _ => {}
             }
         }
-        let mut view = JobView::summary(j);
+        let mut view = JobView::unmasked(j);
         view.steps = Some(steps);
         view
     }

@@ -1,23 +1,37 @@
 //! Live rendering of a job's events in the terminal: step lines above a
 //! progress line — a spinner with the phase while a step has no measurable
-//! progress, a bar once it has — and, when stderr is not a terminal (a CI
-//! log), plain lines, progress included every tenth of the way. The same
-//! for a job run in-process and one watched over HTTP.
+//! progress, a bar once it has — and under it, while a pull runs, a line per
+//! layer (a bar once the layer has bytes to count, its state until then),
+//! removed when the step ends. When stderr is not a terminal (a CI log):
+//! plain lines, progress included every tenth of the way, no layer lines.
+//! The same for a job run in-process and one watched over HTTP.
 
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render;
-use crate::journal::{Event, JobState};
+use crate::journal::{Event, JobState, LayerProgress};
+use crate::runtime::progress::DOWNLOAD_SHARE;
 
-/// A progress bar with step lines above it.
+/// The most layer lines under the progress line; more would push it off a
+/// small terminal. The step's line still counts every layer.
+const MAX_LAYER_LINES: usize = 12;
+
+/// The characters of a layer id shown (the daemon's are 12).
+const LAYER_ID_CHARS: usize = 15;
+
+/// A progress bar with step lines above it and layer lines under it.
 pub struct LiveView {
+    multi: MultiProgress,
     bar: ProgressBar,
+    /// The layer lines on screen, in their order, with their layer ids.
+    layers: RefCell<Vec<(String, ProgressBar)>>,
     tty: bool,
     /// The fraction last printed as a line (no terminal), this phase.
-    printed: std::cell::Cell<Option<f64>>,
+    printed: Cell<Option<f64>>,
 }
 
 /// The spinner shown while a step has no measurable progress.
@@ -32,6 +46,21 @@ fn bar_style() -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+/// A layer's bar, starting under the step's, shorter so that the line fits
+/// 80 columns. No percentage: the bar weighs download and extraction, while
+/// the text counts the current one's bytes.
+fn layer_bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {prefix:>15} [{bar:20}] {msg}")
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// A layer with nothing to measure (waiting, already present): its state
+/// alone, not a bar frozen at 0%.
+fn layer_state_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {prefix:>15}  {msg}").expect("valid template")
+}
+
 /// Whether a progress line is due without a terminal: the first measurable
 /// progress of a phase, every further tenth, and the end.
 fn progress_line_due(printed: Option<f64>, now: f64) -> bool {
@@ -41,25 +70,60 @@ fn progress_line_due(printed: Option<f64>, now: f64) -> bool {
     }
 }
 
+/// How far a layer is, 0–1, for its bar: the download counts
+/// [`DOWNLOAD_SHARE`] and extraction the rest, as in the step's fraction, so
+/// that a bar never goes back when the download ends and extraction starts.
+/// `None` while there is nothing to measure: the line shows the state.
+fn layer_position(l: &LayerProgress) -> Option<f64> {
+    let ratio = match l.total {
+        Some(t) if t > 0 => (l.current as f64 / t as f64).min(1.0),
+        _ => 0.0,
+    };
+    match l.state.as_str() {
+        "done" => Some(1.0),
+        "downloaded" => Some(DOWNLOAD_SHARE),
+        "extracting" => Some(DOWNLOAD_SHARE + (1.0 - DOWNLOAD_SHARE) * ratio),
+        "downloading" | "retrying" => l.total.filter(|t| *t > 0).map(|_| DOWNLOAD_SHARE * ratio),
+        _ => None,
+    }
+}
+
+/// The layers given a line: all of them when they fit, else the unfinished
+/// ones (up to `max`), in the daemon's order.
+fn shown_layers(layers: &[LayerProgress], max: usize) -> Vec<&LayerProgress> {
+    if layers.len() <= max {
+        return layers.iter().collect();
+    }
+    layers
+        .iter()
+        .filter(|l| !matches!(l.state.as_str(), "done" | "already_present"))
+        .take(max)
+        .collect()
+}
+
 impl LiveView {
     /// Start drawing.
     pub fn new() -> Self {
-        // Without a terminal the bar is hidden, so lines go to stdout.
+        // Without a terminal the bars are hidden, so lines go to stdout.
         let tty = std::io::stderr().is_terminal();
-        let bar = ProgressBar::new(1000);
+        let multi = MultiProgress::new();
+        let bar = multi.add(ProgressBar::new(1000));
         bar.set_style(spinner_style());
         bar.enable_steady_tick(Duration::from_millis(120));
         LiveView {
+            multi,
             bar,
+            layers: RefCell::new(Vec::new()),
             tty,
-            printed: std::cell::Cell::new(None),
+            printed: Cell::new(None),
         }
     }
 
-    /// Print a line above the bar.
+    /// Print a line above the bars.
     pub fn line(&self, line: String) {
         if self.tty {
-            self.bar.println(line)
+            // Only fails when the terminal is gone; the line goes with it.
+            let _ = self.multi.println(line);
         } else {
             outln!("{line}")
         }
@@ -72,6 +136,7 @@ impl LiveView {
         }
         match event {
             Event::Phase { phase } => {
+                self.clear_layers();
                 // No bar until the step says how far it is.
                 self.bar.set_style(spinner_style());
                 self.bar.set_prefix(phase.clone());
@@ -79,6 +144,8 @@ impl LiveView {
                 self.bar.set_message("");
                 self.printed.set(None);
             }
+            // The step whose layers these were has ended.
+            Event::Result { .. } => self.clear_layers(),
             Event::Progress(p) => {
                 let text = render::progress_text(p);
                 match p.fraction {
@@ -93,6 +160,9 @@ impl LiveView {
                     None => self.bar.set_style(spinner_style()),
                 }
                 self.bar.set_message(text);
+                if self.tty {
+                    self.show_layers(&p.layers);
+                }
             }
             Event::State { state, .. } if state.is_terminal() => return Some(*state),
             _ => {}
@@ -100,8 +170,50 @@ impl LiveView {
         None
     }
 
-    /// Remove the bar.
+    /// Bring the layer lines in line with `layers`: update those on screen,
+    /// add new ones after their predecessor, remove those no longer shown.
+    fn show_layers(&self, layers: &[LayerProgress]) {
+        let mut on_screen = self.layers.borrow_mut();
+        let mut kept: Vec<(String, ProgressBar)> = Vec::new();
+        for l in shown_layers(layers, MAX_LAYER_LINES) {
+            let bar = match on_screen.iter().position(|(id, _)| *id == l.id) {
+                Some(i) => on_screen.remove(i).1,
+                None => {
+                    let after = kept.last().map_or(&self.bar, |(_, b)| b);
+                    let bar = self.multi.insert_after(after, ProgressBar::new(1000));
+                    let id: String = l.id.chars().take(LAYER_ID_CHARS).collect();
+                    bar.set_prefix(render::one_line(&id));
+                    bar
+                }
+            };
+            match layer_position(l) {
+                Some(f) => {
+                    bar.set_style(layer_bar_style());
+                    bar.set_position((f * 1000.0) as u64);
+                }
+                None => bar.set_style(layer_state_style()),
+            }
+            bar.set_message(render::layer_text(l));
+            kept.push((l.id.clone(), bar));
+        }
+        for (_, gone) in on_screen.drain(..) {
+            gone.finish_and_clear();
+            self.multi.remove(&gone);
+        }
+        *on_screen = kept;
+    }
+
+    /// Remove the layer lines.
+    fn clear_layers(&self) {
+        for (_, bar) in self.layers.borrow_mut().drain(..) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+
+    /// Remove the bars.
     pub fn finish(&self) {
+        self.clear_layers();
         self.bar.finish_and_clear();
     }
 }
@@ -136,7 +248,102 @@ pub fn interrupts() -> anyhow::Result<tokio::signal::unix::Signal> {
 
 #[cfg(test)]
 mod tests {
-    use super::progress_line_due;
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::runtime::progress::{PullLine, PullTracker};
+
+    fn layer(id: &str, state: &str, current: u64, total: Option<u64>) -> LayerProgress {
+        LayerProgress {
+            id: id.into(),
+            state: state.into(),
+            current,
+            total,
+        }
+    }
+
+    /// The layer lists a real pull stream journals, one per line.
+    fn journaled_layers(stream: &str) -> Vec<Vec<LayerProgress>> {
+        let mut t = PullTracker::new();
+        let mut out = Vec::new();
+        for line in stream.lines() {
+            let line: PullLine = serde_json::from_str(line).unwrap();
+            if t.observe(&line).is_err() {
+                break;
+            }
+            let layers = t
+                .progress()
+                .layers
+                .into_iter()
+                .map(|l| layer(&l.id, l.state.as_str(), l.current, l.total));
+            out.push(layers.collect());
+        }
+        out
+    }
+
+    #[test]
+    fn a_layer_bar_never_goes_back_through_a_real_pull_retries_included() {
+        for stream in [
+            include_str!("../../testdata/docker-pull/multi-layer-with-existing-base.jsonl"),
+            include_str!("../../testdata/docker-pull/big-image-from-test-registry.jsonl"),
+            include_str!("../../testdata/docker-pull/registry-dies-mid-pull.jsonl"),
+        ] {
+            let mut shown: HashMap<String, f64> = HashMap::new();
+            let mut bars = 0;
+            for layers in journaled_layers(stream) {
+                for l in &layers {
+                    if let Some(f) = layer_position(l) {
+                        bars += 1;
+                        let before = shown.insert(l.id.clone(), f).unwrap_or(0.0);
+                        assert!(f >= before, "{l:?} went back from {before} to {f}");
+                        assert!((0.0..=1.0).contains(&f));
+                    }
+                }
+            }
+            assert!(bars > 0);
+        }
+    }
+
+    #[test]
+    fn a_layer_with_nothing_to_measure_shows_its_state_not_an_empty_bar() {
+        for (l, text) in [
+            (layer("a", "waiting", 0, None), "waiting"),
+            (layer("a", "already_present", 0, None), "already present"),
+            (layer("a", "downloading", 0, None), "downloading"),
+            (layer("a", "retrying", 0, None), "retrying"),
+        ] {
+            assert_eq!(layer_position(&l), None, "{l:?}");
+            assert_eq!(render::layer_text(&l), text);
+        }
+        let done = layer("a", "done", 30_009_410, Some(30_009_410));
+        assert_eq!(layer_position(&done), Some(1.0));
+        let half = layer("a", "downloading", 15_004_705, Some(30_009_410));
+        assert_eq!(layer_position(&half), Some(DOWNLOAD_SHARE / 2.0));
+    }
+
+    #[test]
+    fn with_more_layers_than_lines_the_unfinished_ones_are_shown_in_order() {
+        let layers: Vec<_> = [
+            "done",
+            "extracting",
+            "already_present",
+            "waiting",
+            "downloading",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| layer(&i.to_string(), s, 0, None))
+        .collect();
+        let ids = |max| {
+            shown_layers(&layers, max)
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(5), ["0", "1", "2", "3", "4"]);
+        assert_eq!(ids(4), ["1", "3", "4"]);
+        assert_eq!(ids(2), ["1", "3"]);
+    }
 
     #[test]
     fn without_a_terminal_progress_is_a_line_every_tenth_of_the_way() {

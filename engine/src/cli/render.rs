@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::journal::{Event, EventRecord, JobRecord, Millis, Outcome, Progress};
+use crate::journal::{Event, EventRecord, JobRecord, LayerProgress, Millis, Outcome, Progress};
 
 /// Human-readable bytes.
 pub fn bytes(n: u64) -> String {
@@ -22,13 +22,49 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `layers 2/5, 34.5 MB / 120.0 MB`
+/// `layers 2/5, 34.5 MB / 120.0 MB`, or `layers 2/5, 34.5 MB` while the
+/// total is not known (it is given only once it will not grow).
 pub fn progress_text(p: &Progress) -> String {
     let mut s = format!("layers {}/{}", p.layers_done, p.layers_total);
     if p.bytes_total > 0 {
         s += &format!(", {} / {}", bytes(p.bytes_done), bytes(p.bytes_total));
+    } else if p.bytes_done > 0 {
+        s += &format!(", {}", bytes(p.bytes_done));
     }
     s
+}
+
+/// One layer of a pull: `downloading 12.3 MB / 30.0 MB`, `waiting`,
+/// `already present`. Control characters (from a server that sent them) are
+/// shown escaped, never sent to the terminal.
+pub fn layer_text(l: &LayerProgress) -> String {
+    let amount = match l.total {
+        Some(t) => format!(" {} / {}", bytes(l.current), bytes(t)),
+        None if l.current > 0 => format!(" {}", bytes(l.current)),
+        None => String::new(),
+    };
+    match l.state.as_str() {
+        "downloading" | "extracting" | "retrying" => format!("{}{amount}", l.state),
+        "downloaded" | "done" => match l.total {
+            Some(t) => format!("{} {}", l.state, bytes(t)),
+            None => l.state.clone(),
+        },
+        "already_present" => "already present".to_owned(),
+        other => one_line(other),
+    }
+}
+
+/// `s` on one line, every control character shown escaped.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A call or compensation in one line: `pull_image image=app:1`.
@@ -137,23 +173,9 @@ fn time(ms: Millis) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// `value` with its secrets masked (see [`crate::redact`]).
-fn shown<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
-    value: &T,
-    redaction: &crate::redact::Redaction,
-) -> T {
-    let Ok(mut v) = serde_json::to_value(value) else {
-        return value.clone();
-    };
-    redaction.value(&mut v);
-    serde_json::from_value(v).unwrap_or_else(|_| value.clone())
-}
-
 /// The job's header lines (secrets masked).
 pub fn job_header(j: &JobRecord) -> String {
-    let mut redaction = crate::redact::Redaction::from_env();
-    redaction.learn(&j.params);
-    let j = &shown(j, &redaction);
+    let j = &crate::redact::Redaction::for_job(j).masked(j);
     let mut s = format!(
         "job {}\n  workflow  {}\n  target    {}\n  state     {}\n  params    {}\n  plugin    {}\n  created   {}\n  updated   {}\n",
         j.id,
@@ -193,12 +215,8 @@ pub fn timeline(events: &[EventRecord]) -> String {
     // Secrets masked: learnt from every event first (the params are in the
     // first, a plugin may log them anywhere after).
     let mut redaction = crate::redact::Redaction::from_env();
-    for e in events {
-        if let Ok(v) = serde_json::to_value(&e.event) {
-            redaction.learn(&v);
-        }
-    }
-    let events: Vec<EventRecord> = events.iter().map(|e| shown(e, &redaction)).collect();
+    events.iter().for_each(|e| redaction.learn_from(&e.event));
+    let events: Vec<EventRecord> = events.iter().map(|e| redaction.masked(e)).collect();
     let events = &events[..];
     let start = events.first().map(|e| e.at).unwrap_or(0);
     let mut began: HashMap<(&str, u32), Millis> = HashMap::new();
@@ -326,6 +344,53 @@ mod tests {
         assert_eq!(
             event_line(&log).unwrap(),
             "  [error] container deckhand-web logs (last 27 bytes):\n      | starting\n      | \\u{1b}[2Jfatal: no\tdb"
+        );
+    }
+
+    #[test]
+    fn the_byte_total_is_shown_only_once_known_and_downloaded_bytes_before() {
+        let mut p = Progress {
+            layers_done: 1,
+            layers_total: 5,
+            bytes_done: 12_300_000,
+            ..Progress::default()
+        };
+        assert_eq!(progress_text(&p), "layers 1/5, 12.3 MB");
+        p.bytes_total = 120_000_000;
+        assert_eq!(progress_text(&p), "layers 1/5, 12.3 MB / 120.0 MB");
+        p.bytes_done = 0;
+        p.bytes_total = 0;
+        assert_eq!(progress_text(&p), "layers 1/5");
+    }
+
+    #[test]
+    fn a_layer_shows_its_state_and_the_bytes_of_its_current_activity() {
+        let l = |state: &str, current, total| LayerProgress {
+            id: "40f7e7a955c8".into(),
+            state: state.into(),
+            current,
+            total,
+        };
+        let size = Some(30_009_410);
+        assert_eq!(
+            layer_text(&l("downloading", 15_728_322, size)),
+            "downloading 15.7 MB / 30.0 MB"
+        );
+        assert_eq!(
+            layer_text(&l("downloaded", 30_009_410, size)),
+            "downloaded 30.0 MB"
+        );
+        assert_eq!(
+            layer_text(&l("extracting", 327_680, size)),
+            "extracting 327.7 kB / 30.0 MB"
+        );
+        assert_eq!(layer_text(&l("done", 30_009_410, size)), "done 30.0 MB");
+        assert_eq!(layer_text(&l("done", 0, None)), "done");
+        // A state this build does not know, from a newer server, is shown
+        // as it is, its control characters escaped.
+        assert_eq!(
+            layer_text(&l("paused\u{1b}[2J", 0, None)),
+            "paused\\u{1b}[2J"
         );
     }
 

@@ -27,7 +27,7 @@ use crate::journal::{
     Event, IdempotencyKey, JobId, JobRecord, JobState, Journal, JournalError, NewJob,
 };
 use crate::plugin::{HostSettings, JobScope, PluginHost, RunError};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, ImageSource};
 
 pub use recovery::RecoveryReport;
 
@@ -101,6 +101,15 @@ pub enum SubmitError {
         key: String,
         /// The job it was first given to.
         job: JobId,
+    },
+    /// The job's image is not on this machine and its registry does not
+    /// give it (no such image or tag, no access, no registry there).
+    #[error("image `{image}` is not on this machine and cannot be pulled: {reason}")]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// The registry's answer.
+        reason: String,
     },
     /// The journal failed.
     #[error(transparent)]
@@ -211,6 +220,11 @@ fn first_error(error: Option<&str>) -> String {
 
 /// How long a submit waits for the daemon to answer a ping.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a submission waits for the registry to say whether it has the
+/// job's image; without an answer the job goes ahead (its pull has its own
+/// bounds).
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Built-in workflows that act on an installed target; for an unknown
 /// target they are refused before a job exists.
@@ -441,6 +455,7 @@ impl Executor {
         self.check_runtime()
             .await
             .map_err(SubmitError::RuntimeUnavailable)?;
+        self.check_image_for(&req).await?;
         let id = JobId::new();
         // Held until the job's task ends (or this returns early).
         let lease = self
@@ -682,6 +697,38 @@ impl Executor {
                 }
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Refuse, before a job exists, a built-in workflow whose image is
+    /// neither here nor in its registry: the job could only fail at its
+    /// pull. The image is the params' (`install`, `upgrade` that sets one)
+    /// or the revision's (`rollback`).
+    async fn check_image_for(&self, req: &JobRequest) -> Result<(), SubmitError> {
+        let image = match req.workflow.as_str() {
+            "install" | "upgrade" => req
+                .params
+                .get("image")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            "rollback" => {
+                let wanted = req.params.get("revision").and_then(|v| v.as_u64());
+                self.inner
+                    .journal
+                    .target(&req.target)?
+                    .and_then(|t| t.history.into_iter().find(|r| Some(r.revision) == wanted))
+                    .map(|r| r.image)
+            }
+            _ => None,
+        };
+        let Some(image) = image else { return Ok(()) };
+        match tokio::time::timeout(RESOLVE_TIMEOUT, self.inner.runtime.resolve_image(&image)).await
+        {
+            Ok(Ok(ImageSource::Unavailable(reason))) => {
+                Err(SubmitError::ImageUnavailable { image, reason })
+            }
+            Ok(Err(e)) if e.is_transient() => Err(SubmitError::RuntimeUnavailable(e)),
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Ok(()),
         }
     }
 

@@ -14,16 +14,16 @@ use super::step_error::StepError;
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
-use crate::steps::{Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE, pull_intent_fields};
+use crate::steps::{Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
 impl Inner {
     /// Whether an unfinished job other than `except` pulled `image`.
     pub(super) fn image_in_flight(&self, image: &str, except: &JobId) -> Result<bool, StepError> {
-        let fields = pull_intent_fields(image, false);
-        Ok(!self
-            .journal
-            .jobs_with_intent(&fields, true, Some(except))?
-            .is_empty())
+        let intents = self.journal.unfinished_intents(except)?;
+        Ok(intents.into_iter().any(|intent| {
+            matches!(serde_json::from_value::<Call>(intent.call),
+                     Ok(Call::PullImage { image: pulled, .. }) if pulled == image)
+        }))
     }
 
     /// Call the job's plugin to undo what it registered. Its calls are

@@ -294,42 +294,43 @@ impl Journal {
         })
     }
 
-    /// Jobs with an intent whose call has every `(field, value)` given
-    /// (`$.call.<field> = value`), optionally only unfinished ones, other
-    /// than `except`. The journal matches the JSON without knowing the calls.
-    pub fn jobs_with_intent(
-        &self,
-        fields: &[(&str, Value)],
-        only_active: bool,
-        except: Option<&JobId>,
-    ) -> Result<Vec<JobId>> {
+    /// The intents of every unfinished job other than `except`, decoded as
+    /// events: the caller reads the typed call (the journal does not know
+    /// the calls, and matches no JSON inside them).
+    pub fn unfinished_intents(&self, except: &JobId) -> Result<Vec<IntentRecord>> {
         self.read(|c| {
-            let mut sql = String::from("SELECT DISTINCT e.job_id FROM events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = 'intent'");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            for (field, value) in fields {
-                if !field.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-                    return Err(JournalError::Corrupt { what: "intent query".into(), detail: format!("bad field name {field}") });
+            let sql = format!(
+                "SELECT e.seq, e.job_id, e.at, e.data FROM events e JOIN jobs j ON j.id = e.job_id \
+                 WHERE e.kind = 'intent' AND j.state NOT IN ({}) AND e.job_id != ?1 ORDER BY e.seq",
+                JobState::sql_list(&JobState::TERMINAL)
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![except.as_str()], raw_event)?;
+            let mut intents = Vec::new();
+            for row in rows {
+                let record = decode_event(row?)?;
+                if let Event::Intent { step, call, .. } = record.event {
+                    intents.push(IntentRecord {
+                        job_id: record.job_id,
+                        step,
+                        call,
+                    });
                 }
-                args.push(match value {
-                    Value::Bool(b) => rusqlite::types::Value::Integer(*b as i64),
-                    Value::Number(n) if n.is_i64() => rusqlite::types::Value::Integer(n.as_i64().unwrap_or(0)),
-                    Value::String(s) => rusqlite::types::Value::Text(s.clone()),
-                    other => rusqlite::types::Value::Text(other.to_string()),
-                });
-                sql += &format!(" AND json_extract(e.data, '$.call.{field}') = ?{}", args.len());
             }
-            if only_active {
-                sql += &format!(" AND j.state NOT IN ({})", JobState::sql_list(&JobState::TERMINAL));
-            }
-            if let Some(job) = except {
-                args.push(rusqlite::types::Value::Text(job.as_str().to_owned()));
-                sql += &format!(" AND e.job_id != ?{}", args.len());
-            }
-            let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
-            Ok(rows.map(|r| r.map(JobId)).collect::<rusqlite::Result<_>>()?)
+            Ok(intents)
         })
     }
+}
+
+/// A step a job declared before running it (see [`Event::Intent`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentRecord {
+    /// The job.
+    pub job_id: JobId,
+    /// The step's number within the job.
+    pub step: u32,
+    /// The call, as the engine encoded it.
+    pub call: Value,
 }
 
 // ---- row codecs ------------------------------------------------------------

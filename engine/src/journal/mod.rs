@@ -44,6 +44,7 @@ use jobs::{JOB_COLUMNS, decode_event, decode_job, raw_event, raw_job};
 
 pub use health::JournalHealth;
 pub use job_log::JobLog;
+pub use jobs::IntentRecord;
 pub use model::*;
 pub use resources::OwnedResource;
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
@@ -315,6 +316,34 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn unfinished_intents_are_those_of_other_jobs_that_have_not_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let intent = |step| Event::Intent {
+            step,
+            call: serde_json::json!({"op": "pull_image", "image": "app:1"}),
+            undo: None,
+        };
+        let asking = j.create_job(new_job("a")).await.unwrap();
+        let running = j.create_job(new_job("b")).await.unwrap();
+        let ended = j.create_job(new_job("c")).await.unwrap();
+        for job in [&asking, &running, &ended] {
+            j.append(&job.id, intent(1)).await.unwrap();
+        }
+        j.append(&running.id, intent(2)).await.unwrap();
+        succeed(&j, &ended.id).await;
+        let found = j.unfinished_intents(&asking.id).unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|i| (&i.job_id, i.step))
+                .collect::<Vec<_>>(),
+            [(&running.id, 1), (&running.id, 2)]
+        );
+        assert_eq!(found[0].call["image"], "app:1");
+    }
+
+    #[tokio::test]
     async fn a_resource_is_owned_from_its_acquisition_until_its_release_and_again_after_a_new_one()
     {
         let dir = tempfile::tempdir().unwrap();
@@ -506,6 +535,7 @@ pub(crate) mod tests {
             layers_total: 2,
             bytes_done: 10,
             bytes_total: 20,
+            layers: Vec::new(),
         };
         j.append(&job.id, Event::Progress(progress.clone()))
             .await
@@ -655,6 +685,7 @@ pub(crate) mod tests {
                 layers_total: 2,
                 bytes_done: 3,
                 bytes_total: 4,
+                layers: Vec::new(),
             }),
         ];
         for e in events {

@@ -142,8 +142,32 @@ pub struct Progress {
     pub layers_total: u32,
     /// Bytes downloaded.
     pub bytes_done: u64,
-    /// Bytes to download, over the layers whose size is known.
+    /// Bytes to download over all layers, once every layer's size is known;
+    /// 0 until then, so that a total shown never grows.
     pub bytes_total: u64,
+    /// The layers of a pull one by one, in the daemon's order (at most 128);
+    /// empty for other steps, and in journals written before it existed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerProgress>,
+}
+
+/// One layer of an image pull in a [`Progress`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LayerProgress {
+    /// The daemon's layer id (at most 64 characters).
+    pub id: String,
+    /// `waiting`, `downloading`, `retrying`, `downloaded`, `extracting`,
+    /// `done` or `already_present`. A string, so that a journal with a state
+    /// added later still reads.
+    pub state: String,
+    /// Bytes of the layer's current activity: downloaded so far, extracted
+    /// so far while `extracting`, all of them once `downloaded` or `done`.
+    pub current: u64,
+    /// The layer's size, fixed once known; absent until then, and for a
+    /// layer already present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// What a journaled effect ended with.

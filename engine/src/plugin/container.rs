@@ -40,6 +40,16 @@ fn progress_of(p: &PullProgress) -> Progress {
         layers_total: p.layers_total,
         bytes_done: p.bytes_done,
         bytes_total: p.bytes_total,
+        layers: p
+            .layers
+            .iter()
+            .map(|l| crate::journal::LayerProgress {
+                id: l.id.clone(),
+                state: l.state.as_str().to_owned(),
+                current: l.current,
+                total: l.total,
+            })
+            .collect(),
     }
 }
 
@@ -61,7 +71,7 @@ impl JobScope {
                 None,
                 async move {
                     let Some(found) = rt.inspect_container(&id).await.map_err(host_error)? else {
-                        return Ok(None);
+                        return HostResult::Ok(None);
                     };
                     let ours = crate::ownership::is_targets_container(&journal, &found.id, &target)
                         .map_err(journal_error)?;
@@ -78,7 +88,7 @@ impl JobScope {
     }
 
     /// Whether this job created container `id`, as the journal records it.
-    pub(super) fn created_here(&self, id: &str) -> Result<bool, HostError> {
+    pub(super) fn created_here(&self, id: &str) -> HostResult<bool> {
         crate::ownership::created_by_job(&self.journal, id, &self.job_id).map_err(journal_error)
     }
 
@@ -164,6 +174,7 @@ async fn pull_with_progress(
         bytes_done: 0,
         bytes_total: 0,
         fraction: None,
+        layers: Vec::new(),
     });
     let pull = runtime.pull_image(&image, &tx, &cancel);
     tokio::pin!(pull);
@@ -623,12 +634,9 @@ impl container::Host for HostState {
                 .target(&target)
                 .map_err(journal_error)?
                 .is_some_and(|t| t.history.iter().any(|r| r.image == probe));
-            let pulled = crate::steps::pull_intent_fields(&probe, true);
-            let pulled_here = journal
-                .jobs_with_intent(&pulled, false, None)
-                .map_err(journal_error)?
-                .contains(&job);
-            Ok(runs_it || pulled_here)
+            let pulled_here =
+                crate::ownership::pulled_by_job(&journal, &probe, &job).map_err(journal_error)?;
+            HostResult::Ok(runs_it || pulled_here)
         };
         if !self
             .scope

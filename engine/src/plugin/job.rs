@@ -1,7 +1,7 @@
 //! Host side of the `job` interface: identity, params, phase, log and the
 //! cancel flag of the job an instance runs.
 
-use super::bindings::{HostResult, LogLevel, job};
+use super::bindings::{HostError, HostResult, LogLevel, job};
 use super::host_state::HostState;
 use super::scope::JobScope;
 use crate::journal::Event;
@@ -71,11 +71,9 @@ impl job::Host for HostState {
         self.scope.tick()?;
         let cancelled = self.scope.cancel.is_cancelled();
         self.scope
-            .perform(
-                Call::ReadCancelRequested,
-                None,
-                async move { Ok(cancelled) },
-            )
+            .perform(Call::ReadCancelRequested, None, async move {
+                Ok::<_, HostError>(cancelled)
+            })
             .await
             .map_err(|e| e.into_trap("reading the cancel flag"))
     }
@@ -101,7 +99,7 @@ impl job::Host for HostState {
         };
         scope
             .perform(Call::RegisterCompensation { action }, Some(undo), async {
-                Ok(())
+                Ok::<_, HostError>(())
             })
             .await
     }
@@ -115,7 +113,7 @@ impl job::Host for HostState {
         self.scope.tick()?;
         let now = crate::journal::now_millis().max(0) as u64;
         self.scope
-            .perform(Call::Now, None, async move { Ok(now) })
+            .perform(Call::Now, None, async move { Ok::<_, HostError>(now) })
             .await
             .map_err(|e| e.into_trap("reading the time"))
     }
@@ -124,7 +122,7 @@ impl job::Host for HostState {
         self.scope.tick()?;
         let value = rand::random::<u64>();
         self.scope
-            .perform(Call::Random, None, async move { Ok(value) })
+            .perform(Call::Random, None, async move { Ok::<_, HostError>(value) })
             .await
             .map_err(|e| e.into_trap("drawing a random number"))
     }

@@ -105,6 +105,10 @@ pub enum RunError {
     /// The job was cancelled while the plugin ran.
     #[error("cancelled")]
     Cancelled,
+    /// The journal could not be read or written: the engine stopped the
+    /// plugin (this is neither the plugin's fault nor the runtime's).
+    #[error("the journal failed: {0}")]
+    Journal(String),
 }
 
 /// A registered workflow component, compiled and linked.
@@ -147,11 +151,17 @@ impl Drop for PluginHost {
 }
 
 /// A trap's message, naming the limit when a limit was hit.
-fn describe_trap(trap: &wasmtime::Error) -> String {
-    match trap.downcast_ref::<wasmtime::Trap>() {
+fn run_error_of_trap(trap: &wasmtime::Error) -> RunError {
+    if let Some(e) = trap
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::journal::JournalError>())
+    {
+        return RunError::Journal(e.to_string());
+    }
+    RunError::Trapped(match trap.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => "plugin exceeded its CPU time limit".to_owned(),
         _ => format!("{trap:#}"),
-    }
+    })
 }
 
 /// WASI with nothing granted: no preopened directories, environment,
@@ -421,7 +431,7 @@ impl PluginHost {
                 Ok(Ok(Ok(summary))) => Ok(summary),
                 Ok(Ok(Err(_)) | Err(_)) if cancel.is_cancelled() => Err(RunError::Cancelled),
                 Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
-                Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
+                Ok(Err(trap)) => Err(run_error_of_trap(&trap)),
                 Err(_) => Err(RunError::Trapped(format!(
                     "the job exceeded its deadline of {} s",
                     deadline.as_secs_f64()
@@ -431,7 +441,7 @@ impl PluginHost {
         let mut scope = store.into_data().scope;
         let result = match scope.flush().await {
             Ok(()) => result,
-            Err(e) => Err(RunError::Trapped(format!("journal: {e:#}"))),
+            Err(e) => Err(RunError::Journal(format!("{e:#}"))),
         };
         (result, scope)
     }
@@ -459,12 +469,12 @@ impl PluginHost {
         let mut scope = store.into_data().scope;
         let last_step = scope.last_step;
         if let Err(e) = scope.flush().await {
-            return (Err(RunError::Trapped(format!("journal: {e:#}"))), last_step);
+            return (Err(RunError::Journal(format!("{e:#}"))), last_step);
         }
         let result = match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(message))) => Err(RunError::Failed(message)),
-            Ok(Err(trap)) => Err(RunError::Trapped(describe_trap(&trap))),
+            Ok(Err(trap)) => Err(run_error_of_trap(&trap)),
             Err(_) => Err(RunError::Trapped(format!(
                 "the compensation exceeded its deadline of {} s",
                 deadline.as_secs_f64()
@@ -547,5 +557,19 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "no temporary files are left behind");
+    }
+
+    #[test]
+    fn a_job_stopped_by_a_failing_journal_says_so_and_not_that_the_plugin_trapped() {
+        let trap =
+            match scope::journal_error(crate::journal::JournalError::Commit("disk full".into())) {
+                bindings::HostCallError::Trap(t) => t,
+                bindings::HostCallError::Plugin(e) => panic!("answered the plugin: {e:?}"),
+            };
+        let e = run_error_of_trap(&trap);
+        assert!(matches!(e, RunError::Journal(_)), "{e:?}");
+        assert!(e.to_string().contains("disk full"), "{e}");
+        let fuel = run_error_of_trap(&wasmtime::Error::from(wasmtime::Trap::OutOfFuel));
+        assert!(matches!(fuel, RunError::Trapped(_)), "{fuel:?}");
     }
 }

@@ -277,7 +277,7 @@ impl JobScope {
     /// and journal its outcome. Replaying, `effect` is dropped unrun: the
     /// call is compared with the next recorded one (a difference stops the
     /// replay with a divergence) and the recorded outcome is returned.
-    pub(super) async fn perform<T, F>(
+    pub(super) async fn perform<T, E, F>(
         &mut self,
         call: Call,
         undo: Option<Compensation>,
@@ -285,8 +285,10 @@ impl JobScope {
     ) -> HostResult<T>
     where
         T: Serialize + serde::de::DeserializeOwned,
-        F: std::future::Future<Output = Result<T, HostError>>,
+        E: Into<HostCallError>,
+        F: std::future::Future<Output = Result<T, E>>,
     {
+        let effect = async move { effect.await.map_err(Into::into) };
         if self.replay.is_some() {
             return self.replay_step(call, undo);
         }
@@ -294,7 +296,9 @@ impl JobScope {
         if call.is_read() && undo.is_none() {
             // Nothing to undo and nothing changed: record question and
             // answer together, after the fact, with the next write.
-            let result = effect.await;
+            // A trap (the journal failed) records nothing: the question
+            // was never answered.
+            let result = plugin_answer(effect.await)?;
             self.last_step += 1;
             let step = self.last_step;
             self.record_later(Event::Intent {
@@ -327,12 +331,15 @@ impl JobScope {
             tokio::time::timeout(limit, effect)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(HostError::TimedOut(format!(
-                        "no progress for {} s",
-                        limit.as_secs()
-                    )))
+                    Err(
+                        HostError::TimedOut(format!("no progress for {} s", limit.as_secs()))
+                            .into(),
+                    )
                 })
         };
+        // A trap leaves the step without a result, as a crash would: the
+        // rollback settles it.
+        let result = plugin_answer(result)?;
         self.record_later(Event::Result {
             step,
             outcome: outcome_of(&result),
@@ -656,9 +663,20 @@ fn host_error_from(kind: Option<&str>, message: String) -> HostError {
     }
 }
 
-/// The plugin-visible form of a journal read that failed.
-pub(super) fn journal_error(e: crate::journal::JournalError) -> HostError {
-    HostError::Runtime(format!("journal: {e}"))
+/// A journal that cannot be read or written stops the plugin: the engine
+/// cannot go on without its record, and the plugin must not take it for a
+/// runtime error it could retry.
+pub(super) fn journal_error(e: crate::journal::JournalError) -> HostCallError {
+    HostCallError::Trap(wasmtime::Error::new(e).context("the journal failed"))
+}
+
+/// Split an effect's result into the plugin's answer and a trap.
+fn plugin_answer<T>(result: HostResult<T>) -> HostResult<Result<T, HostError>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(HostCallError::Plugin(e)) => Ok(Err(e)),
+        Err(HostCallError::Trap(t)) => Err(HostCallError::Trap(t)),
+    }
 }
 
 /// The plugin-visible form of a runtime error.
@@ -670,5 +688,35 @@ pub(super) fn host_error(e: RuntimeError) -> HostError {
             HostError::TimedOut(format!("no progress for {seconds} s"))
         }
         other => HostError::Runtime(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalError;
+
+    #[test]
+    fn a_journal_failure_stops_the_plugin_instead_of_answering_a_runtime_error() {
+        let failed = journal_error(JournalError::Commit("disk full".into()));
+        let HostCallError::Trap(trap) = failed else {
+            panic!("a journal failure must trap, not answer the plugin");
+        };
+        let chain = format!("{trap:#}");
+        assert!(chain.contains("the journal failed"), "{chain}");
+        assert!(chain.contains("disk full"), "the source is kept: {chain}");
+        assert!(!chain.to_lowercase().contains("docker"), "{chain}");
+    }
+
+    #[test]
+    fn an_effects_answer_to_the_plugin_is_kept_apart_from_a_trap() {
+        let answered: HostResult<u8> = Err(HostError::NotFound("x".into()).into());
+        assert!(matches!(
+            plugin_answer(answered),
+            Ok(Err(HostError::NotFound(_)))
+        ));
+        let trapped: HostResult<u8> = Err(journal_error(JournalError::Commit("x".into())));
+        assert!(plugin_answer(trapped).is_err());
+        assert!(matches!(plugin_answer(Ok(3u8)), Ok(Ok(3))));
     }
 }

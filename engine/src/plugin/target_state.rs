@@ -23,7 +23,7 @@ impl HostState {
         let target = self.scope.target.clone();
         let read = async move {
             let t = journal.target(&target).map_err(journal_error)?;
-            Ok(t.and_then(|t| match number {
+            HostResult::Ok(t.and_then(|t| match number {
                 None => t.current,
                 Some(n) => t.history.into_iter().find(|r| r.revision == n),
             }))
@@ -46,7 +46,7 @@ impl HostState {
         &self,
         container: &crate::runtime::ContainerState,
         image: &str,
-    ) -> Result<(), HostError> {
+    ) -> HostResult<()> {
         let scope = &self.scope;
         let created_here = scope.created_here(&container.id)?;
         let current = scope
@@ -59,14 +59,16 @@ impl HostState {
             return Err(HostError::Denied(format!(
                 "container {} was not created by this job and is not `{}`'s current container",
                 container.id, scope.target
-            )));
+            ))
+            .into());
         }
         if with_default_tag(&container.image) != with_default_tag(image) {
             let shown: String = image.chars().take(200).collect();
             return Err(HostError::Invalid(format!(
                 "container {} runs image {}, not {shown}",
                 container.id, container.image
-            )));
+            ))
+            .into());
         }
         Ok(())
     }
@@ -116,8 +118,10 @@ impl state::Host for HostState {
         let target = self.scope.target.clone();
         let last = async move {
             let t = journal.target(&target).map_err(journal_error)?;
-            Ok(t.and_then(|t| t.history.last().map(|r| r.revision))
-                .unwrap_or(0))
+            HostResult::Ok(
+                t.and_then(|t| t.history.last().map(|r| r.revision))
+                    .unwrap_or(0),
+            )
         };
         let last: u64 = self
             .scope

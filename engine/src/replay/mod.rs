@@ -185,6 +185,9 @@ pub async fn replay(
             Err(RunError::Failed(e)) | Err(RunError::Trapped(e)) => {
                 ReplayEnd::Failed { error: e.clone() }
             }
+            Err(e @ RunError::Journal(_)) => ReplayEnd::Failed {
+                error: e.to_string(),
+            },
             Err(RunError::Cancelled) => ReplayEnd::Failed {
                 error: "cancelled".into(),
             },

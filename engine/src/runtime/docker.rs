@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::{PullLine, PullTracker};
 use super::{
-    Cause, ContainerConfig, ContainerRuntime, ContainerState, PullProgress, Result, RuntimeError,
-    with_default_tag,
+    Cause, ContainerConfig, ContainerRuntime, ContainerState, ImageSource, PullProgress, Result,
+    RuntimeError, registry_reason, with_default_tag,
 };
 
 /// A Docker daemon, found through `DOCKER_HOST` or the default socket.
@@ -152,6 +152,25 @@ impl ContainerRuntime for DockerRuntime {
                 status_code: 404, ..
             }) => Ok(false),
             Err(e) => Err(self.map_err("inspect image", e)),
+        }
+    }
+
+    async fn resolve_image(&self, image: &str) -> Result<ImageSource> {
+        if self.image_present(image).await? {
+            return Ok(ImageSource::Local);
+        }
+        match self
+            .docker
+            .inspect_registry_image(&with_default_tag(image), None)
+            .await
+        {
+            Ok(_) => Ok(ImageSource::Registry),
+            // The daemon answered for the registry: no such image, no
+            // access, or no registry there.
+            Err(BollardError::DockerResponseServerError { message, .. }) => {
+                Ok(ImageSource::Unavailable(registry_reason(&message)))
+            }
+            Err(e) => Err(self.map_err("ask the registry about an image", e)),
         }
     }
 

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerState, PullPhase, PullProgress, Result,
-    RuntimeError, with_default_tag,
+    ContainerConfig, ContainerRuntime, ContainerState, ImageSource, PullPhase, PullProgress,
+    Result, RuntimeError, with_default_tag,
 };
 
 /// The operations of [`ContainerRuntime`], to aim faults at.
@@ -382,6 +382,21 @@ impl ContainerRuntime for MemoryRuntime {
         Ok(self.lock().images.contains_key(&with_default_tag(image)))
     }
 
+    async fn resolve_image(&self, image: &str) -> Result<ImageSource> {
+        self.enter(Op::ImagePresent, None).await?;
+        let reference = with_default_tag(image);
+        let state = self.lock();
+        Ok(if state.images.contains_key(&reference) {
+            ImageSource::Local
+        } else if self.missing.contains(&reference) {
+            ImageSource::Unavailable(format!(
+                "manifest for {reference} not found: manifest unknown"
+            ))
+        } else {
+            ImageSource::Registry
+        })
+    }
+
     async fn image_id(&self, image: &str) -> Result<Option<String>> {
         self.enter(Op::ImagePresent, None).await?;
         Ok(self.lock().images.get(&with_default_tag(image)).cloned())
@@ -438,6 +453,7 @@ impl ContainerRuntime for MemoryRuntime {
                 bytes_done: done,
                 bytes_total: LAYER_BYTES * LAYERS as u64,
                 fraction: Some((i as f64 / steps as f64).min(0.999)),
+                layers: Vec::new(),
             });
         }
         let id = image_id_of(&reference);

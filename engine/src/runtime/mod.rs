@@ -152,6 +152,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// `None` when it names none. A name can be moved to another image; an
     /// id cannot.
     async fn image_id(&self, image: &str) -> Result<Option<String>>;
+    /// Where `image` would come from for a job: the local store, or its
+    /// registry (asked without pulling anything), or nowhere, with the
+    /// registry's reason. `Err` only when the daemon itself did not answer.
+    async fn resolve_image(&self, image: &str) -> Result<ImageSource>;
     /// Pull an image, publishing progress to `progress`, aborting when
     /// `cancel` fires. Succeeds only on the daemon's final status line.
     async fn pull_image(
@@ -189,6 +193,30 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn pull_abort_grace(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+}
+
+/// Where an image for a job would come from (see
+/// [`ContainerRuntime::resolve_image`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// It is in the local store.
+    Local,
+    /// Its registry has it.
+    Registry,
+    /// Neither: the registry's answer, said once (see [`registry_reason`]).
+    Unavailable(String),
+}
+
+/// A registry's error as people read it: Docker repeats the registry's
+/// words (`manifest unknown: manifest unknown`); each is said once.
+pub fn registry_reason(message: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in message.split(": ").map(str::trim) {
+        if !part.is_empty() && !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 /// The last `max_bytes` bytes (at most) of `bytes`, as text: cut at the
@@ -311,6 +339,21 @@ mod tests {
         // Invalid bytes are replaced, and the bound still holds.
         let t = log_tail_of(b"\xff\xff\xffz", 4);
         assert!(t.len() <= 4 && t.ends_with('z'), "{t:?}");
+    }
+
+    #[test]
+    fn a_registry_reason_says_each_of_its_words_once() {
+        assert_eq!(
+            registry_reason("manifest unknown: manifest unknown"),
+            "manifest unknown"
+        );
+        assert_eq!(
+            registry_reason(
+                "manifest for r:5000/x:1 not found: manifest unknown: manifest unknown"
+            ),
+            "manifest for r:5000/x:1 not found: manifest unknown"
+        );
+        assert_eq!(registry_reason("unauthorized"), "unauthorized");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Image-pull progress, computed from the daemon's pull stream.
+//! Image-pull progress, computed from the daemon's pull stream: the
+//! aggregate (layers done, bytes, an overall fraction) and a bounded
+//! per-layer breakdown (state and bytes of each layer).
 //!
 //! The stream is one JSON object per status line. Layers are keyed by their
 //! `id`; the first line's id is the tag (`Pulling from …`), and lines without
@@ -6,8 +8,12 @@
 //! `Pull complete` or `Already exists`; bytes come from `Downloading`'s
 //! `progressDetail`. A pull has succeeded only once the final `Status:` line
 //! arrived with no error before it.
+//!
+//! Nothing shown grows while the pull runs: each layer's size is fixed once
+//! the daemon first gives it, and the byte total over all layers is only
+//! reported once every layer's size is known.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -63,6 +69,67 @@ pub enum PullPhase {
     Done,
 }
 
+/// The most layers a [`PullProgress`] lists one by one (Docker's own limit
+/// is 128): the list is journaled a few times per second. The counts cover
+/// every layer.
+pub const MAX_LAYERS: usize = 128;
+
+/// The longest layer id listed, in characters (the daemon's are 12).
+pub const MAX_LAYER_ID_CHARS: usize = 64;
+
+/// The share of a layer's work that is its download; extraction is the rest.
+/// Per-layer bars use it too, so that the overall fraction is their mean.
+pub const DOWNLOAD_SHARE: f64 = 0.8;
+
+/// What a layer is doing, as the daemon last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    /// Announced (`Pulling fs layer`) or queued (`Waiting`); no bytes yet.
+    Waiting,
+    /// Downloading.
+    Downloading,
+    /// The download broke; the daemon retries it (`Retrying in N seconds`).
+    Retrying,
+    /// Downloaded and verified; waiting for the layers below to extract.
+    Downloaded,
+    /// Extracting.
+    Extracting,
+    /// Pulled and extracted.
+    Done,
+    /// Present before the pull; nothing to download.
+    AlreadyPresent,
+}
+
+impl LayerState {
+    /// The state's name in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerState::Waiting => "waiting",
+            LayerState::Downloading => "downloading",
+            LayerState::Retrying => "retrying",
+            LayerState::Downloaded => "downloaded",
+            LayerState::Extracting => "extracting",
+            LayerState::Done => "done",
+            LayerState::AlreadyPresent => "already_present",
+        }
+    }
+}
+
+/// One layer in a [`PullProgress`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullLayer {
+    /// The daemon's layer id, cut to [`MAX_LAYER_ID_CHARS`].
+    pub id: String,
+    /// What the layer is doing.
+    pub state: LayerState,
+    /// Bytes of the layer's current activity: downloaded so far, extracted
+    /// so far while extracting, all of them once downloaded or done.
+    pub current: u64,
+    /// The layer's size, fixed once the daemon first gives it; `None` until
+    /// then, and for a layer already present.
+    pub total: Option<u64>,
+}
+
 /// A snapshot of a pull's progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullProgress {
@@ -74,15 +141,21 @@ pub struct PullProgress {
     pub layers_total: u32,
     /// Bytes downloaded over all layers.
     pub bytes_done: u64,
-    /// Bytes to download over the layers whose size is known.
+    /// Bytes to download over all layers, once every layer's size is known;
+    /// 0 until then, so that the total never grows while it is shown.
     pub bytes_total: u64,
     /// 0.0–1.0, never decreasing, 1.0 only when done; `None` while no layer
     /// is known yet.
     pub fraction: Option<f64>,
+    /// The first [`MAX_LAYERS`] layers, in the order the daemon announced
+    /// them.
+    pub layers: Vec<PullLayer>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Layer {
+    id: String,
+    state: LayerState,
     /// Bytes downloaded and the layer's compressed size, when known.
     downloaded: u64,
     size: Option<u64>,
@@ -94,8 +167,21 @@ struct Layer {
 }
 
 impl Layer {
-    /// Share of this layer's work that is finished: download counts 80%,
-    /// extraction the rest.
+    fn new(id: &str) -> Self {
+        Layer {
+            id: id.to_owned(),
+            state: LayerState::Waiting,
+            downloaded: 0,
+            size: None,
+            extracted: 0,
+            extract_total: None,
+            download_done: false,
+            done: false,
+        }
+    }
+
+    /// Share of this layer's work that is finished: the download counts
+    /// [`DOWNLOAD_SHARE`], extraction the rest.
     fn fraction(&self) -> f64 {
         if self.done {
             return 1.0;
@@ -105,9 +191,38 @@ impl Layer {
             _ => 0.0,
         };
         if self.download_done {
-            0.8 + 0.2 * ratio(self.extracted, self.extract_total)
+            DOWNLOAD_SHARE + (1.0 - DOWNLOAD_SHARE) * ratio(self.extracted, self.extract_total)
         } else {
-            0.8 * ratio(self.downloaded, self.size)
+            DOWNLOAD_SHARE * ratio(self.downloaded, self.size)
+        }
+    }
+
+    /// Bytes this layer adds to the pull's total, once known: its size, or
+    /// what came when the download ended without one (a layer already
+    /// present adds nothing).
+    fn known_size(&self) -> Option<u64> {
+        self.size.or(self.download_done.then_some(self.downloaded))
+    }
+
+    /// The layer as listed in [`PullProgress::layers`].
+    fn listed(&self) -> PullLayer {
+        let total = match self.state {
+            LayerState::AlreadyPresent => None,
+            // The extraction's total can differ from the download's by a few
+            // bytes; the size first given stays the layer's total.
+            _ => self.size.or(self.extract_total),
+        };
+        let current = match self.state {
+            LayerState::Extracting => self.extracted,
+            LayerState::Downloaded | LayerState::Done => total.unwrap_or(self.downloaded),
+            LayerState::AlreadyPresent => 0,
+            _ => self.downloaded,
+        };
+        PullLayer {
+            id: self.id.chars().take(MAX_LAYER_ID_CHARS).collect(),
+            state: self.state,
+            current: total.map_or(current, |t| current.min(t)),
+            total,
         }
     }
 }
@@ -130,7 +245,10 @@ pub struct PullTracker {
     /// Whether the daemon has moved past announcing layers; until then the
     /// set of layers (and so the fraction) is not known.
     layers_announced: bool,
-    layers: BTreeMap<String, Layer>,
+    /// In the order the daemon announced them, which is the image's.
+    layers: Vec<Layer>,
+    /// Position of each layer id in `layers`.
+    index: HashMap<String, usize>,
     done: bool,
     error: Option<String>,
     high_water: f64,
@@ -169,21 +287,43 @@ impl PullTracker {
         if !matches!(status, "Already exists" | "Pulling fs layer" | "Waiting") {
             self.layers_announced = true;
         }
-        let layer = self.layers.entry(id.to_owned()).or_default();
+        let at = match self.index.get(id) {
+            Some(&at) => at,
+            None => {
+                self.layers.push(Layer::new(id));
+                self.index.insert(id.to_owned(), self.layers.len() - 1);
+                self.layers.len() - 1
+            }
+        };
+        let layer = &mut self.layers[at];
         let detail = line.progress_detail.clone().unwrap_or_default();
         match status {
+            "Pulling fs layer" | "Waiting" if !layer.done => layer.state = LayerState::Waiting,
             "Downloading" => {
+                if let Some(t) = detail.total.filter(|t| *t > 0) {
+                    // Fixed once known, so that the totals shown never move.
+                    layer.size.get_or_insert(t);
+                }
                 if let Some(c) = detail.current {
                     layer.downloaded = layer.downloaded.max(c);
+                    if let Some(size) = layer.size {
+                        layer.downloaded = layer.downloaded.min(size);
+                    }
                 }
-                if let Some(t) = detail.total.filter(|t| *t > 0) {
-                    layer.size = Some(t);
+                if !layer.download_done {
+                    layer.state = LayerState::Downloading;
                 }
+            }
+            s if s.starts_with("Retrying") && !layer.download_done => {
+                layer.state = LayerState::Retrying
             }
             "Verifying Checksum" | "Download complete" => {
                 layer.download_done = true;
                 if let Some(size) = layer.size {
                     layer.downloaded = size;
+                }
+                if !layer.done && layer.state != LayerState::Extracting {
+                    layer.state = LayerState::Downloaded;
                 }
             }
             "Extracting" => {
@@ -197,6 +337,9 @@ impl PullTracker {
                 if let Some(t) = detail.total.filter(|t| *t > 0) {
                     layer.extract_total = Some(t);
                 }
+                if !layer.done {
+                    layer.state = LayerState::Extracting;
+                }
             }
             "Pull complete" | "Already exists" => {
                 layer.download_done = true;
@@ -204,6 +347,11 @@ impl PullTracker {
                 if let Some(size) = layer.size {
                     layer.downloaded = size;
                 }
+                layer.state = if status == "Already exists" {
+                    LayerState::AlreadyPresent
+                } else {
+                    LayerState::Done
+                };
             }
             _ => {}
         }
@@ -213,9 +361,19 @@ impl PullTracker {
     /// The pull's progress now. The fraction never decreases between calls.
     pub fn progress(&mut self) -> PullProgress {
         let layers_total = self.layers.len() as u32;
-        let layers_done = self.layers.values().filter(|l| l.done).count() as u32;
-        let bytes_done = self.layers.values().map(|l| l.downloaded).sum();
-        let bytes_total = self.layers.values().filter_map(|l| l.size).sum();
+        let layers_done = self.layers.iter().filter(|l| l.done).count() as u32;
+        let bytes_done = self.layers.iter().map(|l| l.downloaded).sum();
+        // A sum over the sizes known so far would grow as layers start: the
+        // total is only given once it is the whole.
+        let bytes_total = if self.done || self.layers_announced {
+            self.layers
+                .iter()
+                .map(Layer::known_size)
+                .sum::<Option<u64>>()
+                .unwrap_or(0)
+        } else {
+            0
+        };
         let fraction = if self.done {
             Some(1.0)
         } else if layers_total == 0 || !self.layers_announced {
@@ -223,7 +381,7 @@ impl PullTracker {
             // until then a fraction would jump back as layers appear.
             None
         } else {
-            let mean = self.layers.values().map(Layer::fraction).sum::<f64>() / layers_total as f64;
+            let mean = self.layers.iter().map(Layer::fraction).sum::<f64>() / layers_total as f64;
             // 1.0 belongs to the final status line alone.
             let clamped = mean.clamp(0.0, 0.999);
             self.high_water = self.high_water.max(clamped);
@@ -233,7 +391,7 @@ impl PullTracker {
             PullPhase::Done
         } else if layers_total == 0 {
             PullPhase::Resolving
-        } else if self.layers.values().all(|l| l.download_done) {
+        } else if self.layers.iter().all(|l| l.download_done) {
             PullPhase::Extracting
         } else {
             PullPhase::Downloading
@@ -245,6 +403,12 @@ impl PullTracker {
             bytes_done,
             bytes_total,
             fraction,
+            layers: self
+                .layers
+                .iter()
+                .take(MAX_LAYERS)
+                .map(Layer::listed)
+                .collect(),
         }
     }
 
@@ -388,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn bytes_come_from_downloading_progress_detail() {
+    fn bytes_come_from_downloading_progress_detail_and_the_total_waits_for_every_size() {
         let (mut t, _, _) = replay(
             MULTI
                 .lines()
@@ -399,8 +563,215 @@ mod tests {
         );
         let p = t.progress();
         assert!(p.bytes_done > 0);
-        assert!(p.bytes_done <= p.bytes_total);
+        // The fourth layer is still waiting, its size unknown: no total yet.
+        assert_eq!(p.bytes_total, 0);
         assert!(p.fraction.unwrap() > 0.0 && p.fraction.unwrap() < 1.0);
+    }
+
+    #[test]
+    fn the_byte_total_is_given_once_every_size_is_known_and_then_never_changes() {
+        let (_, seen, _) = replay(MULTI);
+        // The last layer to start downloading gives the last size.
+        let last_size = MULTI
+            .lines()
+            .position(|l| l.contains(r#""Downloading""#) && l.contains("4d8b8862f1d4"))
+            .unwrap();
+        assert!(seen[..last_size].iter().all(|p| p.bytes_total == 0));
+        let whole = 30009410 + 30009412 + 2 * 30009415;
+        assert!(seen[last_size..].iter().all(|p| p.bytes_total == whole));
+        assert!(seen.iter().all(|p| p.bytes_done <= whole));
+    }
+
+    /// The totals a view shows never grow along `seen`: the byte total and
+    /// each layer's size stay as first given, and so does the layer count
+    /// once the fraction is known.
+    fn assert_totals_never_grow(name: &str, seen: &[PullProgress]) {
+        let mut bytes_total = None;
+        let mut sizes: HashMap<String, u64> = HashMap::new();
+        let mut layers_total = None;
+        for (n, p) in seen.iter().enumerate() {
+            if p.bytes_total > 0 {
+                assert_eq!(
+                    *bytes_total.get_or_insert(p.bytes_total),
+                    p.bytes_total,
+                    "{name} line {n}"
+                );
+            }
+            if p.fraction.is_some() {
+                let total = *layers_total.get_or_insert(p.layers_total);
+                assert_eq!(total, p.layers_total, "{name} line {n}");
+            }
+            for l in &p.layers {
+                if let Some(t) = l.total {
+                    let first = *sizes.entry(l.id.clone()).or_insert(t);
+                    assert_eq!(first, t, "{name} line {n}: layer {}", l.id);
+                }
+                if let Some(t) = l.total {
+                    assert!(l.current <= t, "{name} line {n}: {l:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn totals_shown_never_grow_and_fraction_never_decreases_along_every_fixture() {
+        for (name, stream) in [
+            ("single", SINGLE),
+            ("present", PRESENT),
+            ("multi", MULTI),
+            ("big", BIG),
+            ("dies", DIES),
+        ] {
+            let (_, seen, _) = replay(stream);
+            assert_totals_never_grow(name, &seen);
+            assert_monotonic(&seen);
+            // The per-layer list and the counts agree.
+            for p in &seen {
+                assert_eq!(p.layers.len(), p.layers_total as usize, "{name}");
+                let finished = p
+                    .layers
+                    .iter()
+                    .filter(|l| matches!(l.state, LayerState::Done | LayerState::AlreadyPresent))
+                    .count();
+                assert_eq!(finished, p.layers_done as usize, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn layers_are_listed_in_the_daemons_order_with_their_state_and_size() {
+        let (_, seen, _) = replay(MULTI);
+        let ids = [
+            "d367b91f526b",
+            "40f7e7a955c8",
+            "2444352a396d",
+            "e3ae306ed48e",
+            "4d8b8862f1d4",
+        ];
+        let states = |p: &PullProgress| p.layers.iter().map(|l| l.state).collect::<Vec<_>>();
+        // Announced: the base is present, the others wait, with no sizes.
+        let announced = &seen[6];
+        assert_eq!(
+            announced
+                .layers
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect::<Vec<_>>(),
+            ids
+        );
+        use LayerState::*;
+        assert_eq!(
+            states(announced),
+            [AlreadyPresent, Waiting, Waiting, Waiting, Waiting]
+        );
+        assert!(
+            announced
+                .layers
+                .iter()
+                .all(|l| l.total.is_none() && l.current == 0)
+        );
+        // Line 12: the third layer is halfway down, with its size.
+        let l = &seen[11].layers[2];
+        assert_eq!(
+            (l.state, l.current, l.total),
+            (Downloading, 15728322, Some(30009415))
+        );
+        // One layer extracts while the others are downloaded or still coming.
+        let extracting = MULTI
+            .lines()
+            .position(|l| l.contains("Extracting"))
+            .unwrap();
+        assert_eq!(
+            states(&seen[extracting]),
+            [
+                AlreadyPresent,
+                Extracting,
+                Downloaded,
+                Downloaded,
+                Downloading
+            ]
+        );
+        assert_eq!(seen[extracting].layers[1].current, 327680);
+        // At the end every layer is done with its size; the base has none.
+        let last = seen.last().unwrap();
+        assert_eq!(states(last), [AlreadyPresent, Done, Done, Done, Done]);
+        let totals: Vec<_> = last.layers.iter().map(|l| l.total).collect();
+        assert_eq!(
+            totals,
+            [
+                None,
+                Some(30009410),
+                Some(30009415),
+                Some(30009412),
+                Some(30009415)
+            ]
+        );
+        assert!(last.layers[1..].iter().all(|l| Some(l.current) == l.total));
+    }
+
+    #[test]
+    fn a_download_the_daemon_retries_is_shown_as_retrying() {
+        let (_, seen, _) = replay(DIES);
+        let first_retry = DIES.lines().position(|l| l.contains("Retrying")).unwrap();
+        let l = seen[first_retry]
+            .layers
+            .iter()
+            .find(|l| l.id == "2444352a396d")
+            .unwrap();
+        // The bytes already in stay; the size stays.
+        assert_eq!((l.state, l.total), (LayerState::Retrying, Some(30009415)));
+        assert!(l.current > 20_000_000, "{l:?}");
+        // A layer that never started still has no size.
+        let waiting = seen
+            .last()
+            .unwrap()
+            .layers
+            .iter()
+            .find(|l| l.id == "4d8b8862f1d4");
+        assert_eq!(waiting.unwrap().total, None);
+    }
+
+    #[test]
+    fn a_tiny_layer_and_the_big_ones_each_keep_their_own_size() {
+        let (_, seen, _) = replay(BIG);
+        let last = seen.last().unwrap();
+        let tiny = last.layers.iter().find(|l| l.id == "8bf7397635bf").unwrap();
+        assert_eq!(
+            (tiny.state, tiny.current, tiny.total),
+            (LayerState::Done, 111, Some(111))
+        );
+        assert_eq!(
+            last.bytes_total,
+            31467071 + 31467101 + 31467073 + 31467105 + 111
+        );
+    }
+
+    #[test]
+    fn the_listed_layers_are_bounded_in_number_and_id_length_but_all_are_counted() {
+        let mut t = PullTracker::new();
+        let line = |id: &str, status: &str| PullLine {
+            id: Some(id.to_owned()),
+            status: Some(status.to_owned()),
+            ..Default::default()
+        };
+        t.observe(&line("1", "Pulling from x")).unwrap();
+        for i in 0..200 {
+            t.observe(&line(
+                &format!("{i}-{}", "x".repeat(100)),
+                "Pulling fs layer",
+            ))
+            .unwrap();
+        }
+        let p = t.progress();
+        assert_eq!(p.layers_total, 200);
+        assert_eq!(p.layers.len(), MAX_LAYERS);
+        assert!(
+            p.layers
+                .iter()
+                .all(|l| l.id.chars().count() == MAX_LAYER_ID_CHARS)
+        );
+        // In the daemon's order: the first announced come first.
+        assert!(p.layers[0].id.starts_with("0-") && p.layers[1].id.starts_with("1-"));
     }
 
     #[test]
