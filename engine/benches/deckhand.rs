@@ -371,13 +371,9 @@ async fn real_install(dir: &std::path::Path) {
     let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
     let executor = Executor::new(journal.clone(), docker.clone(), host, settings);
     // The same engine behind the HTTP API on loopback.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = deckhand::api::app(deckhand::api::state(
-        executor.clone(),
-        deckhand::api::ApiConfig::default(),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = deckhand::api::serve_on_loopback(executor.clone(), Default::default())
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let remove_installed = |target: String| {
         let (journal, docker) = (journal.clone(), docker.clone());

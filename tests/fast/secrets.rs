@@ -72,13 +72,9 @@ async fn secret_env_values_are_masked_in_the_apis_job_json_listings_and_event_st
     )
     .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = deckhand::api::app(deckhand::api::state(
-        executor.clone(),
-        deckhand::api::ApiConfig::default(),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = deckhand::api::serve_on_loopback(executor.clone(), Default::default())
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let get = |path: String| {
         let http = http.clone();

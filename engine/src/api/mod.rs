@@ -188,6 +188,17 @@ pub fn app(state: AppState) -> Router {
     app_and_openapi(state).0
 }
 
+/// Serve the API of `executor` on a free loopback port, in the background
+/// for as long as the Tokio runtime runs (an engine embedded in another
+/// program, a test, a benchmark). Returns its base URL.
+pub async fn serve_on_loopback(executor: Executor, config: ApiConfig) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = app(state(executor, config.clone()));
+    tokio::spawn(async move { serve(listener, app, &config, std::future::pending()).await });
+    Ok(base)
+}
+
 /// Build the state for `executor` with `config`.
 pub fn state(executor: Executor, config: ApiConfig) -> AppState {
     let metrics = Metrics::new(executor.journal());
