@@ -221,9 +221,9 @@ fn first_error(error: Option<&str>) -> String {
 /// How long a submit waits for the daemon to answer a ping.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a submission waits for the registry to say whether it has the
-/// job's image; without an answer the job goes ahead (its pull has its own
-/// bounds).
+/// How long a submission waits (at most; never longer than the stall
+/// timeout) for the registry to say whether it has the job's image; without
+/// an answer the job goes ahead (its pull has its own bounds).
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Built-in workflows that act on an installed target; for an unknown
@@ -722,8 +722,9 @@ impl Executor {
             _ => None,
         };
         let Some(image) = image else { return Ok(()) };
-        match tokio::time::timeout(RESOLVE_TIMEOUT, self.inner.runtime.resolve_image(&image)).await
-        {
+        // A registry silent for as long as a pull may be is no answer.
+        let limit = RESOLVE_TIMEOUT.min(self.inner.settings.stall_timeout);
+        match tokio::time::timeout(limit, self.inner.runtime.resolve_image(&image)).await {
             Ok(Ok(ImageSource::Unavailable(reason))) => {
                 Err(SubmitError::ImageUnavailable { image, reason })
             }
