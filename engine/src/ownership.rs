@@ -12,7 +12,7 @@
 
 use crate::journal::{JobId, Journal, JournalError, OwnedResource};
 use crate::runtime::{ContainerState, LABEL_JOB};
-use crate::steps::{RESOURCE_CONTAINER, RESOURCE_IMAGE};
+use crate::steps::{RESOURCE_CONTAINER, RESOURCE_IMAGE, RESOURCE_NETWORK, RESOURCE_VOLUME};
 
 /// The journal's record of the container `id`, if the engine created it
 /// and has not removed it.
@@ -51,6 +51,31 @@ pub fn pulled_by_job(
         .owned_named(RESOURCE_IMAGE, &name)?
         .iter()
         .any(|o| &o.job_id == job))
+}
+
+/// The Docker name of `target`'s volume `name`; `generation` marks a
+/// snapshot copy. The `V` cannot occur in a target name (no uppercase), so
+/// the name says whose it is and no target's volume is another's.
+pub fn volume_docker_name(target: &str, generation: Option<&str>, name: &str) -> String {
+    format!("deckhand-{target}-V{}-{name}", generation.unwrap_or(""))
+}
+
+/// Whether the volume `name` (a Docker name) is one the engine created for
+/// `target`.
+pub fn is_targets_volume(
+    journal: &Journal,
+    name: &str,
+    target: &str,
+) -> Result<bool, JournalError> {
+    Ok(journal
+        .owned(RESOURCE_VOLUME, name)?
+        .is_some_and(|o| o.target == target))
+}
+
+/// Whether the network `id` is one the engine created (for any target:
+/// networks are shared).
+pub fn is_engines_network(journal: &Journal, id: &str) -> Result<bool, JournalError> {
+    Ok(journal.owned(RESOURCE_NETWORK, id)?.is_some())
 }
 
 /// Whether the image id `id` is one the engine's own pull brought here.

@@ -7,6 +7,8 @@
 //! compensation and deferred effect is idempotent: running it twice is
 //! harmless, which is what makes recovery after a crash safe.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -98,6 +100,35 @@ pub enum Call {
         /// Seconds allowed.
         timeout_s: u32,
     },
+    /// Create a volume of the target unless one of that name exists; the
+    /// result says whether this call created it.
+    EnsureVolume {
+        /// Docker name.
+        name: String,
+        /// The labels it is created with (the job's among them).
+        labels: BTreeMap<String, String>,
+    },
+    /// Create volume `to` (labelled) and copy volume `from`'s content into it.
+    SnapshotVolume {
+        /// Docker name of the original.
+        from: String,
+        /// Docker name of the copy.
+        to: String,
+        /// The labels the copy is created with.
+        labels: BTreeMap<String, String>,
+        /// The image the copying helper containers are created from.
+        helper_image: String,
+    },
+    /// Read: the target's volumes the engine created.
+    ListVolumes,
+    /// Create a network unless one of that name exists; the result is its
+    /// id and whether this call created it.
+    EnsureNetwork {
+        /// Network name.
+        name: String,
+        /// The labels it is created with (the job's among them).
+        labels: BTreeMap<String, String>,
+    },
 }
 
 impl Call {
@@ -112,6 +143,7 @@ impl Call {
                 | Call::ReadLastRevisionNumber
                 | Call::ReadCancelRequested
                 | Call::ReadImageOwned { .. }
+                | Call::ListVolumes
                 | Call::Now
                 | Call::Random
         )
@@ -128,6 +160,8 @@ impl Call {
             Call::RemoveContainer { .. } => "removing",
             Call::WaitHealthy { .. } => "waiting_healthy",
             Call::RegisterCompensation { .. } => "registering",
+            Call::EnsureVolume { .. } | Call::EnsureNetwork { .. } => "preparing",
+            Call::SnapshotVolume { .. } => "snapshotting",
             Call::Now
             | Call::Random
             | Call::ImagePresent { .. }
@@ -135,7 +169,8 @@ impl Call {
             | Call::ReadRevision { .. }
             | Call::ReadLastRevisionNumber
             | Call::ReadCancelRequested
-            | Call::ReadImageOwned { .. } => "running",
+            | Call::ReadImageOwned { .. }
+            | Call::ListVolumes => "running",
         }
     }
 }
@@ -174,6 +209,22 @@ pub enum Compensation {
         /// The name to give it back.
         to: String,
     },
+    /// Remove the volume called `name` if it carries `job`'s label (the
+    /// job created it) and no container uses it.
+    RemoveCreatedVolume {
+        /// Docker name.
+        name: String,
+        /// The job that created it.
+        job: String,
+    },
+    /// Remove the network called `name` if it carries `job`'s label and
+    /// no container is on it.
+    RemoveCreatedNetwork {
+        /// Network name.
+        name: String,
+        /// The job that created it.
+        job: String,
+    },
     /// Call the plugin's `compensate` export with these arguments.
     Plugin {
         /// The plugin's name for the compensation.
@@ -211,11 +262,27 @@ pub enum Deferred {
     /// Remove every container the engine created for the target that is
     /// still there, then clear its current revision (teardown).
     DeleteTarget,
+    /// Remove a volume the engine created for the target.
+    RemoveVolume {
+        /// Docker name.
+        name: String,
+    },
+    /// Remove a network the engine created, if no container is on it.
+    RemoveNetwork {
+        /// Network name.
+        name: String,
+    },
 }
 
 /// The journal's name for a container the engine owns (see
 /// [`crate::journal::OwnedResource`]); its id is the container's id.
 pub const RESOURCE_CONTAINER: &str = "container";
+/// The journal's name for a volume the engine created; its id and name are
+/// its Docker name.
+pub const RESOURCE_VOLUME: &str = "volume";
+/// The journal's name for a network the engine created; its id is the
+/// network's id, its name the network's name.
+pub const RESOURCE_NETWORK: &str = "network";
 /// The journal's name for an image the engine brought onto the machine; its
 /// id is the image id, its name the reference it was pulled as.
 pub const RESOURCE_IMAGE: &str = "image";

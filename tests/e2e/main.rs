@@ -24,4 +24,6 @@ mod midcall;
 mod openapi;
 mod outage;
 mod private_daemon;
+mod real_apps;
+mod runtime_real_apps;
 mod slow_docker;

@@ -5,9 +5,21 @@
 #
 #   eval "$(tests/env/up.sh)"     # prints `export DOCKER_HOST=…` lines
 #
-# Needs root on a Debian machine (installs docker.io, docker-registry and
-# busybox-static with apt when missing). State lives in $DECKHAND_TESTENV
-# (default /tmp/deckhand-testenv).
+# What it exports:
+#   DOCKER_HOST                  the test daemon's socket
+#   DECKHAND_TEST_REGISTRY       the registry of the test images (127.0.0.1:5000)
+#   DECKHAND_SCHEMATHESIS        the OpenAPI fuzzer (tests/e2e/openapi.rs)
+#   DECKHAND_TEST_AUTH_REGISTRY  a second registry that requires basic auth
+#                                (127.0.0.1:5001), holding deckhand-test/private:1
+#   DECKHAND_TEST_AUTH_CONFIG    a Docker config.json with its credentials
+#                                (`auths`, base64 user:password)
+#   DECKHAND_TEST_AUTH_USER, DECKHAND_TEST_AUTH_PASSWORD
+#                                the same credentials in clear, for tests
+#                                that check they appear nowhere
+#
+# Needs root on a Debian machine (installs docker.io, docker-registry,
+# busybox-static and apache2-utils with apt when missing). State lives in
+# $DECKHAND_TESTENV (default /tmp/deckhand-testenv).
 set -euo pipefail
 
 DK=${DECKHAND_TESTENV:-/tmp/deckhand-testenv}
@@ -21,6 +33,7 @@ command -v dockerd >/dev/null || need_install+=(docker.io)
 command -v docker-registry >/dev/null || need_install+=(docker-registry)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh && file_ok=1 || file_ok=0
 dpkg -s busybox-static >/dev/null 2>&1 || need_install+=(busybox-static)
+command -v htpasswd >/dev/null || need_install+=(apache2-utils)
 if [ ${#need_install[@]} -gt 0 ]; then
   log "installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -62,6 +75,46 @@ YML
   curl -fsS "http://$REGISTRY/v2/" >/dev/null || { tail -20 "$DK/registry.log" >&2; log "registry did not start"; exit 1; }
 fi
 
+# --- Registry with basic auth ------------------------------------------------
+# For pulls with credentials (tests/e2e/runtime_real_apps.rs). On its own
+# port: whatever answers on 5000 is reused as the open registry. The
+# password makes the standard base64 of Docker's X-Registry-Auth header
+# contain `+` or `/` (checked in engine/src/runtime/registry_auth.rs), which
+# the daemon cannot decode unless it is re-encoded URL-safe.
+AUTH_REGISTRY=127.0.0.1:5001
+AUTH_USER=deckhand
+AUTH_PASSWORD='s3cr?t>~pw'
+AUTH_DIR=$DK/auth
+AUTH_CONFIG=$AUTH_DIR/docker-config/config.json
+auth_status() { curl -s -o /dev/null -w '%{http_code}' "http://$AUTH_REGISTRY/v2/" 2>/dev/null || true; }
+if [ "$(auth_status)" != 401 ]; then
+  log "starting registry with basic auth on $AUTH_REGISTRY"
+  mkdir -p "$AUTH_DIR/data"
+  # distribution 2.8 reads only bcrypt entries.
+  htpasswd -Bbn "$AUTH_USER" "$AUTH_PASSWORD" >"$AUTH_DIR/htpasswd"
+  cat >"$AUTH_DIR/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $AUTH_DIR/data
+http:
+  addr: $AUTH_REGISTRY
+auth:
+  htpasswd:
+    realm: deckhand-test
+    path: $AUTH_DIR/htpasswd
+YML
+  nohup docker-registry serve "$AUTH_DIR/registry.yml" >"$AUTH_DIR/registry.log" 2>&1 &
+  for _ in $(seq 1 40); do [ "$(auth_status)" = 401 ] && break; sleep 0.25; done
+  [ "$(auth_status)" = 401 ] || { tail -20 "$AUTH_DIR/registry.log" >&2; log "auth registry did not start"; exit 1; }
+fi
+# The credentials as `docker login` would store them without a helper.
+mkdir -p "$(dirname "$AUTH_CONFIG")"
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$AUTH_REGISTRY" \
+  "$(printf '%s:%s' "$AUTH_USER" "$AUTH_PASSWORD" | base64 -w0)" >"$AUTH_CONFIG"
+
 # --- Test images -------------------------------------------------------------
 has_tag() { curl -fsS "http://$REGISTRY/v2/deckhand-test/$1/tags/list" 2>/dev/null | grep -q "\"$2\""; }
 
@@ -100,6 +153,15 @@ CMD $SERVE" "$build_dir/version-2"
 build app 3 "COPY version-3 /version
 CMD $SERVE" "$build_dir/version-3"
 build crash 1 'CMD ["/bin/sh","-c","echo crashing; exit 3"]'
+# A web server answering its version on port 80, with every busybox applet
+# (wget for health checks, chown/stat/md5sum for volume tests). busybox
+# httpd as PID 1 ignores SIGTERM: the shell's trap makes a stop prompt.
+WEB='["/bin/sh","-c","trap \"exit 0\" TERM; httpd -f -p 80 -h /www & wait"]'
+for tag in 1 2; do
+  build web $tag "RUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]
+COPY version-$tag /www/index.html
+CMD $WEB" "$build_dir/version-$tag"
+done
 # PID 1 ignores SIGTERM: a stop takes its whole timeout, then SIGKILL.
 STUBBORN='["/bin/sh","-c","trap \"\" TERM; cat /version; while true; do sleep 1; done"]'
 build stubborn 1 "COPY version-1 /version
@@ -144,6 +206,15 @@ for alias in $STUBBORN_ALIASES; do
   alias_image "$alias" 1 stubborn:1
   alias_image "$alias" 2 stubborn:2
 done
+
+# The private image, only in the registry with basic auth.
+if ! curl -fsS -u "$AUTH_USER:$AUTH_PASSWORD" "http://$AUTH_REGISTRY/v2/deckhand-test/private/tags/list" 2>/dev/null | grep -q '"1"'; then
+  log "pushing deckhand-test/private:1 to $AUTH_REGISTRY"
+  docker pull -q "$REGISTRY/deckhand-test/app:1" >/dev/null
+  docker tag "$REGISTRY/deckhand-test/app:1" "$AUTH_REGISTRY/deckhand-test/private:1"
+  DOCKER_CONFIG=$(dirname "$AUTH_CONFIG") docker push -q "$AUTH_REGISTRY/deckhand-test/private:1" >/dev/null
+  docker rmi "$AUTH_REGISTRY/deckhand-test/private:1" >/dev/null
+fi
 for src in app:1 app:2 crash:1 stubborn:1 stubborn:2; do docker rmi "$REGISTRY/deckhand-test/$src" >/dev/null 2>&1 || true; done
 
 # --- schemathesis --------------------------------------------------------------
@@ -172,4 +243,8 @@ fi
 echo "export DOCKER_HOST=$DOCKER_HOST"
 echo "export DECKHAND_TEST_REGISTRY=$REGISTRY"
 echo "export DECKHAND_SCHEMATHESIS=$SCHEMATHESIS"
+echo "export DECKHAND_TEST_AUTH_REGISTRY=$AUTH_REGISTRY"
+echo "export DECKHAND_TEST_AUTH_CONFIG=$AUTH_CONFIG"
+printf 'export DECKHAND_TEST_AUTH_USER=%q\n' "$AUTH_USER"
+printf 'export DECKHAND_TEST_AUTH_PASSWORD=%q\n' "$AUTH_PASSWORD"
 log "ready: DOCKER_HOST=$DOCKER_HOST registry=$REGISTRY schemathesis=$SCHEMATHESIS"

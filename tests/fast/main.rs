@@ -14,6 +14,8 @@ mod evidence;
 mod fixtures;
 mod interrupted;
 mod memory;
+mod real_apps;
 mod sandbox;
 mod secrets;
 mod shutdown;
+mod worlds;

@@ -17,15 +17,13 @@ use super::{AppState, ValidPath};
 pub async fn list_targets(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<TargetView>>, ApiError> {
-    Ok(Json(
-        state
-            .executor
-            .journal()
-            .targets()?
-            .into_iter()
-            .map(TargetView::from)
-            .collect(),
-    ))
+    let journal = state.executor.journal();
+    let targets = journal
+        .targets()?
+        .into_iter()
+        .map(|t| TargetView::of(t, journal))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(targets))
 }
 
 /// One target.
@@ -44,7 +42,7 @@ pub async fn get_target(
         .journal()
         .target(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no target named `{name}`")))?;
-    Ok(Json(t.into()))
+    Ok(Json(TargetView::of(t, state.executor.journal())?))
 }
 
 /// A registered workflow.

@@ -329,6 +329,110 @@ pub struct TargetView {
     pub status: &'static str,
     /// Every revision, oldest first.
     pub history: Vec<RevisionView>,
+    /// Published ports of the current revision (`-p` syntax).
+    pub ports: Vec<String>,
+    /// Its volumes and bind mounts.
+    pub volumes: Vec<VolumeView>,
+    /// The user-defined networks it joins.
+    pub networks: Vec<NetworkView>,
+    /// Its restart policy (`no`, `on-failure:3`, …); null: the runtime's default.
+    pub restart: Option<String>,
+    /// Its memory limit as given (`256m`).
+    pub memory: Option<String>,
+    /// Its CPU limit.
+    pub cpus: Option<f64>,
+    /// Its health settings (`timeout_s`, `cmd`, `interval_s`, …).
+    #[schema(value_type = Option<Object>)]
+    pub health: Option<Value>,
+}
+
+/// A volume or bind mount of a target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeView {
+    /// The volume's name in the params (`data`), or the host path of a bind mount.
+    pub name: String,
+    /// The Docker volume it is (`deckhand-web-V-data`); null for a bind mount.
+    pub docker_name: Option<String>,
+    /// Where it is mounted in the container.
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A user-defined network a target joins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NetworkView {
+    /// Network name.
+    pub name: String,
+    /// The target's extra names there.
+    pub aliases: Vec<String>,
+}
+
+impl TargetView {
+    /// The target with its current revision's effective spec; `volumes`
+    /// names the Docker volume each named volume is now: the newest the
+    /// engine made for it (a snapshotting upgrade makes a copy), else the
+    /// target's scoped name.
+    pub fn of(
+        t: TargetRecord,
+        journal: &crate::journal::Journal,
+    ) -> Result<Self, crate::journal::JournalError> {
+        let owned = journal.owned_by_target(crate::steps::RESOURCE_VOLUME, &t.name)?;
+        let spec: deckhand_params::Spec = t
+            .current
+            .as_ref()
+            .and_then(|r| serde_json::from_value(r.spec.clone()).ok())
+            .unwrap_or_default();
+        let target = t.name.clone();
+        let mut view = TargetView::from(t);
+        view.ports = spec.ports.clone().unwrap_or_default();
+        view.volumes = spec
+            .volume_specs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| match v.source {
+                deckhand_params::VolumeSource::Named(name) => {
+                    let docker = owned
+                        .iter()
+                        .rev()
+                        .find(|o| o.name == name)
+                        .map(|o| o.id.clone())
+                        .unwrap_or_else(|| {
+                            crate::ownership::volume_docker_name(&target, None, &name)
+                        });
+                    VolumeView {
+                        name,
+                        docker_name: Some(docker),
+                        path: v.target,
+                        read_only: v.read_only,
+                    }
+                }
+                deckhand_params::VolumeSource::Bind(path) => VolumeView {
+                    name: path,
+                    docker_name: None,
+                    path: v.target,
+                    read_only: v.read_only,
+                },
+            })
+            .collect();
+        view.networks = spec
+            .network_specs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| NetworkView {
+                name: n.name,
+                aliases: n.aliases,
+            })
+            .collect();
+        view.restart = spec.restart.clone();
+        view.memory = spec.memory.clone();
+        view.cpus = spec.cpus;
+        view.health = spec
+            .health
+            .as_ref()
+            .and_then(|h| serde_json::to_value(h).ok());
+        Ok(view)
+    }
 }
 
 impl From<TargetRecord> for TargetView {
@@ -351,6 +455,13 @@ impl From<TargetRecord> for TargetView {
                 "torn_down"
             },
             history: t.history.iter().map(rev).collect(),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            networks: Vec::new(),
+            restart: None,
+            memory: None,
+            cpus: None,
+            health: None,
         }
     }
 }

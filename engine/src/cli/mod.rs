@@ -233,6 +233,8 @@ pub(crate) fn open_journal(data_dir: &std::path::Path) -> anyhow::Result<Journal
 /// `DECKHAND_CALL_SETTLE_GRACE_MS` (how long an interrupted call may still land),
 /// `DECKHAND_DAEMON_RETRY_S` (how long undos retry while Docker is away),
 /// `DECKHAND_ALLOW_HOST_NETWORK=1` (containers may use `host` / `container:…` networks),
+/// `DECKHAND_ALLOW_BIND_MOUNTS=1` (containers may mount host paths; also
+/// `serve --allow-bind-mounts`, through [`allow_bind_mounts`]),
 /// `DECKHAND_COMPENSATION_DEADLINE_S` (time a plugin's own compensation may take),
 /// `DECKHAND_MAX_CONTAINERS` and `DECKHAND_MAX_COMPENSATIONS` (per job).
 pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
@@ -282,7 +284,22 @@ pub(crate) fn host_settings() -> anyhow::Result<HostSettings> {
     if let Some(allow) = var("DECKHAND_ALLOW_HOST_NETWORK")? {
         s.allow_host_network = allow != 0;
     }
+    if let Some(allow) = var("DECKHAND_ALLOW_BIND_MOUNTS")? {
+        s.allow_bind_mounts = allow != 0;
+    }
+    s.allow_bind_mounts |= BIND_MOUNTS_FLAG.load(std::sync::atomic::Ordering::Relaxed);
     Ok(s)
+}
+
+/// Set by `serve --allow-bind-mounts` before the server builds its engine:
+/// a flag rather than the environment, which a running process cannot
+/// safely change.
+static BIND_MOUNTS_FLAG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Let the engines this process builds from now on mount host paths (as
+/// `DECKHAND_ALLOW_BIND_MOUNTS=1` does).
+pub(crate) fn allow_bind_mounts() {
+    BIND_MOUNTS_FLAG.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 pub(crate) fn plugin_store(data_dir: &std::path::Path) -> PathBuf {

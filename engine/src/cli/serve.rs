@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// Milliseconds between keep-alive comments on event streams.
     #[arg(long, default_value_t = 15_000)]
     pub keep_alive_ms: u64,
+    /// Let jobs mount host paths into containers (`volumes` with an
+    /// absolute source). Off: a job's params can reach no file of the
+    /// machine. `DECKHAND_ALLOW_BIND_MOUNTS=1` does the same, for in-process
+    /// commands too.
+    #[arg(long)]
+    pub allow_bind_mounts: bool,
 }
 
 /// Run the server until Ctrl-C.
@@ -52,6 +58,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
     };
     super::lock_data_dir(data_dir)?;
+    if args.allow_bind_mounts {
+        super::allow_bind_mounts();
+    }
     let executor = super::prepared_engine(data_dir, runtime)?;
     let config = ApiConfig {
         token,

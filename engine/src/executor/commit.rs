@@ -13,7 +13,9 @@ use crate::journal::{
 };
 use crate::ownership;
 use crate::runtime::RuntimeError;
-use crate::steps::{Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
+use crate::steps::{
+    Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE, RESOURCE_NETWORK, RESOURCE_VOLUME,
+};
 
 impl Inner {
     /// Commit `job` and record `succeeded` (or `failed` if an effect cannot
@@ -155,6 +157,40 @@ impl Inner {
                 }
                 self.journal.clear_target(&job.target).await?;
                 Ok(released)
+            }
+            Deferred::RemoveVolume { name } => {
+                if !ownership::is_targets_volume(&self.journal, &name, &job.target)? {
+                    return Ok(Vec::new());
+                }
+                match self.runtime.remove_volume(&name).await {
+                    // Some container still mounts it: left, still the engine's.
+                    Err(RuntimeError::Conflict(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e.into()),
+                    Ok(()) => Ok(vec![Event::Released {
+                        resource: RESOURCE_VOLUME.into(),
+                        id: name,
+                    }]),
+                }
+            }
+            Deferred::RemoveNetwork { name } => {
+                let Some(network) = self.runtime.inspect_network(&name).await? else {
+                    return Ok(Vec::new());
+                };
+                // Only the engine's own, and only once nothing is on it
+                // (another target may use it): else it stays the engine's.
+                if !ownership::is_engines_network(&self.journal, &network.id)?
+                    || !network.containers.is_empty()
+                {
+                    return Ok(Vec::new());
+                }
+                match self.runtime.remove_network(&network.id).await {
+                    Err(RuntimeError::Conflict(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e.into()),
+                    Ok(()) => Ok(vec![Event::Released {
+                        resource: RESOURCE_NETWORK.into(),
+                        id: network.id,
+                    }]),
+                }
             }
         }
     }

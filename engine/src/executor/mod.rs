@@ -417,12 +417,8 @@ impl Executor {
                 "params must be a JSON object".into(),
             ));
         }
-        params::check(
-            &req.workflow,
-            &req.params,
-            self.inner.settings.allow_host_network,
-        )
-        .map_err(SubmitError::InvalidParams)?;
+        params::check(&req.workflow, &req.params, &self.inner.settings)
+            .map_err(SubmitError::InvalidParams)?;
         // Submissions with one key go one at a time (a duplicate waits for
         // the first to create its job or be refused, then gets its job: never
         // a second job nor a busy target); the key with another request is

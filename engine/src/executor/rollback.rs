@@ -14,7 +14,9 @@ use super::step_error::StepError;
 use super::{Inner, RollbackReason};
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
-use crate::steps::{Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE};
+use crate::steps::{
+    Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE, RESOURCE_NETWORK, RESOURCE_VOLUME,
+};
 
 impl Inner {
     /// Whether an unfinished job other than `except` pulled `image`.
@@ -297,6 +299,49 @@ impl Inner {
                     id,
                 })
             }
+            Compensation::RemoveCreatedVolume { name, job: creator } => {
+                match rt.inspect_volume(name).await? {
+                    Some(v) if v.labels.get(LABEL_JOB) == Some(creator) => {
+                        match rt.remove_volume(name).await {
+                            // A container another job made uses it now:
+                            // left, as a volume that existed would be.
+                            Err(RuntimeError::Conflict(_)) => {
+                                return Ok(Postcondition::Unobservable);
+                            }
+                            Err(e) => return Err(e.into()),
+                            Ok(()) => {}
+                        }
+                    }
+                    // Missing (the create never happened) or not this job's.
+                    _ => {}
+                }
+                Ok(Postcondition::CreatedVolumeGone {
+                    name: name.clone(),
+                    job: creator.clone(),
+                })
+            }
+            Compensation::RemoveCreatedNetwork { name, job: creator } => {
+                match rt.inspect_network(name).await? {
+                    Some(n) if n.labels.get(LABEL_JOB) == Some(creator) => {
+                        // Someone else's container joined it since: it stays.
+                        if !n.containers.is_empty() {
+                            return Ok(Postcondition::Unobservable);
+                        }
+                        match rt.remove_network(&n.id).await {
+                            Err(RuntimeError::Conflict(_)) => {
+                                return Ok(Postcondition::Unobservable);
+                            }
+                            Err(e) => return Err(e.into()),
+                            Ok(()) => {}
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(Postcondition::CreatedNetworkGone {
+                    name: name.clone(),
+                    job: creator.clone(),
+                })
+            }
             Compensation::StopContainer { id } => match rt.stop_container(id, 10).await {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => {
                     Ok(Postcondition::NotRunning(id.clone()))
@@ -330,6 +375,22 @@ impl Inner {
 /// The `released` event for what an undo removed: the image its pull brought,
 /// or the container its create made, by the id the step's result recorded.
 fn released(planned: &PlannedUndo, post: &Postcondition) -> Option<Event> {
+    match post {
+        Postcondition::CreatedVolumeGone { name, .. } => {
+            return Some(Event::Released {
+                resource: RESOURCE_VOLUME.into(),
+                id: name.clone(),
+            });
+        }
+        Postcondition::CreatedNetworkGone { .. } => {
+            let id = planned.result.as_ref()?.get("id")?.as_str()?.to_owned();
+            return Some(Event::Released {
+                resource: RESOURCE_NETWORK.into(),
+                id,
+            });
+        }
+        _ => {}
+    }
     let id = planned.result.as_ref()?.as_str()?.to_owned();
     let resource = match post {
         Postcondition::ImageAbsent(_) => RESOURCE_IMAGE,

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use super::plan::PlannedUndo;
 use crate::journal::now_millis;
-use crate::runtime::{ContainerRuntime, ContainerState, RuntimeError};
+use crate::runtime::{ContainerRuntime, ContainerState, LABEL_JOB, RuntimeError};
 use crate::steps::Call;
 
 /// How often a compensation is run before its postcondition counts as
@@ -71,6 +71,20 @@ pub(crate) enum Postcondition {
         id: String,
         /// Its name.
         name: String,
+    },
+    /// No volume called this that `job` created exists.
+    CreatedVolumeGone {
+        /// Docker name.
+        name: String,
+        /// The job that created it.
+        job: String,
+    },
+    /// No network called this that `job` created exists.
+    CreatedNetworkGone {
+        /// Network name.
+        name: String,
+        /// The job that created it.
+        job: String,
     },
 }
 
@@ -129,6 +143,22 @@ impl Postcondition {
                         ))
                     }
                     _ => Observed::Holds(json!({"name": name, "exists": false})),
+                }
+            }
+            Postcondition::CreatedVolumeGone { name, job } => {
+                match rt.inspect_volume(name).await? {
+                    Some(v) if v.labels.get(LABEL_JOB) == Some(job) => {
+                        Observed::Violated(format!("the created volume {name} still exists"))
+                    }
+                    _ => Observed::Holds(json!({"volume": name, "exists": false})),
+                }
+            }
+            Postcondition::CreatedNetworkGone { name, job } => {
+                match rt.inspect_network(name).await? {
+                    Some(n) if n.labels.get(LABEL_JOB) == Some(job) => {
+                        Observed::Violated(format!("the created network {name} still exists"))
+                    }
+                    _ => Observed::Holds(json!({"network": name, "exists": false})),
                 }
             }
             Postcondition::Running(id) => match rt.inspect_container(id).await? {

@@ -1,11 +1,29 @@
-//! The only `bindgen!` over `wit/`: host-side types and traits of the
-//! `deckhand:workflow` world, sealed in a private module. Everything else in
-//! the crate uses the re-exports below.
+//! The only `bindgen!`s over `wit/`: host-side types and traits of the
+//! `deckhand:workflow` world, version 0.2.0 (`wit/`) and the frozen 0.1.0
+//! (`wit/v0.1.0/`) that older plugins were built against, each sealed in a
+//! private module. Everything else in the crate uses the re-exports below;
+//! the 0.1.0 types only reach [`super::v1`], which adapts them.
 
 mod generated {
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
         path: "../wit",
+        world: "workflow",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        trappable_error_type: {
+            "deckhand:workflow/types.host-error" => super::HostCallError,
+        },
+    });
+}
+
+/// The 0.1.0 world. Its host functions answer the same [`HostCallError`]
+/// (with a 0.2.0 `host-error`, which has the same cases), so an adapter
+/// only converts records.
+pub(super) mod v1 {
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
         world: "workflow",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -54,7 +72,8 @@ impl HostCallError {
 pub type HostResult<T> = Result<T, HostCallError>;
 
 pub use generated::deckhand::workflow::types::{
-    ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision,
+    ContainerInfo, ContainerSpec, HostError, LogLevel, MountKind, NetworkInfo, PluginInfo,
+    RestartPolicy, Revision, VolumeInfo,
 };
-pub use generated::deckhand::workflow::{container, job, state, types};
+pub use generated::deckhand::workflow::{container, job, network, state, types, volume};
 pub use generated::{Workflow, WorkflowPre};

@@ -17,8 +17,8 @@ use super::host_state::HostState;
 use super::scope::{HostSettings, JobScope, host_error, journal_error};
 use crate::journal::{Event, JobId, Journal, Progress};
 use crate::runtime::{
-    ContainerConfig, ContainerRuntime, ContainerState, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET,
-    PullPhase, PullProgress, RuntimeError,
+    ContainerRuntime, ContainerState, LABEL_MANAGED, LABEL_TARGET, PullPhase, PullProgress,
+    RuntimeError,
 };
 use crate::steps::{Call, Compensation, Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
@@ -417,23 +417,8 @@ impl container::Host for HostState {
         let scope = &mut self.scope;
         scope.check_name(&spec.name)?;
         scope.check_size("image", &spec.image)?;
-        let arg_bytes: usize = spec
-            .env
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-            + spec.cmd.iter().flatten().map(String::len).sum::<usize>();
-        if arg_bytes > scope.settings.max_arg_bytes {
-            return Err(HostCallError::Plugin(HostError::Invalid(format!(
-                "env and cmd are {arg_bytes} bytes; the limit is {}",
-                scope.settings.max_arg_bytes
-            ))));
-        }
-        if let Some(network) = spec.network.as_deref() {
-            (crate::runtime::check_network_mode(network, scope.settings.allow_host_network)
-                .map_err(HostError::Denied))?;
-        }
         scope.ensure_not_cancelled()?;
+        let config = super::container_spec::config_of(spec, scope)?;
         let limit = scope.settings.max_containers_per_job;
         (JobScope::count(
             &mut scope.created,
@@ -441,25 +426,13 @@ impl container::Host for HostState {
             "containers",
             "DECKHAND_MAX_CONTAINERS",
         ))?;
-        let config = ContainerConfig {
-            name: spec.name.clone(),
-            image: spec.image,
-            env: spec.env.into_iter().collect(),
-            cmd: spec.cmd,
-            network: spec.network,
-            labels: [
-                (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                (LABEL_TARGET.to_owned(), scope.target.clone()),
-                (LABEL_JOB.to_owned(), scope.job_id.to_string()),
-            ]
-            .into(),
-        };
         let undo = Compensation::RemoveCreatedContainer {
-            name: spec.name.clone(),
+            name: config.name.clone(),
             job: scope.job_id.to_string(),
         };
         let rt = scope.runtime.clone();
         let create = config.clone();
+        let create_name = config.name.clone();
         let id = scope
             .perform(Call::CreateContainer { config }, Some(undo), async move {
                 let id = rt.create_container(&create).await.map_err(host_error)?;
@@ -479,7 +452,7 @@ impl container::Host for HostState {
             .record(Event::Acquired {
                 resource: RESOURCE_CONTAINER.into(),
                 id: id.clone(),
-                name: spec.name,
+                name: create_name,
             })
             .await?;
         Ok(id)

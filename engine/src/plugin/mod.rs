@@ -13,11 +13,14 @@ mod bindings;
 mod builtin;
 mod clocks;
 mod container;
+mod container_spec;
 mod host_state;
 mod job;
 mod scope;
 pub mod store;
 mod target_state;
+mod v1;
+mod volume_network;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -119,7 +122,100 @@ pub struct Plugin {
     pub digest: String,
     /// Whether it ships with the engine.
     pub builtin: bool,
-    pre: bindings::WorkflowPre<HostState>,
+    /// The version of the workflow world it was built against.
+    pub world: WorldVersion,
+    pre: Pre,
+}
+
+/// The version of `deckhand:workflow` a component was built against, read
+/// from the versions of its `deckhand:workflow/*` imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldVersion {
+    /// 0.1.0: a container with image, env, command and network mode.
+    V0_1,
+    /// 0.2.0: ports, volumes, networks, limits and health checks.
+    V0_2,
+}
+
+impl WorldVersion {
+    /// `0.1.0` or `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorldVersion::V0_1 => "0.1.0",
+            WorldVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The version a component's imports name (`deckhand:workflow/container@0.1.0`);
+    /// a component importing none of the workflow's interfaces gets the
+    /// newest. `Err` for unknown versions or a mix.
+    fn of_imports<'a>(names: impl Iterator<Item = &'a str>) -> Result<WorldVersion, String> {
+        let mut found: Option<&str> = None;
+        for name in names {
+            let Some(rest) = name.strip_prefix("deckhand:workflow/") else {
+                continue;
+            };
+            let version = rest.split_once('@').map_or("", |(_, v)| v);
+            match found {
+                Some(v) if v != version => {
+                    return Err(format!(
+                        "it imports deckhand:workflow both @{v} and @{version}"
+                    ));
+                }
+                _ => found = Some(version),
+            }
+        }
+        match found {
+            None | Some("0.2.0") => Ok(WorldVersion::V0_2),
+            Some("0.1.0") => Ok(WorldVersion::V0_1),
+            Some(other) => Err(format!(
+                "it was built against deckhand:workflow@{other}; this engine serves 0.1.0 and 0.2.0"
+            )),
+        }
+    }
+}
+
+/// A component linked against the world it was built for.
+enum Pre {
+    V1(bindings::v1::WorkflowPre<HostState>),
+    V2(bindings::WorkflowPre<HostState>),
+}
+
+impl Pre {
+    async fn run(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<String, String>> {
+        match self {
+            Pre::V1(pre) => {
+                pre.instantiate_async(&mut *store)
+                    .await?
+                    .call_run(store)
+                    .await
+            }
+            Pre::V2(pre) => {
+                pre.instantiate_async(&mut *store)
+                    .await?
+                    .call_run(store)
+                    .await
+            }
+        }
+    }
+
+    async fn compensate(
+        &self,
+        store: &mut Store<HostState>,
+        action: &str,
+        data: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Pre::V1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_compensate(store, action, data).await
+            }
+            Pre::V2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_compensate(store, action, data).await
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -197,7 +293,11 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| clocks::link_frozen_timers(&mut linker))
             .map_err(|e| PluginError::Engine(e.to_string()))?;
+        // Both versions of the world: their names carry the version.
         bindings::Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .and_then(|()| {
+                bindings::v1::Workflow::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            })
             .map_err(|e| PluginError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -249,15 +349,23 @@ impl PluginHost {
         let component = self
             .compile(&digest, bytes)
             .map_err(|e| invalid(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let world = WorldVersion::of_imports(ty.imports(&self.engine).map(|(name, _)| name))
+            .map_err(invalid)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = bindings::WorkflowPre::new(pre).map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = match world {
+            WorldVersion::V0_1 => bindings::v1::WorkflowPre::new(pre).map(Pre::V1),
+            WorldVersion::V0_2 => bindings::WorkflowPre::new(pre).map(Pre::V2),
+        }
+        .map_err(|e| invalid(format!("{e:#}")))?;
         let plugin = Arc::new(Plugin {
             name: name.to_owned(),
             digest: digest.clone(),
             builtin,
+            world,
             pre,
         });
         self.plugins
@@ -419,10 +527,7 @@ impl PluginHost {
         // The deadline and a cancel stop the run here, so the scope
         // survives to record what the run did.
         let outcome = tokio::select! {
-            outcome = tokio::time::timeout(deadline, async {
-                let instance = plugin.pre.instantiate_async(&mut store).await?;
-                instance.call_run(&mut store).await
-            }) => Some(outcome),
+            outcome = tokio::time::timeout(deadline, plugin.pre.run(&mut store)) => Some(outcome),
             () = stopped_by_cancel => None,
         };
         let result = match outcome {
@@ -462,8 +567,7 @@ impl PluginHost {
         let deadline = scope.settings.max_compensation_time;
         let mut store = self.new_store(scope);
         let outcome = tokio::time::timeout(deadline, async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_compensate(&mut store, action, data).await
+            plugin.pre.compensate(&mut store, action, data).await
         })
         .await;
         let mut scope = store.into_data().scope;
@@ -571,5 +675,23 @@ mod tests {
         assert!(e.to_string().contains("disk full"), "{e}");
         let fuel = run_error_of_trap(&wasmtime::Error::from(wasmtime::Trap::OutOfFuel));
         assert!(matches!(fuel, RunError::Trapped(_)), "{fuel:?}");
+    }
+
+    #[test]
+    fn a_components_world_is_the_version_its_workflow_imports_name() {
+        let of = |names: &[&str]| WorldVersion::of_imports(names.iter().copied());
+        assert_eq!(
+            of(&["wasi:io/streams@0.2.6", "deckhand:workflow/container@0.1.0"]),
+            Ok(WorldVersion::V0_1)
+        );
+        assert_eq!(
+            of(&["deckhand:workflow/container@0.2.0", "deckhand:workflow/volume@0.2.0"]),
+            Ok(WorldVersion::V0_2)
+        );
+        assert_eq!(of(&["wasi:io/streams@0.2.6"]), Ok(WorldVersion::V0_2));
+        let mixed = of(&["deckhand:workflow/job@0.1.0", "deckhand:workflow/volume@0.2.0"]);
+        assert!(mixed.unwrap_err().contains("both"));
+        let future = of(&["deckhand:workflow/job@0.9.0"]);
+        assert!(future.unwrap_err().contains("0.9.0"));
     }
 }

@@ -58,6 +58,10 @@ pub struct HostSettings {
     /// another container's (`container:…`). Off: loopback services on the
     /// machine (the API among them) stay out of a plugin's reach.
     pub allow_host_network: bool,
+    /// Whether containers may mount host paths (bind mounts): they reach
+    /// the machine's files, so only when the operator says so
+    /// (`serve --allow-bind-mounts`, `DECKHAND_ALLOW_BIND_MOUNTS=1`).
+    pub allow_bind_mounts: bool,
     /// Wall-clock time a plugin's own compensation may take; past it the
     /// rollback fails (the job ends `failed`, its remaining undos kept).
     pub max_compensation_time: Duration,
@@ -82,6 +86,7 @@ impl Default for HostSettings {
             call_settle_grace: Duration::from_millis(1000),
             daemon_retry_deadline: Duration::from_secs(60),
             allow_host_network: false,
+            allow_bind_mounts: false,
             max_compensation_time: Duration::from_secs(60),
             max_containers_per_job: 16,
             max_compensations_per_job: 1_000,
@@ -121,6 +126,12 @@ pub struct JobScope {
     /// Containers created and compensations registered so far.
     pub(super) created: u32,
     pub(super) registered: u32,
+    /// Docker names of the volumes this instance ensured or snapshotted:
+    /// the only volumes its containers may mount.
+    pub(super) volumes: std::collections::BTreeSet<String>,
+    /// Names of the networks this instance ensured: the only user-defined
+    /// networks its containers may join.
+    pub(super) networks: std::collections::BTreeSet<String>,
     /// The job's writes; results and reads wait in it for the next durable one.
     log: JobLog,
     /// Host calls in progress (0 or 1): a cancel lets one finish, but stops
@@ -174,6 +185,8 @@ impl JobScope {
             log_bytes: 0,
             created: 0,
             registered: 0,
+            volumes: Default::default(),
+            networks: Default::default(),
         }
     }
 

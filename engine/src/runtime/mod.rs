@@ -1,8 +1,8 @@
 //! The container runtime: what Deckhand needs from a container engine.
 //!
 //! [`ContainerRuntime`] is the whole surface: images, containers, labels,
-//! the tail of a container's logs, and a pull that streams [`PullProgress`]
-//! and can be aborted. It knows
+//! volumes and networks, the tail of a container's logs, and a pull that
+//! streams [`PullProgress`] and can be aborted. It knows
 //! nothing of WebAssembly, plugins or the journal. [`DockerRuntime`] is the
 //! implementation on a real Docker daemon (the only module that imports
 //! bollard); [`MemoryRuntime`] keeps everything in memory, with fault
@@ -11,12 +11,19 @@
 mod docker;
 pub mod memory;
 pub mod progress;
+pub mod registry_auth;
+pub mod spec;
 
 use std::collections::BTreeMap;
 
 pub use docker::DockerRuntime;
 pub use memory::MemoryRuntime;
 pub use progress::{PullPhase, PullProgress, PullTracker};
+pub use registry_auth::{Credential, RegistryAuth};
+pub use spec::{
+    HealthCheck, Mount, MountKind, NetworkAttachment, NetworkState, PortBinding, RestartPolicy,
+    VolumeState,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +33,11 @@ pub const LABEL_MANAGED: &str = "io.deckhand.managed";
 pub const LABEL_TARGET: &str = "io.deckhand.target";
 /// Label naming the job that created a container.
 pub const LABEL_JOB: &str = "io.deckhand.job";
+/// Label of the short-lived containers the runtime itself creates (never
+/// started) to reach a volume's files, naming what for (`copy-volume`).
+/// They also carry [`LABEL_MANAGED`]; one that outlives its call (the
+/// process was killed) may be removed by anyone.
+pub const LABEL_HELPER: &str = "io.deckhand.helper";
 
 /// The text of an underlying error (a client library's), kept as the
 /// source of a [`RuntimeError`] so that logs can show it while messages for
@@ -110,6 +122,40 @@ pub struct ContainerConfig {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Entrypoint; `None` keeps the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// User (`name`, `uid`, `uid:gid`); `None` keeps the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Working directory; `None` keeps the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Published ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortBinding>,
+    /// Volumes and bind mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// User-defined networks it joins (the first at create, the others
+    /// right after, before it starts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
+    /// Restart policy; `None` is the daemon's default (`no`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in billionths of a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<u64>,
+    /// Health check; `None` keeps the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Seconds the daemon waits after SIGTERM before killing it on stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_s: Option<u32>,
 }
 
 /// A container as the runtime reports it.
@@ -164,7 +210,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         progress: &watch::Sender<PullProgress>,
         cancel: &CancellationToken,
     ) -> Result<()>;
-    /// Create a container; returns its id.
+    /// Create a container; returns its id. With several `networks`, it is
+    /// created on the first and connected to the others before this
+    /// returns; if a connect fails, the container is removed again. Setting
+    /// both `network` (a network mode) and `networks` is refused.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String>;
     /// Start a container (no-op if running).
     async fn start_container(&self, id: &str) -> Result<()>;
@@ -188,6 +237,48 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// character boundary (see [`log_tail_of`]). `NotFound` once the
     /// container is gone: logs go with their container.
     async fn log_tail(&self, id: &str, max_bytes: usize) -> Result<String>;
+    /// Create the volume `name` with `labels`, or, when a volume of that
+    /// name exists, leave it as it is. Either way returns the volume as it
+    /// now is, with its own labels: a caller that put its job id in
+    /// [`LABEL_JOB`] learns from the answer whether it created it (Docker's
+    /// own create is idempotent this way, which leaves no race between a
+    /// check and a create).
+    async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeState>;
+    /// Inspect a volume; `None` if missing.
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeState>>;
+    /// Remove a volume and its content (no-op if missing). `Conflict` while
+    /// any container, running or not, mounts it.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Create the user-defined (bridge) network `name` with `labels`, or
+    /// return the existing one of that name as it is (its own labels, as
+    /// for [`ContainerRuntime::create_volume`]). Never leaves two networks
+    /// of one name (Docker would allow it, and then refuses to attach a
+    /// container to either).
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<NetworkState>;
+    /// Inspect a network by name or id; `None` if missing. Its
+    /// `containers` are all that are attached or configured to join it,
+    /// stopped ones included.
+    async fn inspect_network(&self, name_or_id: &str) -> Result<Option<NetworkState>>;
+    /// Remove a network (no-op if missing). `Conflict` while any container,
+    /// even a stopped one, is on it: a stopped container whose network was
+    /// removed can never start again.
+    async fn remove_network(&self, name_or_id: &str) -> Result<()>;
+    /// Make the content of volume `to` a copy of volume `from`'s: files,
+    /// modes, owners, symlinks, and the root directory's mode and owner.
+    /// `to` must exist and be empty (`Conflict` otherwise); `from` is only
+    /// read. `helper_image` must be in the local store: Docker needs an
+    /// image to create the (never started) containers through which the
+    /// volumes are reached; nothing of it runs. On failure `to` may hold
+    /// part of the copy: remove it.
+    async fn copy_volume(&self, from: &str, to: &str, helper_image: &str) -> Result<()>;
     /// How long after an interrupted pull the daemon may still finish it and
     /// tag the image. Undoing such a pull watches for the image this long.
     fn pull_abort_grace(&self) -> std::time::Duration {

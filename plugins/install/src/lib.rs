@@ -1,7 +1,9 @@
 //! The built-in `install` workflow.
 //!
-//! Params: `{image, env?, cmd?, network?, health?: {timeout_s}}`.
-//! Steps: pull the image → create `deckhand-<target>` → start it → wait until
+//! Params: the `deckhand-params` `Spec` (`image` required; ports, volumes,
+//! networks, limits, health, …).
+//! Steps: make its volumes and networks available → pull the image →
+//! create `deckhand-<target>` → start it → wait until
 //! it runs (and is healthy, when the image has a health check) → record the
 //! revision. Each step is journaled by the host with its undo, so a failure
 //! at any point leaves the target as it was.
@@ -30,8 +32,9 @@ impl Workflow for Install {
             ));
         }
 
+        let prepared = deckhand_sdk::prepare(&spec)?;
         container::pull_image(&image)?;
-        let id = container::create_container(&spec.container(deckhand_sdk::live_name(&target))?)?;
+        let id = container::create_container(&spec.container_on(deckhand_sdk::live_name(&target), &prepared)?)?;
         container::start_container(&id)?;
         let timeout = spec.health.clone().unwrap_or_default().timeout();
         container::wait_healthy(&id, timeout)?;

@@ -58,6 +58,10 @@ pub use bindings::deckhand::workflow::container;
 pub use bindings::deckhand::workflow::job;
 /// The target's committed state: current revision, recording the new one.
 pub use bindings::deckhand::workflow::state;
+/// The target's volumes (journaled, undone on rollback).
+pub use bindings::deckhand::workflow::volume;
+/// User-defined networks (journaled, undone on rollback).
+pub use bindings::deckhand::workflow::network;
 
 /// A one-line description of a host error, for job errors and logs.
 /// (The generated `Display` prints the variant's debug form.)
@@ -105,25 +109,146 @@ pub fn log(message: &str) {
 
 /// The params contract of the built-in workflows (the engine checks the
 /// same types before a job exists).
-pub use deckhand_params::{Health, Rollback, Spec, Teardown};
+pub use deckhand_params::{
+    Health, NetworkSpec, Permissions, PortSpec, RestartSpec, Rollback, Spec, Strategy, Teardown,
+    VolumeSource, VolumeSpec,
+};
+
+/// What a spec's container needs made available before it is created: the
+/// Docker name of each named volume, by the name the spec gives it.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// Logical volume name → Docker name.
+    pub volumes: std::collections::BTreeMap<String, String>,
+    /// The logical names whose volume this job created (empty, new).
+    pub created: std::collections::BTreeSet<String>,
+}
+
+/// Make the named volumes and the networks `spec` names available. A
+/// volume the target has is its newest (a snapshotting upgrade leaves a
+/// copy as the current one, `volume.list-volumes`); another is
+/// `volume.ensure-volume`d (created when absent, undone on rollback; one
+/// that exists is used as it is); each network is `network.ensure-network`ed.
+/// A spec that names none makes no call.
+pub fn prepare(spec: &Spec) -> Result<Prepared, String> {
+    let mut prepared = Prepared::default();
+    let named: Vec<String> = spec
+        .volume_specs()?
+        .into_iter()
+        .filter_map(|v| match v.source {
+            VolumeSource::Named(name) => Some(name),
+            VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    if !named.is_empty() {
+        let existing = volume::list_volumes()?;
+        for name in named {
+            if prepared.volumes.contains_key(&name) {
+                continue;
+            }
+            match existing.iter().rev().find(|v| v.name == name) {
+                Some(v) => {
+                    prepared.volumes.insert(name, v.docker_name.clone());
+                }
+                None => {
+                    let info = volume::ensure_volume(&name)?;
+                    if info.created {
+                        prepared.created.insert(name.clone());
+                    }
+                    prepared.volumes.insert(name, info.docker_name);
+                }
+            }
+        }
+    }
+    for n in spec.network_specs()? {
+        network::ensure_network(&n.name)?;
+    }
+    Ok(prepared)
+}
 
 /// What a [`Spec`] means to the host: the container it describes, and the
 /// spec a revision stored.
 pub trait SpecExt: Sized {
-    /// The container spec for a container called `name` running this spec.
+    /// The container spec for a container called `name` running this spec,
+    /// its volumes and networks made available first ([`prepare`]).
     fn container(&self, name: String) -> Result<ContainerSpec, String>;
+    /// The container spec for a container called `name` running this spec,
+    /// mounting the volumes `prepared` names.
+    fn container_on(&self, name: String, prepared: &Prepared) -> Result<ContainerSpec, String>;
     /// The spec a revision stores.
     fn of_revision(rev: &Revision) -> Result<Self, String>;
 }
 
 impl SpecExt for Spec {
     fn container(&self, name: String) -> Result<ContainerSpec, String> {
+        self.container_on(name, &prepare(self)?)
+    }
+
+    fn container_on(&self, name: String, prepared: &Prepared) -> Result<ContainerSpec, String> {
+        use bindings::deckhand::workflow::types as t;
+        let mounts = self
+            .volume_specs()?
+            .into_iter()
+            .map(|v| {
+                let (kind, source) = match v.source {
+                    VolumeSource::Named(n) => {
+                        let docker = prepared.volumes.get(&n).ok_or_else(|| format!("volume `{n}` was not prepared"))?;
+                        (t::MountKind::Volume, docker.clone())
+                    }
+                    VolumeSource::Bind(path) => (t::MountKind::Bind, path),
+                };
+                Ok(t::Mount { kind, source, target: v.target, read_only: v.read_only })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let restart = self.restart_spec()?.map(|r| match r.policy {
+            deckhand_params::RestartPolicy::No => t::RestartPolicy::No,
+            deckhand_params::RestartPolicy::Always => t::RestartPolicy::Always,
+            deckhand_params::RestartPolicy::UnlessStopped => t::RestartPolicy::UnlessStopped,
+            deckhand_params::RestartPolicy::OnFailure => t::RestartPolicy::OnFailure(r.max_retries),
+        });
+        let ms = |s: Option<u32>| s.map(|s| u64::from(s) * 1000);
+        // Without a command the image's own check runs, with the timings
+        // given (an empty test inherits it).
+        let health_check = self.health.as_ref().and_then(|h| {
+            let timed = h.interval_s.is_some() || h.probe_timeout_s.is_some() || h.retries.is_some() || h.start_period_s.is_some();
+            (h.cmd.is_some() || timed).then(|| t::HealthCheck {
+                test: h.cmd.clone().unwrap_or_default(),
+                interval_ms: ms(h.interval_s),
+                timeout_ms: ms(h.probe_timeout_s),
+                retries: h.retries,
+                start_period_ms: ms(h.start_period_s),
+            })
+        });
         Ok(ContainerSpec {
-            name,
-            image: self.require_image()?.to_owned(),
             env: self.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
             cmd: self.cmd.clone(),
             network: self.network.clone(),
+            entrypoint: self.entrypoint.clone(),
+            user: self.user.clone(),
+            workdir: self.workdir.clone(),
+            labels: self.user_labels()?.into_iter().collect(),
+            ports: self
+                .port_specs()?
+                .into_iter()
+                .map(|p| t::PortBinding {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol,
+                })
+                .collect(),
+            mounts,
+            networks: self
+                .network_specs()?
+                .into_iter()
+                .map(|n| t::NetworkAttachment { name: n.name, aliases: n.aliases })
+                .collect(),
+            restart,
+            memory_bytes: self.memory_bytes()?,
+            nano_cpus: self.nano_cpus()?,
+            health_check,
+            stop_timeout_s: self.stop_timeout_s,
+            ..container_spec(name, self.require_image()?.to_owned())
         })
     }
 
@@ -134,6 +259,31 @@ impl SpecExt for Spec {
     }
 }
 
+/// A container spec for `name` running `image` with nothing else set (the
+/// image's defaults); set the fields you need with struct update syntax:
+/// `ContainerSpec { env, ..deckhand_sdk::container_spec(name, image) }`.
+pub fn container_spec(name: String, image: String) -> ContainerSpec {
+    ContainerSpec {
+        name,
+        image,
+        env: Vec::new(),
+        cmd: None,
+        network: None,
+        entrypoint: None,
+        user: None,
+        workdir: None,
+        labels: Vec::new(),
+        ports: Vec::new(),
+        mounts: Vec::new(),
+        networks: Vec::new(),
+        restart: None,
+        memory_bytes: None,
+        nano_cpus: None,
+        health_check: None,
+        stop_timeout_s: None,
+    }
+}
+
 /// The live container's name for `target`: `deckhand-<target>`.
 pub fn live_name(target: &str) -> String {
     format!("deckhand-{target}")
@@ -141,10 +291,13 @@ pub fn live_name(target: &str) -> String {
 
 /// Building blocks the built-in workflows are made of, for plugin authors too.
 pub mod recipes {
-    use super::{Revision, Spec, SpecExt, container, job, live_name, state};
+    use super::{Revision, Spec, SpecExt, container, job, live_name, prepare, state, volume};
 
     /// Replace the target's running revision `current` with a container
-    /// running `spec`, atomically: pull → create under a temporary name →
+    /// running `spec`, atomically (with `strategy: start-first`, the new one
+    /// is started and healthy before the old one stops; with
+    /// `snapshot_volumes`, it runs on copies of the shared volumes made
+    /// while the old one is stopped): volumes and networks → pull → create under a temporary name →
     /// stop the old one → swap names → start the new one → wait healthy →
     /// record the revision; the old container (and its image, if the engine
     /// pulled it and nothing else uses it) is removed only at commit. If any
@@ -155,24 +308,72 @@ pub mod recipes {
         let image = spec.require_image()?.to_owned();
         let live = live_name(&target);
 
+        // Volumes and networks first: a cancel during the pull undoes them.
+        let mut prepared = prepare(spec)?;
         container::pull_image(&image)?;
-        let next = container::create_container(&spec.container(format!("{live}-Next"))?)?;
-        let old = container::inspect_container(&current.container_id)?;
+        // With `snapshot_volumes`, the new container runs on copies of the
+        // volumes it shares with the old one, made while the old one is
+        // stopped; the originals stay as they are until the job commits, so
+        // a rollback finds the old container's data untouched.
+        let shared: Vec<(String, String)> = prepared
+            .volumes
+            .iter()
+            .filter(|(name, _)| !prepared.created.contains(*name))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        let snapshotting = spec.snapshot_volumes == Some(true) && !shared.is_empty();
+        let mut originals = Vec::new();
+        let mut old = None;
+        if snapshotting {
+            old = container::inspect_container(&current.container_id)?;
+            if let Some(old) = &old
+                && old.running
+            {
+                container::stop_container(&old.id, 10)?;
+            }
+            for (name, docker_name) in shared {
+                let copy = volume::snapshot_volume(&name, &docker_name)?;
+                prepared.volumes.insert(name, copy.docker_name);
+                originals.push(docker_name);
+            }
+        }
+        let next = container::create_container(&spec.container_on(format!("{live}-Next"), &prepared)?)?;
+        let timeout = spec.health.clone().unwrap_or_default().timeout();
+        // `start-first`: the old container serves until the new one is
+        // healthy (no fixed host port: both may listen at once).
+        let start_first = spec.strategy() == super::Strategy::StartFirst && !snapshotting;
+        if start_first {
+            container::start_container(&next)?;
+            container::wait_healthy(&next, timeout)?;
+        }
+        if !snapshotting {
+            old = container::inspect_container(&current.container_id)?;
+        }
         if let Some(old) = &old {
-            if old.running {
+            if old.running && !snapshotting {
                 container::stop_container(&old.id, 10)?;
             }
             container::rename_container(&old.id, &format!("{live}-Prev"))?;
         }
         container::rename_container(&next, &live)?;
-        container::start_container(&next)?;
-        container::wait_healthy(&next, spec.health.clone().unwrap_or_default().timeout())?;
+        if !start_first {
+            container::start_container(&next)?;
+            container::wait_healthy(&next, timeout)?;
+        }
         let revision = state::record_revision(&image, &next, &spec.to_json())?;
         if let Some(old) = &old {
             container::remove_container_at_commit(&old.id)?;
         }
         if current.image != image {
             container::remove_image_at_commit(&current.image)?;
+        }
+        // The originals the engine made go at commit; one that was there
+        // before the engine stays (it is not the engine's to remove).
+        for original in originals {
+            match volume::remove_volume_at_commit(&original) {
+                Ok(()) | Err(super::HostError::Denied(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(revision)
     }

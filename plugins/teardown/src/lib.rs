@@ -1,11 +1,13 @@
-//! The built-in `teardown` workflow. Params: `{}`.
+//! The built-in `teardown` workflow. Params: `{remove_volumes?}`.
 //!
 //! Stops the target's container now (undo: start it again); at commit the
 //! container is removed, the target's registry entry is cleared (its
 //! revision history stays), and its image is removed if the engine pulled it
-//! and no other target uses it.
+//! and no other target uses it. The networks the engine created for it go
+//! too once no container is on them; its volumes stay (its data), unless
+//! `remove_volumes` asks for the ones the engine created.
 
-use deckhand_sdk::{Workflow, container, export, job, state};
+use deckhand_sdk::{HostError, Spec, SpecExt, Workflow, container, export, job, network, state, volume};
 
 struct Teardown;
 
@@ -19,7 +21,7 @@ impl Workflow for Teardown {
     }
 
     fn run() -> Result<String, String> {
-        let _: deckhand_sdk::Teardown = deckhand_sdk::params()?;
+        let params: deckhand_sdk::Teardown = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
         // The container may already be gone (removed by hand); the target still goes.
@@ -33,6 +35,19 @@ impl Workflow for Teardown {
         // in use by a current revision and can go.
         state::delete_target_at_commit()?;
         container::remove_image_at_commit(&current.image)?;
+        // After the containers (deferred before them): a network is removed
+        // only once nothing is on it, and only if the engine created it.
+        for n in Spec::of_revision(&current)?.network_specs()? {
+            match network::remove_network_at_commit(&n.name) {
+                Ok(()) | Err(HostError::Denied(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if params.remove_volumes {
+            for v in volume::list_volumes()? {
+                volume::remove_volume_at_commit(&v.docker_name)?;
+            }
+        }
         Ok(format!("tore down `{target}` (revision {}, {})", current.number, current.image))
     }
 }

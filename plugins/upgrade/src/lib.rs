@@ -26,6 +26,9 @@ impl Workflow for Upgrade {
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed; use install"))?;
         let spec = params.over(&Spec::of_revision(&current)?);
+        // Some conflicts only show once merged (the old ports, a new
+        // `network: none`). Bind mounts are the host's to allow or refuse.
+        spec.validate(&deckhand_sdk::Permissions { bind_mounts: true })?;
         let revision = recipes::replace(&current, &spec)?;
         Ok(format!(
             "upgraded `{target}` from revision {} ({}) to revision {revision} ({})",

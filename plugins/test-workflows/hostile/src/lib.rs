@@ -49,11 +49,8 @@ fn answer<T>(r: Result<T, deckhand_sdk::HostError>) -> String {
 /// A container of the job's target named `deckhand-<target>-<suffix>`.
 fn extra_container(image: &str, suffix: &str) -> deckhand_sdk::ContainerSpec {
     deckhand_sdk::ContainerSpec {
-        name: format!("deckhand-{}-{suffix}", job::target()),
-        image: image.to_owned(),
-        env: Vec::new(),
-        cmd: None,
         network: Some("none".into()),
+        ..deckhand_sdk::container_spec(format!("deckhand-{}-{suffix}", job::target()), image.to_owned())
     }
 }
 
@@ -131,11 +128,8 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 container::pull_image(&image)?;
                 let spec = deckhand_sdk::ContainerSpec {
-                    name: format!("deckhand-{target}"),
-                    image,
-                    env: Vec::new(),
-                    cmd: None,
                     network: p.network,
+                    ..deckhand_sdk::container_spec(format!("deckhand-{target}"), image)
                 };
                 let id = container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
                 Ok(format!("created {id}"))
@@ -167,11 +161,8 @@ impl Workflow for Hostile {
                 container::pull_image(&image)?;
                 for i in 0..p.n {
                     let spec = deckhand_sdk::ContainerSpec {
-                        name: format!("deckhand-{target}-C{i}"),
-                        image: image.clone(),
-                        env: Vec::new(),
-                        cmd: None,
                         network: Some("none".into()),
+                        ..deckhand_sdk::container_spec(format!("deckhand-{target}-C{i}"), image.clone())
                     };
                     container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
                 }
@@ -182,11 +173,8 @@ impl Workflow for Hostile {
                 let image = p.image.ok_or("image needed")?;
                 container::pull_image(&image)?;
                 let spec = deckhand_sdk::ContainerSpec {
-                    name: format!("deckhand-{target}-{}", "X".repeat(p.n as usize)),
-                    image,
-                    env: Vec::new(),
-                    cmd: None,
                     network: Some("none".into()),
+                    ..deckhand_sdk::container_spec(format!("deckhand-{target}-{}", "X".repeat(p.n as usize)), image)
                 };
                 container::create_container(&spec).map_err(|e| deckhand_sdk::describe(&e))?;
                 Ok("created".into())

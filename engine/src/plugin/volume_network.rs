@@ -1,0 +1,327 @@
+//! The host side of the `volume` and `network` interfaces: volumes scoped to
+//! the job's target and user-defined networks, made available (created when
+//! absent, journaled with the undo that removes only what this job created)
+//! and removed at commit only when the journal records that the engine
+//! created them. Whether a call created a resource is the runtime's answer:
+//! a create of an existing name leaves it and returns it with its own
+//! labels, so the job label tells, with no race between look and create.
+
+use std::collections::BTreeMap;
+
+use super::bindings::{HostError, HostResult, NetworkInfo, VolumeInfo, network, volume};
+use super::host_state::HostState;
+use super::scope::{host_error, journal_error};
+use crate::journal::Event;
+use crate::runtime::{LABEL_JOB, LABEL_MANAGED, LABEL_TARGET};
+use crate::steps::{Call, Compensation, Deferred, RESOURCE_NETWORK, RESOURCE_VOLUME};
+
+use crate::ownership::volume_docker_name;
+
+/// Whether `docker_name` is one of `target`'s volume names.
+fn is_targets_volume_name(target: &str, docker_name: &str) -> bool {
+    let Some(rest) = docker_name.strip_prefix(&format!("deckhand-{target}-V")) else {
+        return false;
+    };
+    let Some((generation, name)) = rest.split_once('-') else {
+        return false;
+    };
+    generation
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && deckhand_params::check_volume_name(name).is_ok()
+}
+
+impl HostState {
+    /// The ownership labels of what this job creates.
+    fn resource_labels(&self) -> BTreeMap<String, String> {
+        [
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_TARGET.to_owned(), self.scope.target.clone()),
+            (LABEL_JOB.to_owned(), self.scope.job_id.to_string()),
+        ]
+        .into()
+    }
+
+    /// The checks every creating call starts with.
+    fn may_create(&mut self, what: &str, name: &str) -> HostResult<()> {
+        self.scope.tick()?;
+        self.scope.check_size(what, name)?;
+        self.scope
+            .ensure_not_compensating(&format!("creating a {what}"))?;
+        self.scope.ensure_not_cancelled()?;
+        Ok(())
+    }
+}
+
+impl volume::Host for HostState {
+    async fn ensure_volume(&mut self, name: String) -> HostResult<VolumeInfo> {
+        self.may_create("volume", &name)?;
+        deckhand_params::check_volume_name(&name).map_err(HostError::Invalid)?;
+        let docker_name = volume_docker_name(&self.scope.target, None, &name);
+        let labels = self.resource_labels();
+        let job = self.scope.job_id.to_string();
+        let (rt, probe, create_labels) = (
+            self.scope.runtime.clone(),
+            docker_name.clone(),
+            labels.clone(),
+        );
+        let created: bool = self
+            .scope
+            .perform(
+                Call::EnsureVolume {
+                    name: docker_name.clone(),
+                    labels,
+                },
+                Some(Compensation::RemoveCreatedVolume {
+                    name: docker_name.clone(),
+                    job: job.clone(),
+                }),
+                async move {
+                    let v = rt
+                        .create_volume(&probe, &create_labels)
+                        .await
+                        .map_err(host_error)?;
+                    Ok::<_, HostError>(v.labels.get(LABEL_JOB) == Some(&job))
+                },
+            )
+            .await?;
+        if created {
+            self.scope
+                .record(Event::Acquired {
+                    resource: RESOURCE_VOLUME.into(),
+                    id: docker_name.clone(),
+                    name: name.clone(),
+                })
+                .await?;
+        }
+        self.scope.volumes.insert(docker_name.clone());
+        Ok(VolumeInfo {
+            name,
+            docker_name,
+            created,
+        })
+    }
+
+    async fn snapshot_volume(
+        &mut self,
+        name: String,
+        docker_name: String,
+    ) -> HostResult<VolumeInfo> {
+        self.may_create("volume", &name)?;
+        self.scope.check_size("docker name", &docker_name)?;
+        let target = self.scope.target.clone();
+        deckhand_params::check_volume_name(&name).map_err(HostError::Invalid)?;
+        if !is_targets_volume_name(&target, &docker_name) {
+            return Err(HostError::Denied(format!(
+                "volume `{docker_name}` is not one of `{target}`'s volumes"
+            ))
+            .into());
+        }
+        // The current revision's image is on the machine and runs nothing
+        // while the copy is made: the helpers are created, never started.
+        let helper_image = self
+            .scope
+            .journal
+            .target(&target)
+            .map_err(journal_error)?
+            .and_then(|t| t.current)
+            .map(|r| r.image)
+            .ok_or_else(|| {
+                HostError::Invalid(format!(
+                    "`{target}` has no current revision whose volumes could be copied"
+                ))
+            })?;
+        // Named after the job, not a revision number: a replay later makes
+        // the same call whatever revisions came since.
+        let generation: String = self
+            .scope
+            .job_id
+            .as_str()
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .rev()
+            .take(12)
+            .collect();
+        let copy = volume_docker_name(&target, Some(&generation), &name);
+        let labels = self.resource_labels();
+        let job = self.scope.job_id.to_string();
+        let (rt, from, to, create_labels, image) = (
+            self.scope.runtime.clone(),
+            docker_name.clone(),
+            copy.clone(),
+            labels.clone(),
+            helper_image.clone(),
+        );
+        self.scope
+            .perform(
+                Call::SnapshotVolume {
+                    from: docker_name.clone(),
+                    to: copy.clone(),
+                    labels,
+                    helper_image,
+                },
+                Some(Compensation::RemoveCreatedVolume {
+                    name: copy.clone(),
+                    job: job.clone(),
+                }),
+                async move {
+                    let made = rt
+                        .create_volume(&to, &create_labels)
+                        .await
+                        .map_err(host_error)?;
+                    if made.labels.get(LABEL_JOB) != Some(&job) {
+                        return Err(HostError::Denied(format!(
+                            "volume `{to}` exists already and is not this job's"
+                        )));
+                    }
+                    rt.copy_volume(&from, &to, &image).await.map_err(host_error)
+                },
+            )
+            .await?;
+        self.scope
+            .record(Event::Acquired {
+                resource: RESOURCE_VOLUME.into(),
+                id: copy.clone(),
+                name: name.clone(),
+            })
+            .await?;
+        self.scope.volumes.insert(copy.clone());
+        Ok(VolumeInfo {
+            name,
+            docker_name: copy,
+            created: true,
+        })
+    }
+
+    async fn list_volumes(&mut self) -> HostResult<Vec<VolumeInfo>> {
+        self.scope.tick()?;
+        let (journal, target) = (self.scope.journal.clone(), self.scope.target.clone());
+        let owned: Vec<(String, String)> = self
+            .scope
+            .perform(Call::ListVolumes, None, async move {
+                let owned = journal
+                    .owned_by_target(RESOURCE_VOLUME, &target)
+                    .map_err(journal_error)?;
+                HostResult::Ok(owned.into_iter().map(|o| (o.name, o.id)).collect())
+            })
+            .await?;
+        // The target's own volumes: its containers may mount them.
+        self.scope
+            .volumes
+            .extend(owned.iter().map(|(_, docker_name)| docker_name.clone()));
+        Ok(owned
+            .into_iter()
+            .map(|(name, docker_name)| VolumeInfo {
+                name,
+                docker_name,
+                created: true,
+            })
+            .collect())
+    }
+
+    async fn remove_volume_at_commit(&mut self, docker_name: String) -> HostResult<()> {
+        self.scope.tick()?;
+        self.scope.check_size("docker name", &docker_name)?;
+        let target = self.scope.target.clone();
+        let ours = crate::ownership::is_targets_volume(&self.scope.journal, &docker_name, &target)
+            .map_err(journal_error)?;
+        if !ours {
+            return Err(HostError::Denied(format!(
+                "volume `{docker_name}` was not created by the engine for `{target}`"
+            ))
+            .into());
+        }
+        self.scope
+            .defer(Deferred::RemoveVolume { name: docker_name })
+            .await
+    }
+}
+
+impl network::Host for HostState {
+    async fn ensure_network(&mut self, name: String) -> HostResult<NetworkInfo> {
+        self.may_create("network", &name)?;
+        deckhand_params::check_network_name(&name).map_err(HostError::Invalid)?;
+        let labels = self.resource_labels();
+        let job = self.scope.job_id.to_string();
+        let (rt, probe, create_labels) = (self.scope.runtime.clone(), name.clone(), labels.clone());
+        let answer: serde_json::Value = self
+            .scope
+            .perform(
+                Call::EnsureNetwork {
+                    name: name.clone(),
+                    labels,
+                },
+                Some(Compensation::RemoveCreatedNetwork {
+                    name: name.clone(),
+                    job: job.clone(),
+                }),
+                async move {
+                    let n = rt
+                        .create_network(&probe, &create_labels)
+                        .await
+                        .map_err(host_error)?;
+                    let created = n.labels.get(LABEL_JOB) == Some(&job);
+                    Ok::<_, HostError>(serde_json::json!({"id": n.id, "created": created}))
+                },
+            )
+            .await?;
+        let id = answer["id"].as_str().unwrap_or_default().to_owned();
+        let created = answer["created"].as_bool().unwrap_or(false);
+        if created {
+            self.scope
+                .record(Event::Acquired {
+                    resource: RESOURCE_NETWORK.into(),
+                    id: id.clone(),
+                    name: name.clone(),
+                })
+                .await?;
+        }
+        self.scope.networks.insert(name.clone());
+        Ok(NetworkInfo { name, id, created })
+    }
+
+    async fn remove_network_at_commit(&mut self, name: String) -> HostResult<()> {
+        self.scope.tick()?;
+        self.scope.check_size("network", &name)?;
+        let ours = !self
+            .scope
+            .journal
+            .owned_named(RESOURCE_NETWORK, &name)
+            .map_err(journal_error)?
+            .is_empty();
+        if !ours {
+            return Err(HostError::Denied(format!(
+                "network `{name}` was not created by the engine"
+            ))
+            .into());
+        }
+        self.scope.defer(Deferred::RemoveNetwork { name }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_targets_volume_names_are_its_own_and_no_other_targets() {
+        assert_eq!(
+            volume_docker_name("web", None, "data"),
+            "deckhand-web-V-data"
+        );
+        assert_eq!(
+            volume_docker_name("web", Some("0a1b"), "data"),
+            "deckhand-web-V0a1b-data"
+        );
+        assert!(is_targets_volume_name("web", "deckhand-web-V-data"));
+        assert!(is_targets_volume_name("web", "deckhand-web-V0a1b-db-data"));
+        // Target `web-db`'s volume `data` is not target `web`'s `db-data`.
+        let other = volume_docker_name("web-db", None, "data");
+        assert!(!is_targets_volume_name("web", &other), "{other}");
+        assert!(is_targets_volume_name("web-db", &other));
+        assert!(!is_targets_volume_name("web", "data"));
+        assert!(is_targets_volume_name("web", "deckhand-web-V-Data"));
+        assert!(!is_targets_volume_name("web", "deckhand-web-VX-data"));
+        assert!(!is_targets_volume_name("web", "deckhand-web-V--data"));
+    }
+}

@@ -1,0 +1,285 @@
+//! Real apps through the engine on the real daemon: a web server published
+//! on a loopback port, data in a volume across upgrades, a failed migration
+//! undone by `snapshot_volumes`, a cancelled upgrade that added a volume and
+//! a network, and teardown keeping volumes.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use deckhand::executor::JobRequest;
+use deckhand::journal::{Event, JobState};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use crate::harness::*;
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What `cmd` prints in container `id`.
+async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> String {
+    let created = docker
+        .create_exec(
+            id,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await.unwrap()
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    out
+}
+
+/// The id of the target's live container.
+fn live_container(engine: &TestEngine, target: &str) -> String {
+    engine
+        .journal()
+        .target(target)
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap()
+        .container_id
+}
+
+/// The Docker volumes and networks labelled as `target`'s.
+async fn labelled(docker: &Docker, target: &str) -> (Vec<String>, Vec<String>) {
+    let label = format!("io.deckhand.target={target}");
+    let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![label.as_str()])]);
+    let volumes = docker
+        .list_volumes(Some(
+            bollard::query_parameters::ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    let networks = docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    (volumes, networks)
+}
+
+/// Remove what the test left: containers, then volumes and networks.
+async fn clean_up(docker: &Docker, target: &str) {
+    remove_target_containers(docker, target).await;
+    let (volumes, networks) = labelled(docker, target).await;
+    for v in volumes {
+        let _ = docker
+            .remove_volume(&v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await;
+    }
+    for n in networks {
+        let _ = docker.remove_network(&n).await;
+    }
+}
+
+async fn get(port: u16) -> Option<String> {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .ok()?;
+    resp.text().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_server_published_on_a_loopback_port_answers_over_http_across_an_upgrade() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target("webapp");
+    let port = free_port();
+    let network = format!("{target}-net");
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "ports": [format!("127.0.0.1:{port}:80")], "networks": [network]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(get(port).await.as_deref().map(str::trim), Some("1"));
+    let job = run_job(
+        &engine,
+        "upgrade",
+        &target,
+        json!({"image": image("web:2")}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(get(port).await.as_deref().map(str::trim), Some("2"));
+    let job = run_job(&engine, "teardown", &target, json!({})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(get(port).await, None, "nothing answers once torn down");
+    let (_, networks) = labelled(&engine.docker, &target).await;
+    assert!(
+        networks.is_empty(),
+        "the engine's network went: {networks:?}"
+    );
+    clean_up(&engine.docker, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_written_to_a_volume_survives_an_upgrade_and_teardown_keeps_the_volume() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target("vol");
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let id = live_container(&engine, &target);
+    exec(&engine.docker, &id, &["sh", "-c", "echo rows > /data/db"]).await;
+    let job = run_job(
+        &engine,
+        "upgrade",
+        &target,
+        json!({"image": image("web:2")}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let id = live_container(&engine, &target);
+    assert_eq!(
+        exec(&engine.docker, &id, &["cat", "/data/db"]).await.trim(),
+        "rows"
+    );
+    let job = run_job(&engine, "teardown", &target, json!({})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let (volumes, _) = labelled(&engine.docker, &target).await;
+    assert_eq!(volumes, [format!("deckhand-{target}-V-data")]);
+    clean_up(&engine.docker, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_migration_with_snapshot_volumes_is_rolled_back_with_the_old_data_and_container()
+{
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target("snap");
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let old = live_container(&engine, &target);
+    exec(&engine.docker, &old, &["sh", "-c", "echo v1 > /data/db"]).await;
+    // The new version migrates the data, then fails.
+    let job = run_job(
+        &engine,
+        "upgrade",
+        &target,
+        json!({"image": image("web:2"), "snapshot_volumes": true, "cmd": ["sh", "-c", "echo migrated > /data/db; exit 1"]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
+    assert_eq!(live_container(&engine, &target), old, "the same container");
+    let state = engine.docker.inspect_container(&old, None).await.unwrap();
+    assert_eq!(state.state.unwrap().running, Some(true));
+    assert_eq!(
+        exec(&engine.docker, &old, &["cat", "/data/db"])
+            .await
+            .trim(),
+        "v1"
+    );
+    let (volumes, _) = labelled(&engine.docker, &target).await;
+    assert_eq!(
+        volumes,
+        [format!("deckhand-{target}-V-data")],
+        "the copy is gone"
+    );
+    clean_up(&engine.docker, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_mid_pull_of_an_upgrade_removes_the_volume_and_network_it_added_and_keeps_the_old_one()
+ {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target("cvol");
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let old = live_container(&engine, &target);
+    exec(&engine.docker, &old, &["sh", "-c", "echo rows > /data/db"]).await;
+    let proxy = SlowProxy::start(4 << 20).await;
+    let big = proxy.image("big:2");
+    ensure_image_absent(&engine.docker, &big).await;
+    let network = format!("{target}-net2");
+    let mut live = engine.journal().subscribe();
+    let req = JobRequest::new(
+        "upgrade",
+        target.clone(),
+        json!({"image": big, "volumes": ["data:/data", "cache:/cache"], "networks": [network]}),
+    );
+    let job = engine.executor.submit(req).await.unwrap();
+    loop {
+        let ev = live.recv().await.unwrap();
+        if ev.job_id == job.id && matches!(&ev.event, Event::Progress(p) if p.bytes_done > 0) {
+            break;
+        }
+    }
+    let (volumes, networks) = labelled(&engine.docker, &target).await;
+    assert!(
+        volumes.contains(&format!("deckhand-{target}-V-cache")),
+        "{volumes:?}"
+    );
+    assert_eq!(networks, [network.clone()]);
+    assert!(
+        engine
+            .executor
+            .cancel(&job.id, None)
+            .await
+            .unwrap()
+            .cancelled
+    );
+    let done = engine.executor.wait(&job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Cancelled, "{:?}", done.error);
+    let (volumes, networks) = labelled(&engine.docker, &target).await;
+    assert_eq!(volumes, [format!("deckhand-{target}-V-data")]);
+    assert!(networks.is_empty(), "{networks:?}");
+    assert_eq!(live_container(&engine, &target), old);
+    assert_eq!(
+        exec(&engine.docker, &old, &["cat", "/data/db"])
+            .await
+            .trim(),
+        "rows"
+    );
+    clean_up(&engine.docker, &target).await;
+}

@@ -1,0 +1,62 @@
+//! The two versions of the workflow world: a component built against
+//! `deckhand:workflow@0.1.0` runs unchanged next to the 0.2.0 built-ins,
+//! and journals the calls it always did.
+
+use std::sync::Arc;
+
+use deckhand::journal::{Event, JobState};
+use deckhand::plugin::WorldVersion;
+use deckhand::runtime::MemoryRuntime;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const LEGACY_INSTALL: &[u8] = include_bytes!("../fixtures/workflow-0.1.0/install.wasm");
+
+/// The calls of a job's intents, with its own names (target, job id) made
+/// neutral, so that two jobs on two targets compare.
+fn neutral_calls(
+    executor: &deckhand::executor::Executor,
+    job: &deckhand::journal::JobRecord,
+) -> Vec<Value> {
+    let events = executor.journal().events(&job.id, 0).unwrap();
+    events
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Intent { call, .. } => Some(call),
+            _ => None,
+        })
+        .map(|call| {
+            let text = call
+                .to_string()
+                .replace(job.id.as_str(), "JOB")
+                .replace(&format!("deckhand-{}", job.target), "deckhand-TARGET")
+                .replace(&format!("\"{}\"", job.target), "\"TARGET\"");
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_built_against_0_1_0_runs_unchanged_and_journals_what_the_0_2_0_builtin_does() {
+    // Two engines on two runtimes, so that each job finds the same world.
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let (_other_dir, other) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let legacy = executor
+        .host()
+        .register("legacy-install", LEGACY_INSTALL, false)
+        .unwrap();
+    assert_eq!(legacy.world, WorldVersion::V0_1);
+    assert_eq!(
+        executor.host().get("install").unwrap().world,
+        WorldVersion::V0_2
+    );
+    let params = json!({"image": "app:1", "env": {"MODE": "prod"}, "cmd": ["serve"]});
+    let old = submit_and_wait(&executor, "legacy-install", "old", params.clone()).await;
+    let new = submit_and_wait(&other, "install", "new", params).await;
+    assert_eq!(old.state, JobState::Succeeded, "{:?}", old.error);
+    assert_eq!(new.state, JobState::Succeeded, "{:?}", new.error);
+    assert_eq!(neutral_calls(&executor, &old), neutral_calls(&other, &new));
+    let target = executor.journal().target("old").unwrap().unwrap();
+    assert_eq!(target.current.unwrap().image, "app:1");
+}
