@@ -283,3 +283,102 @@ async fn a_cancel_mid_pull_of_an_upgrade_removes_the_volume_and_network_it_added
     );
     clean_up(&engine.docker, &target).await;
 }
+
+/// The test registry that requires basic auth, and its credentials.
+fn auth_registry() -> (String, String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run `eval \"$(tests/env/up.sh)\"` first (it starts the registry with basic auth)")
+        })
+    };
+    (
+        var("DECKHAND_TEST_AUTH_REGISTRY"),
+        var("DECKHAND_TEST_AUTH_CONFIG"),
+        var("DECKHAND_TEST_AUTH_USER"),
+        var("DECKHAND_TEST_AUTH_PASSWORD"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_from_a_registry_with_basic_auth_uses_the_configured_credentials_and_no_artifact_holds_them()
+ {
+    let docker = docker().await;
+    let (registry, config, user, password) = auth_registry();
+    let private = format!("{registry}/deckhand-test/private:1");
+    ensure_image_absent(&docker, &private).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("priv");
+    // Without credentials: refused in one clear line, no job.
+    let refused = deckhand(dir.path())
+        .env("DECKHAND_REGISTRY_AUTH", "/nonexistent/config.json")
+        .args(["install", &target, &private, "--network", "none"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let empty = tempfile::tempdir().unwrap();
+    let anonymous = deckhand(dir.path())
+        .env("DOCKER_CONFIG", empty.path())
+        .args(["install", &target, &private, "--network", "none"])
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success());
+    let text = cli_text(&anonymous);
+    assert!(
+        text.contains("cannot be pulled")
+            && (text.contains("auth") || text.contains("unauthorized")),
+        "{text}"
+    );
+    // With them (the file given by DECKHAND_REGISTRY_AUTH): installed.
+    let install = deckhand(dir.path())
+        .env("DECKHAND_REGISTRY_AUTH", &config)
+        .args(["install", &target, &private, "--network", "none"])
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", cli_text(&install));
+    let mut artifacts = vec![(
+        "install output",
+        cli_text(&refused) + &text + &cli_text(&install),
+    )];
+    for args in [
+        vec!["jobs", "list", "--all"],
+        vec!["jobs", "show", "--json"],
+        vec!["journal", "export"],
+        vec!["targets", "show", &target],
+    ] {
+        let mut args = args;
+        let id;
+        if args[1] == "show" && args[0] == "jobs" {
+            let list = deckhand(dir.path())
+                .args(["jobs", "list", "--json"])
+                .output()
+                .unwrap();
+            let jobs: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+            id = jobs[0]["id"].as_str().unwrap().to_owned();
+            args.insert(2, &id);
+        }
+        let out = deckhand(dir.path()).args(&args).output().unwrap();
+        artifacts.push(("command", format!("{args:?}: {}", cli_text(&out))));
+    }
+    let journal = std::fs::read(dir.path().join(deckhand::journal::Journal::FILE_NAME)).unwrap();
+    artifacts.push((
+        "journal file",
+        String::from_utf8_lossy(&journal).into_owned(),
+    ));
+    // The encoded `user:password` as config.json holds it.
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let basic = stored["auths"][&registry]["auth"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!user.is_empty() && !basic.is_empty());
+    for (what, text) in &artifacts {
+        assert!(!text.contains(&password), "{what} holds the password");
+        assert!(
+            !text.contains(&basic),
+            "{what} holds the encoded credentials"
+        );
+    }
+    remove_target_containers(&docker, &target).await;
+    ensure_image_absent(&docker, &private).await;
+}

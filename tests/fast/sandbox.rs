@@ -547,3 +547,49 @@ async fn attack_g_no_name_of_one_target_can_be_a_name_of_another() {
             .into()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_k_a_plugin_cannot_use_or_remove_volumes_and_networks_it_did_not_make_available() {
+    let (_dir, executor, rt) = hostile_engine();
+    let other = submit_and_wait(
+        &executor,
+        "install",
+        "other",
+        json!({"image": "app:1", "volumes": ["data:/d"], "networks": ["othernet"]}),
+    )
+    .await;
+    assert_eq!(other.state, JobState::Succeeded, "{:?}", other.error);
+    let victim = "deckhand-other-V-data";
+    rt.write_volume_file(victim, "secret", b"theirs").unwrap();
+    let web = submit_and_wait(&executor, "install", "web", json!({"image": "app:1"})).await;
+    assert_eq!(web.state, JobState::Succeeded, "{:?}", web.error);
+    let (containers, volumes, networks) = (rt.containers(), rt.volumes(), rt.networks());
+    let job = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "resources", "image": "app:1", "volume": victim, "network": "othernet"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let answers = job.summary.unwrap();
+    for what in [
+        "mount",
+        "snapshot",
+        "remove-volume",
+        "bind",
+        "label",
+        "join",
+        "remove-network",
+    ] {
+        let line = answers
+            .lines()
+            .find(|l| l.starts_with(&format!("{what}: ")))
+            .unwrap_or_else(|| panic!("no answer for {what}: {answers}"));
+        assert!(line.contains("denied"), "{line}");
+    }
+    assert_eq!(rt.volumes(), volumes);
+    assert_eq!(rt.networks(), networks);
+    assert_eq!(rt.volume_files(victim).unwrap()["secret"], b"theirs");
+    assert_eq!(rt.containers(), containers, "nothing left behind");
+}

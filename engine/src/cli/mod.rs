@@ -334,16 +334,33 @@ pub(crate) fn try_lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<bo
     Ok(true)
 }
 
+/// The Docker daemon of `DOCKER_HOST`, pulling with the registry
+/// credentials of `auth_file` (a Docker `config.json`), else of
+/// `DECKHAND_REGISTRY_AUTH`, else of Docker's own `config.json`
+/// (`$DOCKER_CONFIG`, `~/.docker`). Credentials are never printed.
+pub(crate) fn docker_runtime(auth_file: Option<&std::path::Path>) -> anyhow::Result<DockerRuntime> {
+    use crate::runtime::registry_auth::RegistryAuth;
+    let from_env = std::env::var_os("DECKHAND_REGISTRY_AUTH").filter(|v| !v.is_empty());
+    let auth = match auth_file.map(PathBuf::from).or(from_env.map(PathBuf::from)) {
+        Some(path) => RegistryAuth::from_file(&path)?,
+        None => RegistryAuth::from_docker_config()?,
+    };
+    for unsupported in auth.unsupported() {
+        eprintln!("warning: {unsupported}");
+    }
+    Ok(DockerRuntime::connect()?.with_registry_auth(auth))
+}
+
 /// An in-process engine on `data_dir`, with unfinished jobs recovered.
 pub(crate) async fn engine(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
-    let docker = DockerRuntime::connect()?;
+    let docker = docker_runtime(None)?;
     docker.ping().await?;
     engine_on(data_dir, Arc::new(docker)).await
 }
 
 /// [`engine`] for a caller that already holds the data directory's lock.
 pub(crate) async fn engine_unlocked(data_dir: &std::path::Path) -> anyhow::Result<Executor> {
-    let docker = DockerRuntime::connect()?;
+    let docker = docker_runtime(None)?;
     docker.ping().await?;
     engine_unlocked_on(data_dir, Arc::new(docker)).await
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::api::{self, ApiConfig};
-use crate::runtime::{ContainerRuntime, DockerRuntime, MemoryRuntime};
+use crate::runtime::{ContainerRuntime, MemoryRuntime};
 
 /// Which container runtime the server drives.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// commands too.
     #[arg(long)]
     pub allow_bind_mounts: bool,
+    /// A Docker `config.json` whose `auths` give the registry credentials
+    /// for pulls (default: `DECKHAND_REGISTRY_AUTH`, else Docker's own,
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<std::path::PathBuf>,
 }
 
 /// Run the server until Ctrl-C.
@@ -46,7 +51,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let token = Some(super::token::server_token(data_dir)?);
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
         RuntimeKind::Docker => {
-            let docker = DockerRuntime::connect()?;
+            let docker = super::docker_runtime(args.registry_auth.as_deref())?;
             // A daemon that is away now may be back soon: the server starts
             // anyway, refuses jobs meanwhile and finishes the unfinished
             // ones once it can.

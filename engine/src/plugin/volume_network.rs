@@ -283,15 +283,19 @@ impl network::Host for HostState {
     async fn remove_network_at_commit(&mut self, name: String) -> HostResult<()> {
         self.scope.tick()?;
         self.scope.check_size("network", &name)?;
-        let ours = !self
+        // Networks are shared, but only the target whose job created one may
+        // ask for its removal (and it goes only once nothing is on it).
+        let target = self.scope.target.clone();
+        let ours = self
             .scope
             .journal
             .owned_named(RESOURCE_NETWORK, &name)
             .map_err(journal_error)?
-            .is_empty();
+            .iter()
+            .any(|o| o.target == target);
         if !ours {
             return Err(HostError::Denied(format!(
-                "network `{name}` was not created by the engine"
+                "network `{name}` was not created by the engine for `{target}`"
             ))
             .into());
         }

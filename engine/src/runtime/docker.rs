@@ -827,6 +827,25 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn create_container(&self, config: &ContainerConfig) -> Result<String> {
         let body = create_body(config)?;
+        // The daemon checks the network it creates on, but connecting a
+        // container that is not running to a network that does not exist
+        // succeeds (it fails only at start): check the others first.
+        for network in config.networks.iter().skip(1) {
+            match self.docker.inspect_network(&network.name, None).await {
+                Ok(_) => {}
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    return Err(RuntimeError::NotFound(format!(
+                        "network {} not found (container {} is to join it)",
+                        network.name, config.name
+                    )));
+                }
+                Err(e) => {
+                    return Err(self.map_err(&format!("inspect network {}", network.name), e));
+                }
+            }
+        }
         let options = CreateContainerOptionsBuilder::default()
             .name(&config.name)
             .build();
@@ -1046,9 +1065,13 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => return Err(self.map_err(&format!("inspect network {name_or_id}"), e)),
         };
         let id = network.id.unwrap_or_default();
+        let name = network.name.unwrap_or_default();
         // The network lists only running endpoints; a stopped container
         // configured for it counts too (it could not start without it).
-        let filters = HashMap::from([("network", vec![id.clone()])]);
+        // By name and by id: a container that never started knows its
+        // networks by name only (no network id yet), the daemon's filter
+        // matches either.
+        let filters = HashMap::from([("network", vec![id.clone(), name.clone()])]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -1064,7 +1087,7 @@ impl ContainerRuntime for DockerRuntime {
         containers.dedup();
         Ok(Some(NetworkState {
             id,
-            name: network.name.unwrap_or_default(),
+            name,
             labels: network.labels.unwrap_or_default().into_iter().collect(),
             containers,
         }))

@@ -14,9 +14,14 @@
 //! revision running `claimed`, asks for `claimed` to be removed at commit,
 //! and succeeds with the answers), `extra-containers` (creates `n`
 //! containers besides the live one and succeeds), `name` (pulls `image`,
-//! creates a container named `name` and succeeds with what the host said).
+//! creates a container named `name` and succeeds with what the host said),
+//! `resources` (tries, with `image`, to mount the volume `volume` it did not
+//! make available, to snapshot it, to have it removed at commit, to bind
+//! mount `/etc`, to set an `io.deckhand.` label, to join the network
+//! `network` it did not ensure and to have it removed at commit; succeeds
+//! with what each answered, one per line).
 
-use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, network, state, volume};
 use serde::Deserialize;
 
 struct Hostile;
@@ -36,6 +41,8 @@ struct Params {
     name: Option<String>,
     #[serde(default)]
     n: u32,
+    #[serde(default)]
+    volume: Option<String>,
 }
 
 /// What a host call answered, in a word or the host's message.
@@ -216,6 +223,26 @@ impl Workflow for Hostile {
                 container::pull_image(&image)?;
                 let spec = deckhand_sdk::ContainerSpec { name, ..extra_container(&image, "Unused") };
                 Ok(format!("create: {}", answer(container::create_container(&spec))))
+            }
+            "resources" => {
+                use deckhand_sdk::bindings::deckhand::workflow::types as t;
+                let image = p.image.ok_or("image needed")?;
+                let victim = p.volume.ok_or("volume needed")?;
+                let net = p.network.ok_or("network needed")?;
+                container::pull_image(&image)?;
+                let mount = |kind, source: &str| t::Mount { kind, source: source.into(), target: "/x".into(), read_only: false };
+                let with = |spec: deckhand_sdk::ContainerSpec| container::create_container(&spec);
+                let base = || extra_container(&image, "R");
+                let answers = [
+                    ("mount", answer(with(deckhand_sdk::ContainerSpec { mounts: vec![mount(t::MountKind::Volume, &victim)], ..base() }))),
+                    ("snapshot", answer(volume::snapshot_volume("data", &victim))),
+                    ("remove-volume", answer(volume::remove_volume_at_commit(&victim))),
+                    ("bind", answer(with(deckhand_sdk::ContainerSpec { mounts: vec![mount(t::MountKind::Bind, "/etc")], ..base() }))),
+                    ("label", answer(with(deckhand_sdk::ContainerSpec { labels: vec![("io.deckhand.target".into(), "other".into())], ..base() }))),
+                    ("join", answer(with(deckhand_sdk::ContainerSpec { network: None, networks: vec![t::NetworkAttachment { name: net.clone(), aliases: vec![] }], ..base() }))),
+                    ("remove-network", answer(network::remove_network_at_commit(&net))),
+                ];
+                Ok(answers.iter().map(|(what, a)| format!("{what}: {a}")).collect::<Vec<_>>().join("\n"))
             }
             other => Err(format!("unknown mode {other}")),
         }
