@@ -1202,6 +1202,826 @@ async fn load_test(dir: &std::path::Path) {
     assert_eq!(listed, KEYS, "jobs in the journal");
 }
 
+// ---- Figures 12 and 13: a real app (a published port, a volume, a network) ----
+
+/// How many times figure 13 upgrades with each of its three methods.
+const DOWNTIME_RUNS: usize = 7;
+
+/// The test daemon through bollard itself, for the baselines that bypass
+/// Deckhand: `DOCKER_HOST`, or the default socket.
+fn raw_docker() -> bollard::Docker {
+    let endpoint =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    match endpoint.strip_prefix("unix://") {
+        Some(path) => bollard::Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION),
+        None => bollard::Docker::connect_with_http(&endpoint, 120, bollard::API_DEFAULT_VERSION),
+    }
+    .unwrap()
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Seconds since the epoch: the clock the in-network prober's timestamps
+/// (busybox `ts`) use too.
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `GET /` on `127.0.0.1:port`, each step within `timeout`: the body
+/// (trimmed) of a `200` answer, `None` for anything else (refused, reset,
+/// closed without an answer by docker-proxy, timed out).
+fn http_get(port: u16, timeout: Duration) -> Option<String> {
+    use std::io::Read;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.trim().to_owned())
+}
+
+/// Probe `port` every 5 ms until it answers (at most `limit`): the body.
+async fn until_answers(port: u16, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer =
+            tokio::task::spawn_blocking(move || http_get(port, Duration::from_millis(500)))
+                .await
+                .unwrap();
+        if answer.is_some() || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What figures 12 and 13 share: Deckhand on the test daemon (settle time
+/// 0, as in figure 4), the daemon through bollard, and the web images
+/// (busybox httpd answering its version, `1` or `2`).
+struct RealApps {
+    docker: bollard::Docker,
+    runtime: Arc<dyn ContainerRuntime>,
+    executor: Executor,
+    web1: String,
+    web2: String,
+}
+
+impl RealApps {
+    /// `None` (and a row saying so, named `figure`) without a daemon.
+    async fn connect(dir: &std::path::Path, journal: &str, figure: &str) -> Option<RealApps> {
+        let Ok(docker) = deckhand::runtime::DockerRuntime::connect() else {
+            row(figure, "no Docker".into(), None);
+            return None;
+        };
+        if docker.ping().await.is_err() {
+            row(figure, "no Docker (run scripts/bench.sh)".into(), None);
+            return None;
+        }
+        let registry =
+            std::env::var("DECKHAND_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
+        let settings = HostSettings {
+            settle_time: Duration::from_millis(0),
+            ..HostSettings::default()
+        };
+        let host = Arc::new(PluginHost::with_builtins(Some(dir.join("cache"))).unwrap());
+        let executor = Executor::new(
+            Journal::open(dir.join(journal)).unwrap(),
+            runtime.clone(),
+            host,
+            settings,
+        );
+        Some(RealApps {
+            docker: raw_docker(),
+            runtime,
+            executor,
+            web1: format!("{registry}/deckhand-test/web:1"),
+            web2: format!("{registry}/deckhand-test/web:2"),
+        })
+    }
+
+    /// Both web images in the daemon's store, so that no timed install or
+    /// upgrade pulls a layer (Deckhand still asks the registry, as a
+    /// `docker pull` would; compose and `docker run` do not).
+    async fn pull_web_images(&self) {
+        let (tx, _rx) =
+            tokio::sync::watch::channel(deckhand::runtime::PullTracker::new().progress());
+        for image in [&self.web1, &self.web2] {
+            self.runtime
+                .pull_image(image, &tx, &CancellationToken::new())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Run a Deckhand job to its end; it must succeed.
+    async fn run_job(&self, workflow: &str, target: &str, params: serde_json::Value) {
+        let job = self
+            .executor
+            .submit(JobRequest::new(workflow, target.to_owned(), params))
+            .await
+            .unwrap();
+        let done = self.executor.wait(&job.id).await.unwrap();
+        assert_eq!(
+            done.state,
+            JobState::Succeeded,
+            "{workflow} {target}: {:?}",
+            done.error
+        );
+    }
+
+    async fn create_network(&self, name: &str) {
+        self.docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: name.to_owned(),
+                driver: Some("bridge".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Remove containers (stopping them), then volumes, then a network;
+    /// missing ones are fine.
+    async fn remove(&self, containers: &[String], volumes: &[String], network: Option<&str>) {
+        use bollard::query_parameters::RemoveContainerOptionsBuilder;
+        for c in containers {
+            let options = RemoveContainerOptionsBuilder::default().force(true).build();
+            let _ = self.docker.remove_container(c, Some(options)).await;
+        }
+        for v in volumes {
+            let _ = self
+                .docker
+                .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
+        }
+        if let Some(n) = network {
+            let _ = self.docker.remove_network(n).await;
+        }
+    }
+}
+
+/// The elapsed times' median and range, in ms.
+fn ms_spread(v: &[Duration]) -> String {
+    let mut v = v.to_vec();
+    v.sort();
+    format!(
+        "{:.0}–{:.0} ms",
+        v[0].as_secs_f64() * 1e3,
+        v[v.len() - 1].as_secs_f64() * 1e3
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Figure 12: install a web server with a published port, a named volume
+/// and a user-defined network until the port answers HTTP: through
+/// Deckhand (in-process), against `docker run -d -p … -v … --network …`
+/// (the docker CLI) and against the same create + start made directly
+/// with bollard. `RUNS` of each, interleaved.
+async fn install_port_volume(dir: &std::path::Path) {
+    let Some(env) = RealApps::connect(dir, "ports.sqlite", "12. install with port + volume").await
+    else {
+        return;
+    };
+    let pid = std::process::id();
+    let net = format!("deckhand-bench-{pid}");
+    env.create_network(&net).await;
+    env.pull_web_images().await;
+    let (mut through, mut cli, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    let limit = Duration::from_secs(30);
+    for i in 0..RUNS {
+        for kind in 0..3 {
+            let port = free_port();
+            let publish = format!("127.0.0.1:{port}:80");
+            let (container, volume) = match (i + kind) % 3 {
+                0 => {
+                    let target = format!("bench-pv-{i}-{pid}");
+                    let params = serde_json::json!({
+                        "image": env.web1,
+                        "ports": [publish],
+                        "volumes": ["data:/www-data"],
+                        "networks": [net],
+                    });
+                    let t = Instant::now();
+                    env.run_job("install", &target, params).await;
+                    let answer = until_answers(port, limit).await;
+                    let took = t.elapsed();
+                    assert_eq!(answer.as_deref(), Some("1"), "Deckhand's web:1 on {port}");
+                    through.push(took);
+                    let volume = deckhand::ownership::volume_docker_name(&target, None, "data");
+                    (format!("deckhand-{target}"), volume)
+                }
+                1 => {
+                    let name = format!("bench-run-{i}-{pid}");
+                    let volume = format!("{name}-data");
+                    let t = Instant::now();
+                    let out = tokio::process::Command::new("docker")
+                        .args(["run", "-d", "--name", &name, "-p", &publish])
+                        .args(["-v", &format!("{volume}:/www-data"), "--network", &net])
+                        .arg(&env.web1)
+                        .output()
+                        .await
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "docker run: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let answer = until_answers(port, limit).await;
+                    let took = t.elapsed();
+                    assert_eq!(answer.as_deref(), Some("1"), "docker run's web:1 on {port}");
+                    cli.push(took);
+                    (name, volume)
+                }
+                2 => {
+                    use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+                    let name = format!("bench-direct-{i}-{pid}");
+                    let volume = format!("{name}-data");
+                    // What `docker run` sends: -p as a port binding, -v as a bind entry
+                    // (the daemon creates the named volume), --network as the mode.
+                    let body = ContainerCreateBody {
+                        image: Some(env.web1.clone()),
+                        exposed_ports: Some(vec!["80/tcp".into()]),
+                        host_config: Some(HostConfig {
+                            network_mode: Some(net.clone()),
+                            port_bindings: Some(std::collections::HashMap::from([(
+                                "80/tcp".to_owned(),
+                                Some(vec![PortBinding {
+                                    host_ip: Some("127.0.0.1".into()),
+                                    host_port: Some(port.to_string()),
+                                }]),
+                            )])),
+                            binds: Some(vec![format!("{volume}:/www-data")]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    let options =
+                        bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                            .name(&name)
+                            .build();
+                    let t = Instant::now();
+                    let id = env
+                        .docker
+                        .create_container(Some(options), body)
+                        .await
+                        .unwrap()
+                        .id;
+                    env.docker.start_container(&id, None).await.unwrap();
+                    let answer = until_answers(port, limit).await;
+                    let took = t.elapsed();
+                    assert_eq!(answer.as_deref(), Some("1"), "bollard's web:1 on {port}");
+                    direct.push(took);
+                    (name, volume)
+                }
+                _ => unreachable!(),
+            };
+            env.remove(&[container], &[volume], None).await;
+            // The daemon deletes a removed container's files in the background.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    env.remove(&[], &[], Some(&net)).await;
+    let (d, c, b) = (
+        median(through.clone()),
+        median(cli.clone()),
+        median(direct.clone()),
+    );
+    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
+    row(
+        &format!("12. install, port + volume (median of {RUNS})"),
+        ms(d),
+        Some((ms(c) + " docker run", ratio(d, c))),
+    );
+    row("", String::new(), Some((ms(b) + " bollard", ratio(d, b))));
+    row(
+        "   docker's create + start via bollard",
+        ms(b),
+        Some((ms(c) + " docker run", ratio(b, c))),
+    );
+    row(
+        "   spread Deckhand / docker run / bollard",
+        format!(
+            "{} / {} / {}",
+            ms_spread(&through),
+            ms_spread(&cli),
+            ms_spread(&direct)
+        ),
+        None,
+    );
+}
+
+/// When each probe of a poller ended (seconds since the epoch) and what
+/// it got: the body of a `200` answer, or `None`.
+type Samples = Vec<(f64, Option<String>)>;
+
+/// How a host-side poller finds the app.
+enum Probe {
+    /// A fixed published port.
+    Port(u16),
+    /// The published port of the container of this name, asked of the
+    /// daemon before each probe (a client that finds the app by its name).
+    Named(String),
+}
+
+/// A thread probing the app over HTTP every ~5 ms.
+struct Poller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    samples: Arc<std::sync::Mutex<Samples>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Poller {
+    fn start(probe: Probe) -> Poller {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, seen) = (stop.clone(), samples.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let docker = rt.block_on(async { raw_docker() });
+            while !s.load(Ordering::Relaxed) {
+                let port = match &probe {
+                    Probe::Port(p) => Some(*p),
+                    Probe::Named(name) => rt.block_on(async {
+                        let c = docker.inspect_container(name, None).await.ok()?;
+                        let ports = c.network_settings?.ports?;
+                        let bound = ports.get("80/tcp")?.as_ref()?.first()?.clone();
+                        bound.host_port?.parse().ok()
+                    }),
+                };
+                let answer = port.and_then(|p| http_get(p, Duration::from_millis(500)));
+                seen.lock().unwrap().push((epoch_now(), answer));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Poller {
+            stop,
+            samples,
+            thread,
+        }
+    }
+
+    /// The last probe's answer.
+    fn last(&self) -> Option<String> {
+        self.samples
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|s| s.1.clone())
+    }
+
+    fn finish(self) -> Samples {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+/// The in-network prober: a container on the app's network that, every
+/// ~5 ms, resolves the alias `web` through Docker's DNS (busybox
+/// `nslookup`; busybox `wget` cannot resolve in these images), sends
+/// `GET /` to the first address with `nc`, and prints `ok <body>` or
+/// `fail`, timestamped by busybox `ts` (µs, the host's clock) when the
+/// probe ended. One `ts` per line: `ts` buffers its output.
+const ALIAS_PROBER: &str = r#"while :; do
+  ip=$(nslookup web 127.0.0.11 2>/dev/null | sed -n 's/^Address: //p' | head -n 1)
+  v=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 "$ip" 80 2>/dev/null | tail -n 1)
+  case "$v" in 1|2) echo "ok $v";; *) echo fail;; esac | ts %.s
+  usleep 5000
+done"#;
+
+impl RealApps {
+    async fn start_alias_prober(&self, name: &str, network: &str) {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(self.web1.clone()),
+            cmd: Some(vec!["/bin/sh".into(), "-c".into(), ALIAS_PROBER.into()]),
+            host_config: Some(bollard::models::HostConfig {
+                network_mode: Some(network.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+            .name(name)
+            .build();
+        let id = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .unwrap()
+            .id;
+        self.docker.start_container(&id, None).await.unwrap();
+    }
+
+    /// What the in-network prober `name` has seen (its last `tail` lines).
+    async fn alias_samples(&self, name: &str, tail: &str) -> Samples {
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .tail(tail)
+            .build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text += &chunk.unwrap().to_string();
+        }
+        text.lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                let at: f64 = parts.next()?.parse().ok()?;
+                let answer = match parts.next()? {
+                    "ok" => Some(parts.next()?.to_owned()),
+                    _ => None,
+                };
+                Some((at, answer))
+            })
+            .collect()
+    }
+
+    /// Until the host poller's and the in-network prober's last answers are
+    /// `version` (at most 30 s).
+    async fn until_both_see(&self, poller: &Poller, prober: &str, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let host = poller.last();
+            let alias = self.alias_samples(prober, "1").await;
+            let alias = alias.last().and_then(|s| s.1.clone());
+            if host.as_deref() == Some(version) && alias.as_deref() == Some(version) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for version {version}: host poller {host:?}, in-network prober {alias:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Around an upgrade that began at `t0`: the longest time without an
+/// answer (between two consecutive answered probes, the later one after
+/// `t0`), the probes after `t0` that got none, and the median interval
+/// between answers before `t0` (what the poller can resolve). Checks that
+/// the first answer was version 1 and the last version 2.
+fn outage(samples: &Samples, t0: f64) -> (f64, usize, f64) {
+    let answered: Vec<(f64, &str)> = samples
+        .iter()
+        .filter_map(|(t, a)| a.as_deref().map(|a| (*t, a)))
+        .collect();
+    assert_eq!(answered.first().map(|a| a.1), Some("1"), "{samples:?}");
+    assert_eq!(answered.last().map(|a| a.1), Some("2"), "{samples:?}");
+    let (mut gap, mut before) = (0.0f64, Vec::new());
+    for w in answered.windows(2) {
+        if w[1].0 > t0 {
+            gap = gap.max(w[1].0 - w[0].0);
+        } else {
+            before.push(w[1].0 - w[0].0);
+        }
+    }
+    before.sort_by(f64::total_cmp);
+    let failed = samples
+        .iter()
+        .filter(|(t, a)| *t > t0 && a.is_none())
+        .count();
+    (gap, failed, before[before.len() / 2])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Upgrade {
+    Compose,
+    StopFirst,
+    StartFirst,
+}
+
+/// One upgrade of figure 13, as its pollers saw it.
+struct Downtime {
+    /// Longest time without an answer on the host side (the fixed port, or
+    /// for start-first the daemon-picked port found by name), in seconds.
+    host: f64,
+    host_failed: usize,
+    host_period: f64,
+    /// The same through the network alias, from inside the network.
+    alias: f64,
+    alias_failed: usize,
+    alias_period: f64,
+    /// The upgrade command or job, start to end.
+    took: Duration,
+}
+
+/// The compose file of figure 13: the same image, port, volume, network
+/// (with the alias `web`, compose's default for the service) and health
+/// check as the Deckhand target.
+const COMPOSE_FILE: &str = r#"version: "2.4"
+services:
+  web:
+    image: ${WEB_IMAGE}
+    ports: ["127.0.0.1:${WEB_PORT}:80"]
+    volumes: ["data:/www-data"]
+    networks: [net]
+    healthcheck:
+      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"]
+      interval: 1s
+    stop_grace_period: 10s
+volumes:
+  data: {}
+networks:
+  net:
+    external: true
+    name: ${WEB_NET}
+"#;
+
+/// Run `docker-compose <args>` for project `project` with the file in
+/// `dir`; it must succeed.
+async fn compose(dir: &std::path::Path, project: &str, env: &[(&str, String)], args: &[&str]) {
+    let out = tokio::process::Command::new("docker-compose")
+        .arg("-f")
+        .arg(dir.join("docker-compose.yml"))
+        .args(["-p", project])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl RealApps {
+    /// Install web:1 with `how`, start both pollers, upgrade to web:2,
+    /// and clean up.
+    async fn downtime_run(&self, dir: &std::path::Path, how: Upgrade, i: usize) -> Downtime {
+        let pid = std::process::id();
+        let tag = match how {
+            Upgrade::Compose => "c",
+            Upgrade::StopFirst => "s",
+            Upgrade::StartFirst => "f",
+        };
+        let net = format!("deckhand-bench-dt-{pid}-{i}{tag}");
+        let prober = format!("deckhand-bench-prober-{pid}-{i}{tag}");
+        self.create_network(&net).await;
+        self.pull_web_images().await;
+        let port = free_port();
+        let health = serde_json::json!({"cmd": ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"], "interval_s": 1});
+        let target = format!("bench-dt-{i}{tag}-{pid}");
+        let live = format!("deckhand-{target}");
+        let project = format!("deckhandbench{pid}r{i}");
+        let compose_dir = dir.join(&project);
+        let compose_env = |image: &str| {
+            vec![
+                ("WEB_IMAGE", image.to_owned()),
+                ("WEB_PORT", port.to_string()),
+                ("WEB_NET", net.clone()),
+            ]
+        };
+        let probe = match how {
+            Upgrade::Compose => {
+                std::fs::create_dir_all(&compose_dir).unwrap();
+                std::fs::write(compose_dir.join("docker-compose.yml"), COMPOSE_FILE).unwrap();
+                compose(
+                    &compose_dir,
+                    &project,
+                    &compose_env(&self.web1),
+                    &["up", "-d"],
+                )
+                .await;
+                Probe::Port(port)
+            }
+            Upgrade::StopFirst | Upgrade::StartFirst => {
+                // Start-first refuses a fixed host port: the daemon picks one.
+                let publish = if how == Upgrade::StartFirst {
+                    "127.0.0.1::80".to_owned()
+                } else {
+                    format!("127.0.0.1:{port}:80")
+                };
+                let params = serde_json::json!({
+                    "image": self.web1,
+                    "ports": [publish],
+                    "volumes": ["data:/www-data"],
+                    "networks": [{"name": net, "aliases": ["web"]}],
+                    "health": health,
+                });
+                self.run_job("install", &target, params).await;
+                if how == Upgrade::StartFirst {
+                    Probe::Named(live.clone())
+                } else {
+                    Probe::Port(port)
+                }
+            }
+        };
+        self.start_alias_prober(&prober, &net).await;
+        let poller = Poller::start(probe);
+        self.until_both_see(&poller, &prober, "1").await;
+        // Some answers before the upgrade: the pollers' normal period.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = epoch_now();
+        let t = Instant::now();
+        match how {
+            Upgrade::Compose => {
+                compose(
+                    &compose_dir,
+                    &project,
+                    &compose_env(&self.web2),
+                    &["up", "-d"],
+                )
+                .await
+            }
+            Upgrade::StopFirst => {
+                self.run_job("upgrade", &target, serde_json::json!({"image": self.web2}))
+                    .await
+            }
+            Upgrade::StartFirst => {
+                self.run_job(
+                    "upgrade",
+                    &target,
+                    serde_json::json!({"image": self.web2, "strategy": "start-first"}),
+                )
+                .await
+            }
+        }
+        let took = t.elapsed();
+        self.until_both_see(&poller, &prober, "2").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let host = poller.finish();
+        let alias = self.alias_samples(&prober, "all").await;
+        let (h, hf, hp) = outage(&host, t0);
+        let (a, af, ap) = outage(&alias, t0);
+        // Clean up.
+        if how == Upgrade::Compose {
+            compose(
+                &compose_dir,
+                &project,
+                &compose_env(&self.web2),
+                &["down", "-v"],
+            )
+            .await;
+        }
+        let containers = [
+            prober.clone(),
+            live.clone(),
+            format!("{live}-Prev"),
+            format!("{live}-Next"),
+        ];
+        let volumes = [deckhand::ownership::volume_docker_name(
+            &target, None, "data",
+        )];
+        self.remove(&containers, &volumes, Some(&net)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Downtime {
+            host: h,
+            host_failed: hf,
+            host_period: hp,
+            alias: a,
+            alias_failed: af,
+            alias_period: ap,
+            took,
+        }
+    }
+}
+
+/// Figure 13: the downtime of an upgrade web:1 → web:2 of the app of
+/// figure 12 (plus a health check): Deckhand stop-first and start-first
+/// against `docker-compose up -d` recreating the same service.
+/// `DOWNTIME_RUNS` of each, interleaved. Two pollers watch every upgrade:
+/// one on the host (every ~5 ms, `GET /` on the fixed published port; for
+/// start-first, which cannot have one, on the daemon-picked port of the
+/// container named `deckhand-<target>`, asked of the daemon before each
+/// probe) and one in a container on the app's network, through the alias
+/// `web`. The downtime is the longest time between two answers.
+async fn upgrade_downtime(dir: &std::path::Path) {
+    let figure = "13. upgrade downtime";
+    let compose_ok = std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !compose_ok {
+        row(figure, "no docker-compose".into(), None);
+        return;
+    }
+    let Some(env) = RealApps::connect(dir, "downtime.sqlite", figure).await else {
+        return;
+    };
+    let kinds = [Upgrade::Compose, Upgrade::StopFirst, Upgrade::StartFirst];
+    let mut runs: Vec<Vec<Downtime>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..DOWNTIME_RUNS {
+        for k in 0..kinds.len() {
+            let kind = (i + k) % kinds.len();
+            runs[kind].push(env.downtime_run(dir, kinds[kind], i).await);
+        }
+    }
+    let stat = |kind: usize, f: &dyn Fn(&Downtime) -> f64| {
+        let mut v: Vec<f64> = runs[kind].iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let show = |(m, max): (f64, f64)| format!("{:.0} ms (max {:.0})", m * 1e3, max * 1e3);
+    let failed =
+        |kind: usize, f: &dyn Fn(&Downtime) -> usize| -> usize { runs[kind].iter().map(f).sum() };
+    let (compose_host, compose_alias) = (stat(0, &|d| d.host), stat(0, &|d| d.alias));
+    let base = |s: (f64, f64)| format!("{:.0} ms compose", s.0 * 1e3);
+    let n = DOWNTIME_RUNS;
+    row(
+        &format!("13. downtime, host port: compose (median of {n})"),
+        show(compose_host),
+        None,
+    );
+    let stop_host = stat(1, &|d| d.host);
+    row(
+        "13. downtime, host port: Deckhand stop-first",
+        show(stop_host),
+        Some((base(compose_host), stop_host.0 / compose_host.0)),
+    );
+    let start_named = stat(2, &|d| d.host);
+    row(
+        "   start-first, found by name (picked port)",
+        show(start_named),
+        Some((base(compose_host), start_named.0 / compose_host.0)),
+    );
+    row(
+        "13. downtime, network alias: compose",
+        show(compose_alias),
+        None,
+    );
+    for (kind, name) in [
+        (1, "13. downtime, network alias: stop-first"),
+        (2, "13. downtime, network alias: start-first"),
+    ] {
+        let s = stat(kind, &|d| d.alias);
+        row(
+            name,
+            show(s),
+            Some((base(compose_alias), s.0 / compose_alias.0)),
+        );
+    }
+    row(
+        "   probes unanswered (all runs), host side",
+        format!(
+            "{} / {} / {}",
+            failed(0, &|d| d.host_failed),
+            failed(1, &|d| d.host_failed),
+            failed(2, &|d| d.host_failed)
+        ),
+        None,
+    );
+    row(
+        "   … in the network (compose/stop/start)",
+        format!(
+            "{} / {} / {}",
+            failed(0, &|d| d.alias_failed),
+            failed(1, &|d| d.alias_failed),
+            failed(2, &|d| d.alias_failed)
+        ),
+        None,
+    );
+    let took = |kind: usize| median(runs[kind].iter().map(|d| d.took).collect());
+    row(
+        "   upgrade took, compose / stop / start",
+        format!(
+            "{:.2} / {:.2} / {:.2} s",
+            took(0).as_secs_f64(),
+            took(1).as_secs_f64(),
+            took(2).as_secs_f64()
+        ),
+        None,
+    );
+    let period = |f: &dyn Fn(&Downtime) -> f64| {
+        let mut v: Vec<f64> = runs.iter().flatten().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1e3
+    };
+    row(
+        "   answer interval before, host / network",
+        format!(
+            "{:.1} / {:.1} ms",
+            period(&|d| d.host_period),
+            period(&|d| d.alias_period)
+        ),
+        None,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let dir =
@@ -1249,6 +2069,12 @@ async fn main() {
     }
     if wanted("11") {
         load_test(dir.path()).await;
+    }
+    if wanted("12") {
+        install_port_volume(dir.path()).await;
+    }
+    if wanted("13") {
+        upgrade_downtime(dir.path()).await;
     }
     if wanted("7") || wanted("8") {
         if chosen.iter().all(|c| c == "7" || c == "8") && !chosen.is_empty() {

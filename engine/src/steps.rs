@@ -121,6 +121,16 @@ pub enum Call {
     },
     /// Read: the target's volumes the engine created.
     ListVolumes,
+    /// Read: whether a volume is one the engine created for the target.
+    ReadVolumeOwned {
+        /// Docker name.
+        name: String,
+    },
+    /// Read: whether a network is one the engine created for the target.
+    ReadNetworkOwned {
+        /// Network name.
+        name: String,
+    },
     /// Create a network unless one of that name exists; the result is its
     /// id and whether this call created it.
     EnsureNetwork {
@@ -144,6 +154,8 @@ impl Call {
                 | Call::ReadCancelRequested
                 | Call::ReadImageOwned { .. }
                 | Call::ListVolumes
+                | Call::ReadVolumeOwned { .. }
+                | Call::ReadNetworkOwned { .. }
                 | Call::Now
                 | Call::Random
         )
@@ -170,7 +182,9 @@ impl Call {
             | Call::ReadLastRevisionNumber
             | Call::ReadCancelRequested
             | Call::ReadImageOwned { .. }
-            | Call::ListVolumes => "running",
+            | Call::ListVolumes
+            | Call::ReadVolumeOwned { .. }
+            | Call::ReadNetworkOwned { .. } => "running",
         }
     }
 }

@@ -146,17 +146,47 @@ pub async fn run_job(
 }
 
 /// What a test compares before and after a job: the target's containers
-/// (id, name, running), which of some image references are present, and the
-/// target's current revision (number and container id).
+/// (id, name, running), which of some image references are present, the
+/// target's current revision (number and container id), its volumes with
+/// their content, and its networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// (id, name, running), sorted.
+    /// (id, name, running), sorted: the containers labelled as the
+    /// target's, and any other container that mounts one of its volumes
+    /// (e.g. a volume-copy helper left behind).
     pub containers: Vec<(String, String, bool)>,
     /// (reference, present).
     pub images: Vec<(String, bool)>,
     /// (revision, container id) of the current revision.
     pub revision: Option<(u64, String)>,
+    /// The target's volumes, by name: those labelled as its and those named
+    /// as its (`deckhand-<target>-V…`, labelled or not).
+    pub volumes: Vec<VolumeSnapshot>,
+    /// (name, id), sorted: the networks labelled as the target's and those
+    /// whose name contains the target's.
+    pub networks: Vec<(String, String)>,
 }
+
+/// One volume in a [`Snapshot`]: a volume removed and made again, or whose
+/// content, modes or owners changed, is not equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSnapshot {
+    /// The Docker volume name.
+    pub name: String,
+    /// When Docker created it.
+    pub created_at: String,
+    /// Its labels, sorted.
+    pub labels: Vec<(String, String)>,
+    /// [`VOLUME_LISTING`]'s lines for it: every entry, sorted by path.
+    pub content: Vec<String>,
+}
+
+/// Every entry of the volume mounted at `$1`: path, mode, owner, and the
+/// size and checksum of a file, the target of a symbolic link.
+pub const VOLUME_LISTING: &str = r#"cd "$1" && find . | sort | while read -r f; do
+  if [ -L "$f" ]; then echo "$f $(stat -c '%a %u %g' "$f") link $(readlink "$f")";
+  elif [ -d "$f" ]; then echo "$f $(stat -c '%a %u %g' "$f") dir";
+  else echo "$f $(stat -c '%a %u %g %s' "$f") $(md5sum < "$f" | cut -d' ' -f1)"; fi; done"#;
 
 /// Take a [`Snapshot`] of `target`.
 pub async fn snapshot(
@@ -165,8 +195,12 @@ pub async fn snapshot(
     target: &str,
     images: &[String],
 ) -> Snapshot {
-    let mut containers: Vec<_> = containers_of(docker, target)
-        .await
+    let (volumes, networks) = target_volumes_and_networks(docker, target).await;
+    let mut containers: Vec<_> = containers_of(docker, target).await;
+    for v in &volumes {
+        containers.extend(containers_mounting(docker, &v.name).await);
+    }
+    let mut containers: Vec<_> = containers
         .into_iter()
         .map(|c| {
             let name = c
@@ -184,6 +218,7 @@ pub async fn snapshot(
         })
         .collect();
     containers.sort();
+    containers.dedup();
     let mut present = Vec::new();
     for i in images {
         present.push((i.clone(), image_present(docker, i).await));
@@ -193,10 +228,201 @@ pub async fn snapshot(
         .unwrap()
         .and_then(|t| t.current)
         .map(|r| (r.revision, r.container_id));
+    let names: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
+    let mut contents = volume_contents(docker, &names).await.into_iter();
+    let volumes = volumes
+        .into_iter()
+        .map(|v| {
+            let mut labels: Vec<_> = v.labels.into_iter().collect();
+            labels.sort();
+            VolumeSnapshot {
+                name: v.name,
+                created_at: v.created_at.map(|d| format!("{d:?}")).unwrap_or_default(),
+                labels,
+                content: contents.next().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut networks: Vec<_> = networks
+        .into_iter()
+        .map(|n| (n.name.unwrap_or_default(), n.id.unwrap_or_default()))
+        .collect();
+    networks.sort();
+    networks.dedup();
     Snapshot {
         containers,
         images: present,
         revision,
+        volumes,
+        networks,
+    }
+}
+
+/// The volumes (sorted by name) and networks of `target`: labelled as its,
+/// or named as its (volumes `deckhand-<target>-V…`, networks whose name
+/// contains the target's).
+pub async fn target_volumes_and_networks(
+    docker: &Docker,
+    target: &str,
+) -> (Vec<bollard::models::Volume>, Vec<bollard::models::Network>) {
+    use bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
+    let label = format!("io.deckhand.target={target}");
+    let prefix = format!("deckhand-{target}-V");
+    let mut volumes: Vec<bollard::models::Volume> = Vec::new();
+    let mut networks: Vec<bollard::models::Network> = Vec::new();
+    for (key, value) in [("label", label.as_str()), ("name", target)] {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([(key, vec![value])]);
+        let listed = docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .volumes
+            .unwrap_or_default();
+        // The name filter matches a part of the name.
+        volumes.extend(
+            listed
+                .into_iter()
+                .filter(|v| key == "label" || v.name.starts_with(&prefix)),
+        );
+        let listed = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap();
+        networks.extend(listed.into_iter().filter(|n| {
+            key == "label" || n.name.as_deref().is_some_and(|name| name.contains(target))
+        }));
+    }
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    volumes.dedup_by(|a, b| a.name == b.name);
+    networks.sort_by(|a, b| a.id.cmp(&b.id));
+    networks.dedup_by(|a, b| a.id == b.id);
+    (volumes, networks)
+}
+
+/// Every container, running or not, that mounts volume `name`.
+pub async fn containers_mounting(
+    docker: &Docker,
+    name: &str,
+) -> Vec<bollard::models::ContainerSummary> {
+    let filters = HashMap::from([("volume", vec![name.to_owned()])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker.list_containers(Some(options)).await.unwrap()
+}
+
+/// [`VOLUME_LISTING`] of each of `volumes`, in order, read by one helper
+/// container (no network; mounted read-only; never labelled as a
+/// target's) that is removed before this returns.
+pub async fn volume_contents(docker: &Docker, volumes: &[String]) -> Vec<Vec<String>> {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{
+        CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder,
+    };
+    use futures_util::{StreamExt, TryStreamExt};
+    if volumes.is_empty() {
+        return Vec::new();
+    }
+    // The busybox base image every test image is built on (tests/env/up.sh
+    // keeps it on the machine; no test removes it).
+    let probe_image = image("base:1");
+    if !image_present(docker, &probe_image).await {
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(&probe_image)
+            .build();
+        docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+    }
+    let mut script = String::from("set -e; list() { ");
+    script.push_str(VOLUME_LISTING);
+    script.push_str("; }; ");
+    for i in 0..volumes.len() {
+        script.push_str(&format!("echo '@@ {i}'; list /v/{i}; "));
+    }
+    let name = format!("volume-probe-{}", &uuid_like()[..12]);
+    let body = ContainerCreateBody {
+        image: Some(probe_image),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            binds: Some(
+                volumes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| format!("{v}:/v/{i}:ro"))
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await.unwrap();
+    docker.start_container(&name, None).await.unwrap();
+    // An exit code other than 0 comes as an error: read below.
+    let _ = docker.wait_container(&name, None).collect::<Vec<_>>().await;
+    let state = docker.inspect_container(&name, None).await.unwrap().state;
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let logs: Vec<_> = docker.logs(&name, Some(options)).collect().await;
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    docker.remove_container(&name, Some(options)).await.unwrap();
+    let text: String = logs.into_iter().map(|l| l.unwrap().to_string()).collect();
+    let exit = state.and_then(|s| s.exit_code);
+    assert_eq!(exit, Some(0), "listing volumes {volumes:?}: {text}");
+    let mut out: Vec<Vec<String>> = vec![Vec::new(); volumes.len()];
+    let mut current = None;
+    for line in text.lines() {
+        match line.strip_prefix("@@ ") {
+            Some(i) => current = Some(i.parse::<usize>().unwrap()),
+            None => out[current.expect("a volume's header first")].push(line.to_owned()),
+        }
+    }
+    out
+}
+
+/// Remove what a test left of `target` in Docker: its containers (and any
+/// container that mounts one of its volumes), then its volumes and networks.
+pub async fn remove_target_resources(docker: &Docker, target: &str) {
+    let (volumes, networks) = target_volumes_and_networks(docker, target).await;
+    remove_target_containers(docker, target).await;
+    let options = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .build();
+    for v in &volumes {
+        for c in containers_mounting(docker, &v.name).await {
+            let _ = docker
+                .remove_container(c.id.as_deref().unwrap_or_default(), Some(options.clone()))
+                .await;
+        }
+    }
+    for v in volumes {
+        let _ = docker
+            .remove_volume(
+                &v.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+    }
+    for n in networks {
+        let _ = docker
+            .remove_network(n.id.as_deref().unwrap_or_default())
+            .await;
     }
 }
 

@@ -185,7 +185,8 @@ done
 # Per-test copies (same layers, other names), so that tests running at the
 # same time never pull, use or remove each other's image references:
 # <alias>:1 = app:1, <alias>:2 = app:2, <alias>:crash = crash:1; the
-# STUBBORN_ALIASES the same of stubborn:1 and stubborn:2.
+# STUBBORN_ALIASES the same of stubborn:1 and stubborn:2, the WEB_ALIASES
+# of web:1 and web:2.
 #
 # alias_image NAME TAG SRC: push image SRC again as NAME:TAG.
 alias_image() {
@@ -200,6 +201,13 @@ for alias in $ALIASES; do
   alias_image "$alias" 1 app:1
   alias_image "$alias" 2 app:2
   alias_image "$alias" crash crash:1
+done
+# The real-app crash/cancel matrices (tests/e2e/crash.rs): web:1 and web:2,
+# which have a shell and every busybox applet.
+WEB_ALIASES="mx-vol-install cmx-vol-install mx-vol-upgrade cmx-vol-upgrade mx-snap-upgrade cmx-snap-upgrade mx-vol-teardown cmx-vol-teardown"
+for alias in $WEB_ALIASES; do
+  alias_image "$alias" 1 web:1
+  alias_image "$alias" 2 web:2
 done
 STUBBORN_ALIASES="interrupted-stop outage-stubborn midcall-install midcall-upgrade midcall-teardown midcall-rollback chaos-stubborn"
 for alias in $STUBBORN_ALIASES; do

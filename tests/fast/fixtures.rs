@@ -42,6 +42,18 @@ const FIXTURES: &[(&str, &[JobState])] = &[
         &[JobState::Succeeded, JobState::RolledBack],
     ),
     ("torn-last-record.jsonl", &[JobState::RolledBack]),
+    (
+        "real-app.jsonl",
+        &[
+            JobState::Succeeded,
+            JobState::Succeeded,
+            JobState::Succeeded,
+        ],
+    ),
+    (
+        "real-app-crash-during-ensure-volume.jsonl",
+        &[JobState::Succeeded, JobState::RolledBack],
+    ),
 ];
 
 fn ok(o: Output) -> Output {
@@ -65,6 +77,30 @@ fn last_event(dir: &Path) -> Event {
 }
 
 /// Kill `args` after event 1, 2, … until the job's last event matches.
+/// Remove the containers, then the volumes and networks, labelled as
+/// `target`'s.
+fn remove_labelled(target: &str) {
+    let label = format!("label=io.deckhand.target={target}");
+    for (list, remove) in [
+        (vec!["ps", "-aq"], vec!["rm", "-f"]),
+        (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
+        (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+    ] {
+        let ids = Command::new("docker")
+            .args(&list)
+            .args(["--filter", &label])
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            Command::new("docker")
+                .args(&remove)
+                .arg(id)
+                .output()
+                .unwrap();
+        }
+    }
+}
+
 fn kill_where(
     dir_setup: impl Fn(&Path),
     args: &[&str],
@@ -72,16 +108,7 @@ fn kill_where(
 ) -> tempfile::TempDir {
     for n in 1..200 {
         // What the last killed run left behind is not this run's prior state.
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", "label=io.deckhand.target=web"])
-            .output()
-            .unwrap();
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            Command::new("docker")
-                .args(["rm", "-f", id])
-                .output()
-                .unwrap();
-        }
+        remove_labelled(args[1]);
         let dir = tempfile::tempdir().unwrap();
         dir_setup(dir.path());
         let run = run_cli(dir.path(), args, Some(n));
@@ -223,6 +250,63 @@ async fn generate_journal_fixtures() {
     );
     export(d.path(), "plugin-trap.jsonl");
     cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "records the real-app fixtures (workflow 0.2.0) from real runs on Docker; run by hand"]
+async fn generate_real_app_fixtures() {
+    let _docker = docker().await;
+    let (w1, w2) = (image("web:1"), image("web:2"));
+    let install = |dir: &Path| {
+        ok(run_cli(
+            dir,
+            &[
+                "install",
+                "shop",
+                &w1,
+                "-p",
+                "127.0.0.1::80",
+                "-v",
+                "data:/data",
+                "--network",
+                "shopnet",
+            ],
+            None,
+        ));
+    };
+    remove_labelled("shop");
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    ok(run_cli(
+        d.path(),
+        &["upgrade", "shop", &w2, "--snapshot-volumes"],
+        None,
+    ));
+    ok(run_cli(
+        d.path(),
+        &["teardown", "shop", "--remove-volumes"],
+        None,
+    ));
+    export(d.path(), "real-app.jsonl");
+    remove_labelled("shop");
+
+    // Killed right after the intent to create the volume an upgrade adds,
+    // before its result.
+    let d = kill_where(
+        install,
+        &[
+            "upgrade",
+            "shop",
+            &w2,
+            "-v",
+            "data:/data",
+            "-v",
+            "cache:/cache",
+        ],
+        |e| matches!(e, Event::Intent { call, .. } if call["op"] == "ensure_volume"),
+    );
+    export(d.path(), "real-app-crash-during-ensure-volume.jsonl");
+    remove_labelled("shop");
 }
 
 /// Import a fixture into a fresh journal.

@@ -104,7 +104,9 @@ pub struct TestArgs {
     #[arg(long, value_name = "IMAGE")]
     pub install: Option<String>,
     /// Make a runtime operation fail once: `pull`, `create`, `start`,
-    /// `stop`, `rename`, `remove-container`, `remove-image` or `inspect`.
+    /// `stop`, `rename`, `remove-container`, `remove-image`, `inspect`,
+    /// `create-volume`, `copy-volume`, `remove-volume`, `create-network` or
+    /// `remove-network`.
     #[arg(long, value_name = "OP")]
     pub fail: Option<String>,
 }
@@ -150,6 +152,11 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             "remove-container" => Op::RemoveContainer,
             "remove-image" => Op::RemoveImage,
             "inspect" => Op::Inspect,
+            "create-volume" => Op::CreateVolume,
+            "copy-volume" => Op::CopyVolume,
+            "remove-volume" => Op::RemoveVolume,
+            "create-network" => Op::CreateNetwork,
+            "remove-network" => Op::RemoveNetwork,
             other => anyhow::bail!("unknown operation `{other}` for --fail"),
         };
         runtime.inject(

@@ -18,7 +18,10 @@ fn revision_of(r: crate::journal::RevisionRecord) -> Revision {
 
 impl HostState {
     /// The current revision or revision `number`: a journaled read.
-    async fn read_revision(&mut self, number: Option<u64>) -> wasmtime::Result<Option<Revision>> {
+    pub(super) async fn read_revision(
+        &mut self,
+        number: Option<u64>,
+    ) -> wasmtime::Result<Option<Revision>> {
         let journal = self.scope.journal.clone();
         let target = self.scope.target.clone();
         let read = async move {

@@ -119,12 +119,10 @@ impl volume::Host for HostState {
         }
         // The current revision's image is on the machine and runs nothing
         // while the copy is made: the helpers are created, never started.
+        // Read through the journal, so that a replay reads the same.
         let helper_image = self
-            .scope
-            .journal
-            .target(&target)
-            .map_err(journal_error)?
-            .and_then(|t| t.current)
+            .read_revision(None)
+            .await?
             .map(|r| r.image)
             .ok_or_else(|| {
                 HostError::Invalid(format!(
@@ -223,8 +221,25 @@ impl volume::Host for HostState {
         self.scope.tick()?;
         self.scope.check_size("docker name", &docker_name)?;
         let target = self.scope.target.clone();
-        let ours = crate::ownership::is_targets_volume(&self.scope.journal, &docker_name, &target)
-            .map_err(journal_error)?;
+        // A journaled read: a replay answers what the job was answered.
+        let (journal, probe, owner) = (
+            self.scope.journal.clone(),
+            docker_name.clone(),
+            target.clone(),
+        );
+        let ours: bool = self
+            .scope
+            .perform(
+                Call::ReadVolumeOwned {
+                    name: docker_name.clone(),
+                },
+                None,
+                async move {
+                    crate::ownership::is_targets_volume(&journal, &probe, &owner)
+                        .map_err(journal_error)
+                },
+            )
+            .await?;
         if !ours {
             return Err(HostError::Denied(format!(
                 "volume `{docker_name}` was not created by the engine for `{target}`"
@@ -284,15 +299,23 @@ impl network::Host for HostState {
         self.scope.tick()?;
         self.scope.check_size("network", &name)?;
         // Networks are shared, but only the target whose job created one may
-        // ask for its removal (and it goes only once nothing is on it).
+        // ask for its removal (and it goes only once nothing is on it). A
+        // journaled read: a replay answers what the job was answered.
         let target = self.scope.target.clone();
-        let ours = self
+        let (journal, probe, owner) = (self.scope.journal.clone(), name.clone(), target.clone());
+        let ours: bool = self
             .scope
-            .journal
-            .owned_named(RESOURCE_NETWORK, &name)
-            .map_err(journal_error)?
-            .iter()
-            .any(|o| o.target == target);
+            .perform(
+                Call::ReadNetworkOwned { name: name.clone() },
+                None,
+                async move {
+                    let owned = journal
+                        .owned_named(RESOURCE_NETWORK, &probe)
+                        .map_err(journal_error)?;
+                    HostResult::Ok(owned.iter().any(|o| o.target == owner))
+                },
+            )
+            .await?;
         if !ours {
             return Err(HostError::Denied(format!(
                 "network `{name}` was not created by the engine for `{target}`"

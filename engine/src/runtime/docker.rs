@@ -578,7 +578,10 @@ impl DockerRuntime {
             .map_err(|e| self.map_err(&format!("create network {name}"), e))?;
         // Another client (another engine, the CLI) may have created one of
         // the same name meanwhile: every creator keeps the oldest and
-        // removes its own if it is not that one, so they all agree.
+        // removes its own if it is not that one, so they all agree. (Within
+        // this process the per-name lock makes it exact; across processes a
+        // create still in flight when this lists can slip by: the daemon
+        // offers nothing atomic.)
         let same = self.networks_named(name).await?;
         let oldest = same.first().and_then(|n| n.id.clone());
         match oldest {
