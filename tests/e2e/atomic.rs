@@ -2,7 +2,7 @@
 //! automatic rollback, cancel, ownership and concurrency.
 
 use deckhand::executor::{JobRequest, SubmitError};
-use deckhand::journal::{Event, JobState};
+use deckhand::journal::JobState;
 use serde_json::json;
 
 use crate::harness::*;
@@ -94,12 +94,7 @@ async fn cancel_during_a_slow_pull_aborts_it_and_leaves_v1_exactly_as_it_was() {
     let req = JobRequest::new("upgrade", target.clone(), json!({"image": big}));
     let job = engine.executor.submit(req).await.unwrap();
     // Cancel once bytes are flowing.
-    loop {
-        let ev = live.recv().await.unwrap();
-        if ev.job_id == job.id && matches!(&ev.event, Event::Progress(p) if p.bytes_done > 0) {
-            break;
-        }
-    }
+    wait_for_pull_bytes(&mut live, &job.id).await;
     let started = std::time::Instant::now();
     let outcome = engine.executor.cancel(&job.id, None).await.unwrap();
     assert!(outcome.cancelled);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use deckhand::executor::JobRequest;
-use deckhand::journal::{Event, JobState};
+use deckhand::journal::JobState;
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -58,6 +58,29 @@ fn live_container(engine: &TestEngine, target: &str) -> String {
         .current
         .unwrap()
         .container_id
+}
+
+/// Install `web:1` on `target` with volume `data` at `/data` holding `db`
+/// = `content`: the engine and the live container's id.
+async fn installed_with_data(name: &str, content: &str) -> (TestEngine, String, String) {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target(name);
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let id = live_container(&engine, &target);
+    exec(
+        &engine.docker,
+        &id,
+        &["sh", "-c", &format!("echo {content} > /data/db")],
+    )
+    .await;
+    (engine, target, id)
 }
 
 /// The Docker volumes and networks labelled as `target`'s.
@@ -149,18 +172,7 @@ async fn a_web_server_published_on_a_loopback_port_answers_over_http_across_an_u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn data_written_to_a_volume_survives_an_upgrade_and_teardown_keeps_the_volume() {
-    let engine = TestEngine::with_settings(quick_settings()).await;
-    let target = unique_target("vol");
-    let job = run_job(
-        &engine,
-        "install",
-        &target,
-        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
-    )
-    .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let id = live_container(&engine, &target);
-    exec(&engine.docker, &id, &["sh", "-c", "echo rows > /data/db"]).await;
+    let (engine, target, _) = installed_with_data("vol", "rows").await;
     let job = run_job(
         &engine,
         "upgrade",
@@ -184,18 +196,7 @@ async fn data_written_to_a_volume_survives_an_upgrade_and_teardown_keeps_the_vol
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_migration_with_snapshot_volumes_is_rolled_back_with_the_old_data_and_container()
 {
-    let engine = TestEngine::with_settings(quick_settings()).await;
-    let target = unique_target("snap");
-    let job = run_job(
-        &engine,
-        "install",
-        &target,
-        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
-    )
-    .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let old = live_container(&engine, &target);
-    exec(&engine.docker, &old, &["sh", "-c", "echo v1 > /data/db"]).await;
+    let (engine, target, old) = installed_with_data("snap", "v1").await;
     // The new version migrates the data, then fails.
     let job = run_job(
         &engine,
@@ -226,18 +227,7 @@ async fn a_failing_migration_with_snapshot_volumes_is_rolled_back_with_the_old_d
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_mid_pull_of_an_upgrade_removes_the_volume_and_network_it_added_and_keeps_the_old_one()
  {
-    let engine = TestEngine::with_settings(quick_settings()).await;
-    let target = unique_target("cvol");
-    let job = run_job(
-        &engine,
-        "install",
-        &target,
-        json!({"image": image("web:1"), "network": "none", "volumes": ["data:/data"]}),
-    )
-    .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    let old = live_container(&engine, &target);
-    exec(&engine.docker, &old, &["sh", "-c", "echo rows > /data/db"]).await;
+    let (engine, target, old) = installed_with_data("cvol", "rows").await;
     let proxy = SlowProxy::start(4 << 20).await;
     let big = proxy.image("big:2");
     ensure_image_absent(&engine.docker, &big).await;
@@ -249,12 +239,7 @@ async fn a_cancel_mid_pull_of_an_upgrade_removes_the_volume_and_network_it_added
         json!({"image": big, "volumes": ["data:/data", "cache:/cache"], "networks": [network]}),
     );
     let job = engine.executor.submit(req).await.unwrap();
-    loop {
-        let ev = live.recv().await.unwrap();
-        if ev.job_id == job.id && matches!(&ev.event, Event::Progress(p) if p.bytes_done > 0) {
-            break;
-        }
-    }
+    wait_for_pull_bytes(&mut live, &job.id).await;
     let (volumes, networks) = labelled(&engine.docker, &target).await;
     assert!(
         volumes.contains(&format!("deckhand-{target}-V-cache")),
@@ -381,4 +366,42 @@ async fn a_pull_from_a_registry_with_basic_auth_uses_the_configured_credentials_
     }
     remove_target_containers(&docker, &target).await;
     ensure_image_absent(&docker, &private).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reserved_label_a_bad_port_or_a_relative_bind_path_gets_422_naming_the_field_and_no_job()
+{
+    let docker = docker().await;
+    let s = Server::start("docker", None);
+    let target = unique_target("bad");
+    for (params, field) in [
+        (
+            json!({"image": image("web:1"), "labels": {"io.deckhand.job": "x"}}),
+            "labels",
+        ),
+        (
+            json!({"image": image("web:1"), "ports": ["127.0.0.1:70000:80"], "networks": ["n"]}),
+            "ports[0]",
+        ),
+        (
+            json!({"image": image("web:1"), "volumes": ["relative/dir:/x"]}),
+            "volumes[0]",
+        ),
+    ] {
+        let resp = s
+            .post_job(json!({"workflow": "install", "target": target, "params": params}))
+            .await;
+        assert_eq!(resp.status(), 422, "{params}");
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json"
+        );
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(field), "{params}: {detail}");
+    }
+    let jobs = s.get_json("/v1/jobs?all=true").await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    let (volumes, networks) = labelled(&docker, &target).await;
+    assert!(volumes.is_empty() && networks.is_empty());
 }
