@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job, for real, against Docker: install → upgrade → an upgrade
-# cancelled in the middle of its pull → teardown, with live progress, then
-# the journal of each job. Starts the local Docker daemon and registry first.
+# The main job, for real, against Docker: install a web server with a
+# published port, a volume and a network → upgrade → an upgrade cancelled in
+# the middle of its pull → teardown, with live progress, then the journal of
+# each job. Starts the local Docker daemon and registry first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,25 +20,37 @@ last_job() { deckhand jobs list --target "$T" --json | python3 -c 'import json,s
 
 # A slow link to the registry (2 MB/s), so the last upgrade can be cancelled mid-pull.
 python3 tests/env/slow-proxy.py 5009 5000 2000000 & proxy=$!
-trap 'kill $proxy 2>/dev/null; docker rm -f deckhand-$T >/dev/null 2>&1 || true' EXIT
-docker rmi -f "$REG/demo:1" "$REG/demo:2" "127.0.0.1:5009/deckhand-test/big:2" >/dev/null 2>&1 || true
-docker rm -f "deckhand-$T" >/dev/null 2>&1 || true
+clean() {
+  docker rm -f "deckhand-$T" >/dev/null 2>&1 || true
+  docker volume rm "deckhand-$T-V-data" >/dev/null 2>&1 || true
+  docker network rm "$T-net" >/dev/null 2>&1 || true
+}
+trap 'kill $proxy 2>/dev/null; clean' EXIT
+docker rmi -f "$REG/web:1" "$REG/web:2" "127.0.0.1:5009/deckhand-test/big:2" >/dev/null 2>&1 || true
+clean
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+answer() { printf 'http://127.0.0.1:%s/ answers: %s\n' "$PORT" "$(curl -s "http://127.0.0.1:$PORT/" || echo '(nothing)')"; }
 
-say "install $T = demo:1"
-deckhand install "$T" "$REG/demo:1" --network none
+say "install $T = web:1, published on 127.0.0.1:$PORT, volume data, network $T-net"
+deckhand install "$T" "$REG/web:1" -p "127.0.0.1:$PORT:80" -v data:/srv/data --network "$T-net"
+answer
 
-say "upgrade $T to demo:2 (pull, create beside, stop old, swap names, start, wait healthy, commit)"
-deckhand upgrade "$T" "$REG/demo:2"
+say "upgrade $T to web:2 (pull, create beside, stop old, swap names, start, wait healthy, commit; same volume)"
+deckhand upgrade "$T" "$REG/web:2"
+answer
 
 say "upgrade $T to big:2 (120 MB over the slow link); Ctrl-C after 4 s cancels it"
 timeout -s INT 4 ./target/debug/deckhand --data-dir "$DATA" upgrade "$T" "127.0.0.1:5009/deckhand-test/big:2" || true
 say "journal of the cancelled upgrade"
 deckhand jobs show "$(last_job)"
-echo "container still running demo:2, same id as before the cancel:"
+echo "container still running web:2, same id as before the cancel:"
 docker ps --filter "label=io.deckhand.target=$T" --format '  {{.ID}} {{.Names}} {{.Image}} {{.Status}}'
+answer
 
-say "teardown $T"
+say "teardown $T (its volume stays: the data; --remove-volumes would remove it)"
 deckhand teardown "$T"
+answer
+docker volume ls --filter "label=io.deckhand.target=$T" --format '  volume {{.Name}}'
 
 say "all jobs"
 deckhand jobs list
