@@ -405,3 +405,45 @@ async fn a_reserved_label_a_bad_port_or_a_relative_bind_path_gets_422_naming_the
     let (volumes, networks) = labelled(&docker, &target).await;
     assert!(volumes.is_empty() && networks.is_empty());
 }
+
+/// The host port the daemon published container `id`'s port 80 on.
+async fn published_port(docker: &Docker, id: &str) -> u16 {
+    let c = docker.inspect_container(id, None).await.unwrap();
+    let ports = c.network_settings.unwrap().ports.unwrap();
+    let bindings = ports["80/tcp"].clone().unwrap();
+    bindings[0].host_port.as_ref().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_first_upgrade_serves_from_the_new_container_once_it_is_healthy() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let target = unique_target("sfirst");
+    let job = run_job(
+        &engine,
+        "install",
+        &target,
+        json!({"image": image("web:1"), "ports": ["127.0.0.1::80"], "networks": [format!("{target}-net")]}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let old = live_container(&engine, &target);
+    let old_port = published_port(&engine.docker, &old).await;
+    assert_eq!(get(old_port).await.as_deref().map(str::trim), Some("1"));
+    let job = run_job(
+        &engine,
+        "upgrade",
+        &target,
+        json!({"image": image("web:2"), "strategy": "start-first"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let new = live_container(&engine, &target);
+    assert_ne!(new, old);
+    let port = published_port(&engine.docker, &new).await;
+    assert_eq!(get(port).await.as_deref().map(str::trim), Some("2"));
+    assert!(
+        engine.docker.inspect_container(&old, None).await.is_err(),
+        "the old container went at commit"
+    );
+    clean_up(&engine.docker, &target).await;
+}
