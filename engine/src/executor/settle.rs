@@ -195,15 +195,27 @@ pub(crate) fn late_effect_window(call: &Call, grace: Duration, pull_grace: Durat
 }
 
 /// Wait out what the daemon may still do for an unsettled `call` before
-/// its undo runs. Only a stop needs it: the daemon goes on stopping until
-/// the stop's timeout, and an undo `start` before that would be answered
-/// "already running" and then lost.
+/// its undo runs. A stop needs it: the daemon goes on stopping until the
+/// stop's timeout, and an undo `start` before that would be answered
+/// "already running" and then lost. So does a volume copy: a helper
+/// container's create may still be on its way (see below).
 pub(crate) async fn settle_before_undo(
     rt: &dyn ContainerRuntime,
     planned: &PlannedUndo,
     call: &Call,
     grace: Duration,
 ) -> Result<(), RuntimeError> {
+    if let Call::SnapshotVolume { .. } = call {
+        // Killed in the middle of the copy, the engine may have sent the
+        // create of a helper container that the daemon carries out a moment
+        // later. The undo removes the copy's helpers with the copy; run
+        // before that create lands, it would miss the helper, which would
+        // then stay for good, mounting the target's volume. Creates land
+        // within the grace from the intent.
+        let elapsed =
+            Duration::from_millis(now_millis().saturating_sub(planned.intent_at).max(0) as u64);
+        tokio::time::sleep(grace.saturating_sub(elapsed)).await;
+    }
     if let Call::StopContainer { id, timeout_s, .. } = call {
         // The stop began no earlier than its intent; it ends by its timeout
         // (then the daemon kills), plus the grace for the request's way.
