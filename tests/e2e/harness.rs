@@ -1107,3 +1107,19 @@ pub fn assert_no_jobs(journal: &Journal) {
     let jobs = journal.list_jobs(&Default::default()).unwrap();
     assert!(jobs.is_empty(), "{jobs:?}");
 }
+
+/// Wait on `live` (a journal subscription made before `job` was submitted)
+/// until `job`'s pull has brought bytes: a moment to cancel it mid-pull.
+pub async fn wait_for_pull_bytes(
+    live: &mut tokio::sync::broadcast::Receiver<deckhand::journal::EventRecord>,
+    job: &deckhand::journal::JobId,
+) {
+    loop {
+        let ev = live.recv().await.unwrap();
+        if &ev.job_id == job
+            && matches!(&ev.event, deckhand::journal::Event::Progress(p) if p.bytes_done > 0)
+        {
+            return;
+        }
+    }
+}
