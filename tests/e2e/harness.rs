@@ -167,8 +167,9 @@ pub struct Snapshot {
     pub networks: Vec<(String, String)>,
 }
 
-/// One volume in a [`Snapshot`]: a volume removed and made again, or whose
-/// content, modes or owners changed, is not equal.
+/// One volume in a [`Snapshot`]: one whose content, modes or owners
+/// changed is not equal, nor one removed and made again (by another job,
+/// or in another second).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSnapshot {
     /// The Docker volume name.

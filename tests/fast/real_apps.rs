@@ -169,8 +169,10 @@ async fn a_cancelled_upgrade_removes_the_volume_and_network_it_added_and_keeps_t
         .await
         .unwrap();
     // Cancel while the pull crawls: the volume and network exist by then.
-    wait_until(|| rt.volumes().contains_key("deckhand-web-V-cache")).await;
-    assert!(rt.networks().contains_key("net2"));
+    wait_until(|| {
+        rt.volumes().contains_key("deckhand-web-V-cache") && rt.networks().contains_key("net2")
+    })
+    .await;
     assert!(executor.cancel(&upgrade.id, None).await.unwrap().cancelled);
     let upgrade = executor.wait(&upgrade.id).await.unwrap();
     assert_eq!(upgrade.state, JobState::Cancelled, "{:?}", upgrade.error);
