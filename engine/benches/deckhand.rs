@@ -1,6 +1,6 @@
 //! Deckhand's benchmarks: each figure beside a baseline measured in the same
 //! run, and their ratio. Run with `bash scripts/bench.sh` (which starts the
-//! Docker test environment for the real-install figure) or
+//! Docker test environment for the figures on a real daemon: 4, 12, 13) or
 //! `cargo bench -p deckhand --bench deckhand`; figure numbers after the
 //! command (`bash scripts/bench.sh 2 4`) run only those. The journals live in
 //! a temporary directory under `DECKHAND_BENCH_DIR` (default: the current
@@ -1228,8 +1228,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Seconds since the epoch: the clock the in-network prober's timestamps
-/// (busybox `ts`) use too.
+/// Seconds since the epoch, the clock of the pollers' samples.
 fn epoch_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1237,31 +1236,16 @@ fn epoch_now() -> f64 {
         .as_secs_f64()
 }
 
-/// `GET /` on `127.0.0.1:port`, each step within `timeout`: the body
-/// (trimmed) of a `200` answer, `None` for anything else (refused, reset,
-/// closed without an answer by docker-proxy, timed out).
-fn http_get(port: u16, timeout: Duration) -> Option<String> {
-    use std::io::Read;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    (head.split(' ').nth(1) == Some("200")).then(|| body.trim().to_owned())
-}
-
-/// Probe `port` every 5 ms until it answers (at most `limit`): the body.
+/// Send `GET /` to `127.0.0.1:port` every 5 ms (each within 500 ms) until
+/// it is answered, at most for `limit`: the body.
 async fn until_answers(port: u16, limit: Duration) -> Option<String> {
     let deadline = Instant::now() + limit;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     loop {
-        let answer =
-            tokio::task::spawn_blocking(move || http_get(port, Duration::from_millis(500)))
-                .await
-                .unwrap();
+        let answer = tokio::time::timeout(Duration::from_millis(500), http_probe(addr))
+            .await
+            .ok()
+            .flatten();
         if answer.is_some() || Instant::now() > deadline {
             return answer;
         }
@@ -1528,182 +1512,289 @@ async fn install_port_volume(dir: &std::path::Path) {
     );
 }
 
-/// When each probe of a poller ended (seconds since the epoch) and what
-/// it got: the body of a `200` answer, or `None`.
-type Samples = Vec<(f64, Option<String>)>;
-
-/// How a host-side poller finds the app.
-enum Probe {
-    /// A fixed published port.
-    Port(u16),
-    /// The published port of the container of this name, asked of the
-    /// daemon before each probe (a client that finds the app by its name).
-    Named(String),
+/// One probe of a poller: when it was sent and when it ended (seconds since
+/// the epoch), and what it got: the body of a `200` answer, or `None`.
+#[derive(Debug, Clone)]
+struct Sample {
+    start: f64,
+    end: f64,
+    answer: Option<String>,
 }
 
-/// A thread probing the app over HTTP every ~5 ms.
+/// How a poller reaches the app.
+#[derive(Clone)]
+enum Probe {
+    /// A fixed published port on the host's loopback.
+    Port(u16),
+    /// The published port of the container of this name, asked of the
+    /// daemon for each probe: a client that finds the app by its name.
+    Named(String),
+    /// From inside the network namespace of the container whose process is
+    /// `pid`, on the app's network: resolve `alias` through Docker's DNS
+    /// (127.0.0.11) for each probe and send the request to the first
+    /// address, port 80, as a client in the network without a DNS cache.
+    Alias { pid: i64, alias: String },
+}
+
+/// How often the host-side poller of figure 13 sends a request.
+const HOST_PROBE_EVERY: Duration = Duration::from_millis(5);
+/// How often the in-network poller does: less often, since busybox httpd
+/// forks for each request and queues at most 9 connections: on 2 cores,
+/// 200 more requests a second would be load the upgrade itself feels.
+const ALIAS_PROBE_EVERY: Duration = Duration::from_millis(20);
+
+/// How long the pollers of figure 13 watch the app before each upgrade.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// A request's time limit: longer than the kernel's 1 s before it sends a
+/// lost SYN again, so such a request counts as slow, not failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /` at `addr`: the body (trimmed) of a `200` answer; `None` for
+/// anything else (refused, reset, closed by docker-proxy without an
+/// answer).
+async fn http_probe(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.trim().to_owned())
+}
+
+/// The first IPv4 address Docker's embedded DNS gives for `name`: one `A`
+/// query over UDP to 127.0.0.11 (from a thread inside a container's
+/// network namespace).
+async fn resolve_in_network(name: &str) -> Option<std::net::Ipv4Addr> {
+    let sock = tokio::net::UdpSocket::bind("0.0.0.0:0").await.ok()?;
+    sock.connect("127.0.0.11:53").await.ok()?;
+    let id: u16 = rand::random();
+    let mut query = id.to_be_bytes().to_vec();
+    // Recursion desired, one question, no other records.
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]); // end of name, type A, class IN
+    sock.send(&query).await.ok()?;
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).await.ok()?;
+    let r = &buf[..n];
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*r.get(i)?, *r.get(i + 1)?]));
+    if u16_at(0)? != id {
+        return None;
+    }
+    // Past a (possibly compressed) name.
+    let skip_name = |mut i: usize| loop {
+        let len = *r.get(i)?;
+        if len == 0 {
+            return Some(i + 1);
+        }
+        if len & 0xc0 == 0xc0 {
+            return Some(i + 2);
+        }
+        i += 1 + len as usize;
+    };
+    let mut i = 12;
+    for _ in 0..u16_at(4)? {
+        i = skip_name(i)? + 4;
+    }
+    for _ in 0..u16_at(6)? {
+        i = skip_name(i)?;
+        let (kind, len) = (u16_at(i)?, u16_at(i + 8)? as usize);
+        i += 10;
+        if kind == 1 && len == 4 {
+            let a = r.get(i..i + 4)?;
+            return Some(std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+        }
+        i += len;
+    }
+    None
+}
+
+/// Probes the app over HTTP at a fixed interval, each probe on its own
+/// (open loop: one that hangs does not delay the next), on a thread and
+/// runtime of its own.
 struct Poller {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    samples: Arc<std::sync::Mutex<Samples>>,
+    /// In the order the probes ended.
+    samples: Arc<std::sync::Mutex<Vec<Sample>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Poller {
-    fn start(probe: Probe) -> Poller {
+    /// `Err` when the thread cannot enter the network namespace of
+    /// [`Probe::Alias`] (that needs `CAP_SYS_ADMIN`).
+    fn start(probe: Probe, every: Duration) -> Result<Poller, String> {
         use std::sync::atomic::Ordering;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let samples = Arc::new(std::sync::Mutex::new(Vec::<Sample>::new()));
         let (s, seen) = (stop.clone(), samples.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
+            if let Probe::Alias { pid, .. } = &probe {
+                use std::os::fd::AsRawFd;
+                // Only this thread moves: sockets it creates live in the
+                // container's network namespace.
+                let entered = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+                    .map_err(|e| e.to_string())
+                    .and_then(|ns| {
+                        // SAFETY: setns on a namespace file descriptor we own.
+                        match unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } {
+                            0 => Ok(()),
+                            _ => Err(std::io::Error::last_os_error().to_string()),
+                        }
+                    });
+                if let Err(e) = entered {
+                    let _ = ready_tx.send(Err(format!("enter the network namespace: {e}")));
+                    return;
+                }
+            }
+            let _ = ready_tx.send(Ok(()));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            let docker = rt.block_on(async { raw_docker() });
-            while !s.load(Ordering::Relaxed) {
-                let port = match &probe {
-                    Probe::Port(p) => Some(*p),
-                    Probe::Named(name) => rt.block_on(async {
-                        let c = docker.inspect_container(name, None).await.ok()?;
-                        let ports = c.network_settings?.ports?;
-                        let bound = ports.get("80/tcp")?.as_ref()?.first()?.clone();
-                        bound.host_port?.parse().ok()
-                    }),
-                };
-                let answer = port.and_then(|p| http_get(p, Duration::from_millis(500)));
-                seen.lock().unwrap().push((epoch_now(), answer));
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            rt.block_on(async move {
+                let docker = Arc::new(raw_docker());
+                let mut probes = tokio::task::JoinSet::new();
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                while !s.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let (probe, docker, seen) = (probe.clone(), docker.clone(), seen.clone());
+                    probes.spawn(async move {
+                        let start = epoch_now();
+                        let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+                            let addr = match &probe {
+                                Probe::Port(p) => std::net::SocketAddr::from(([127, 0, 0, 1], *p)),
+                                Probe::Named(name) => {
+                                    let c = docker.inspect_container(name, None).await.ok()?;
+                                    let ports = c.network_settings?.ports?;
+                                    let bound = ports.get("80/tcp")?.as_ref()?.first()?.clone();
+                                    let port: u16 = bound.host_port?.parse().ok()?;
+                                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+                                }
+                                Probe::Alias { alias, .. } => {
+                                    (resolve_in_network(alias).await?, 80).into()
+                                }
+                            };
+                            http_probe(addr).await
+                        })
+                        .await
+                        .ok()
+                        .flatten();
+                        seen.lock().unwrap().push(Sample {
+                            start,
+                            end: epoch_now(),
+                            answer,
+                        });
+                    });
+                    while probes.try_join_next().is_some() {}
+                }
+                while probes.join_next().await.is_some() {}
+            });
         });
-        Poller {
+        ready_rx.recv().unwrap()?;
+        Ok(Poller {
             stop,
             samples,
             thread,
-        }
+        })
     }
 
-    /// The last probe's answer.
+    /// The answer of the probe that ended last.
     fn last(&self) -> Option<String> {
         self.samples
             .lock()
             .unwrap()
             .last()
-            .and_then(|s| s.1.clone())
+            .and_then(|s| s.answer.clone())
     }
 
-    fn finish(self) -> Samples {
+    /// Stop, once the probes in flight have ended.
+    fn finish(self) -> Vec<Sample> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap();
         std::mem::take(&mut *self.samples.lock().unwrap())
     }
 }
 
-/// The in-network prober: a container on the app's network that, every
-/// ~5 ms, resolves the alias `web` through Docker's DNS (busybox
-/// `nslookup`; busybox `wget` cannot resolve in these images), sends
-/// `GET /` to the first address with `nc`, and prints `ok <body>` or
-/// `fail`, timestamped by busybox `ts` (µs, the host's clock) when the
-/// probe ended. One `ts` per line: `ts` buffers its output.
-const ALIAS_PROBER: &str = r#"while :; do
-  ip=$(nslookup web 127.0.0.11 2>/dev/null | sed -n 's/^Address: //p' | head -n 1)
-  v=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 "$ip" 80 2>/dev/null | tail -n 1)
-  case "$v" in 1|2) echo "ok $v";; *) echo fail;; esac | ts %.s
-  usleep 5000
-done"#;
-
-impl RealApps {
-    async fn start_alias_prober(&self, name: &str, network: &str) {
-        let body = bollard::models::ContainerCreateBody {
-            image: Some(self.web1.clone()),
-            cmd: Some(vec!["/bin/sh".into(), "-c".into(), ALIAS_PROBER.into()]),
-            host_config: Some(bollard::models::HostConfig {
-                network_mode: Some(network.to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
-            .name(name)
-            .build();
-        let id = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .unwrap()
-            .id;
-        self.docker.start_container(&id, None).await.unwrap();
-    }
-
-    /// What the in-network prober `name` has seen (its last `tail` lines).
-    async fn alias_samples(&self, name: &str, tail: &str) -> Samples {
-        let options = bollard::query_parameters::LogsOptionsBuilder::default()
-            .stdout(true)
-            .tail(tail)
-            .build();
-        let mut stream = self.docker.logs(name, Some(options));
-        let mut text = String::new();
-        while let Some(chunk) = stream.next().await {
-            text += &chunk.unwrap().to_string();
+/// Until every poller's last answer is `version` (at most 30 s).
+async fn until_all_see(pollers: &[&Poller], version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last: Vec<Option<String>> = pollers.iter().map(|p| p.last()).collect();
+        if last.iter().all(|l| l.as_deref() == Some(version)) {
+            return;
         }
-        text.lines()
-            .filter_map(|l| {
-                let mut parts = l.split_whitespace();
-                let at: f64 = parts.next()?.parse().ok()?;
-                let answer = match parts.next()? {
-                    "ok" => Some(parts.next()?.to_owned()),
-                    _ => None,
-                };
-                Some((at, answer))
-            })
-            .collect()
-    }
-
-    /// Until the host poller's and the in-network prober's last answers are
-    /// `version` (at most 30 s).
-    async fn until_both_see(&self, poller: &Poller, prober: &str, version: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let host = poller.last();
-            let alias = self.alias_samples(prober, "1").await;
-            let alias = alias.last().and_then(|s| s.1.clone());
-            if host.as_deref() == Some(version) && alias.as_deref() == Some(version) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for version {version}: host poller {host:?}, in-network prober {alias:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for version {version}: the pollers' last answers {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Around an upgrade that began at `t0`: the longest time without an
-/// answer (between two consecutive answered probes, the later one after
-/// `t0`), the probes after `t0` that got none, and the median interval
-/// between answers before `t0` (what the poller can resolve). Checks that
-/// the first answer was version 1 and the last version 2.
-fn outage(samples: &Samples, t0: f64) -> (f64, usize, f64) {
-    let answered: Vec<(f64, &str)> = samples
+/// An upgrade as one poller saw it.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The longest time the app did not answer: between two answers
+    /// received, the later one after the upgrade began (seconds). With
+    /// nothing lost it is the probe interval.
+    gap: f64,
+    /// Requests sent after the upgrade began that got no answer (in 2 s).
+    failed: usize,
+    /// The slowest answer to a request sent after the upgrade began (s).
+    slowest: f64,
+    /// The median interval between answers in the 2 s before (s).
+    period: f64,
+    /// The longest interval between answers in the 2 s before: what the
+    /// machine alone does, with no upgrade (s).
+    quiet: f64,
+}
+
+/// What `samples` say about an upgrade that began at `t0`. Checks that
+/// the first request sent was answered by version 1 and the last by 2.
+fn seen(mut samples: Vec<Sample>, t0: f64) -> Seen {
+    samples.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let answered = |s: Option<&Sample>| s.and_then(|s| s.answer.clone());
+    let first = samples.iter().find(|s| s.answer.is_some());
+    assert_eq!(answered(first).as_deref(), Some("1"), "{samples:?}");
+    assert_eq!(
+        answered(samples.last()).as_deref(),
+        Some("2"),
+        "{samples:?}"
+    );
+    let mut ends: Vec<f64> = samples
         .iter()
-        .filter_map(|(t, a)| a.as_deref().map(|a| (*t, a)))
+        .filter(|s| s.answer.is_some())
+        .map(|s| s.end)
         .collect();
-    assert_eq!(answered.first().map(|a| a.1), Some("1"), "{samples:?}");
-    assert_eq!(answered.last().map(|a| a.1), Some("2"), "{samples:?}");
+    ends.sort_by(f64::total_cmp);
     let (mut gap, mut before) = (0.0f64, Vec::new());
-    for w in answered.windows(2) {
-        if w[1].0 > t0 {
-            gap = gap.max(w[1].0 - w[0].0);
-        } else {
-            before.push(w[1].0 - w[0].0);
+    for w in ends.windows(2) {
+        if w[1] > t0 {
+            gap = gap.max(w[1] - w[0]);
+        } else if w[1] > t0 - QUIET.as_secs_f64() {
+            before.push(w[1] - w[0]);
         }
     }
     before.sort_by(f64::total_cmp);
-    let failed = samples
-        .iter()
-        .filter(|(t, a)| *t > t0 && a.is_none())
-        .count();
-    (gap, failed, before[before.len() / 2])
+    let after = || samples.iter().filter(|s| s.start > t0);
+    Seen {
+        gap,
+        failed: after().filter(|s| s.answer.is_none()).count(),
+        slowest: after()
+            .filter(|s| s.answer.is_some())
+            .map(|s| s.end - s.start)
+            .fold(0.0, f64::max),
+        period: before[before.len() / 2],
+        quiet: before[before.len() - 1],
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1713,24 +1804,21 @@ enum Upgrade {
     StartFirst,
 }
 
-/// One upgrade of figure 13, as its pollers saw it.
+/// One upgrade of figure 13.
 struct Downtime {
-    /// Longest time without an answer on the host side (the fixed port, or
-    /// for start-first the daemon-picked port found by name), in seconds.
-    host: f64,
-    host_failed: usize,
-    host_period: f64,
-    /// The same through the network alias, from inside the network.
-    alias: f64,
-    alias_failed: usize,
-    alias_period: f64,
+    /// On the host: the fixed published port (compose, stop-first), or for
+    /// start-first the daemon-picked port of `deckhand-<target>`.
+    host: Seen,
+    /// Through the network alias `web`, from inside the network; `None`
+    /// when this process may not enter a network namespace.
+    alias: Option<Seen>,
     /// The upgrade command or job, start to end.
     took: Duration,
 }
 
 /// The compose file of figure 13: the same image, port, volume, network
-/// (with the alias `web`, compose's default for the service) and health
-/// check as the Deckhand target.
+/// (with the alias `web`, compose's own for the service) and health check
+/// as the Deckhand target.
 const COMPOSE_FILE: &str = r#"version: "2.4"
 services:
   web:
@@ -1770,8 +1858,34 @@ async fn compose(dir: &std::path::Path, project: &str, env: &[(&str, String)], a
 }
 
 impl RealApps {
-    /// Install web:1 with `how`, start both pollers, upgrade to web:2,
-    /// and clean up.
+    /// A container on `network` that only sleeps: the in-network poller
+    /// runs in its network namespace. Returns its process id.
+    async fn start_netns_holder(&self, name: &str, network: &str) -> i64 {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(self.web1.clone()),
+            cmd: Some(vec!["sleep".into(), "100000".into()]),
+            host_config: Some(bollard::models::HostConfig {
+                network_mode: Some(network.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+            .name(name)
+            .build();
+        let id = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .unwrap()
+            .id;
+        self.docker.start_container(&id, None).await.unwrap();
+        let c = self.docker.inspect_container(&id, None).await.unwrap();
+        c.state.and_then(|s| s.pid).unwrap()
+    }
+
+    /// Install web:1 with `how`, start the pollers, upgrade to web:2, and
+    /// clean up.
     async fn downtime_run(&self, dir: &std::path::Path, how: Upgrade, i: usize) -> Downtime {
         let pid = std::process::id();
         let tag = match how {
@@ -1780,11 +1894,10 @@ impl RealApps {
             Upgrade::StartFirst => "f",
         };
         let net = format!("deckhand-bench-dt-{pid}-{i}{tag}");
-        let prober = format!("deckhand-bench-prober-{pid}-{i}{tag}");
+        let holder = format!("deckhand-bench-netns-{pid}-{i}{tag}");
         self.create_network(&net).await;
         self.pull_web_images().await;
         let port = free_port();
-        let health = serde_json::json!({"cmd": ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"], "interval_s": 1});
         let target = format!("bench-dt-{i}{tag}-{pid}");
         let live = format!("deckhand-{target}");
         let project = format!("deckhandbench{pid}r{i}");
@@ -1796,7 +1909,7 @@ impl RealApps {
                 ("WEB_NET", net.clone()),
             ]
         };
-        let probe = match how {
+        let host_probe = match how {
             Upgrade::Compose => {
                 std::fs::create_dir_all(&compose_dir).unwrap();
                 std::fs::write(compose_dir.join("docker-compose.yml"), COMPOSE_FILE).unwrap();
@@ -1821,7 +1934,7 @@ impl RealApps {
                     "ports": [publish],
                     "volumes": ["data:/www-data"],
                     "networks": [{"name": net, "aliases": ["web"]}],
-                    "health": health,
+                    "health": {"cmd": ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"], "interval_s": 1},
                 });
                 self.run_job("install", &target, params).await;
                 if how == Upgrade::StartFirst {
@@ -1831,11 +1944,21 @@ impl RealApps {
                 }
             }
         };
-        self.start_alias_prober(&prober, &net).await;
-        let poller = Poller::start(probe);
-        self.until_both_see(&poller, &prober, "1").await;
-        // Some answers before the upgrade: the pollers' normal period.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let netns = self.start_netns_holder(&holder, &net).await;
+        let host = Poller::start(host_probe, HOST_PROBE_EVERY).unwrap();
+        let alias = Poller::start(
+            Probe::Alias {
+                pid: netns,
+                alias: "web".into(),
+            },
+            ALIAS_PROBE_EVERY,
+        )
+        .ok();
+        let pollers: Vec<&Poller> = std::iter::once(&host).chain(alias.as_ref()).collect();
+        until_all_see(&pollers, "1").await;
+        // Answers before the upgrade: the probe interval, and what the
+        // machine does with no upgrade.
+        tokio::time::sleep(QUIET + Duration::from_millis(100)).await;
         let t0 = epoch_now();
         let t = Instant::now();
         match how {
@@ -1862,12 +1985,16 @@ impl RealApps {
             }
         }
         let took = t.elapsed();
-        self.until_both_see(&poller, &prober, "2").await;
+        until_all_see(&pollers, "2").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let host = poller.finish();
-        let alias = self.alias_samples(&prober, "all").await;
-        let (h, hf, hp) = outage(&host, t0);
-        let (a, af, ap) = outage(&alias, t0);
+        let host = host.finish();
+        let alias = alias.map(Poller::finish);
+        if std::env::var_os("DECKHAND_BENCH_TRACE").is_some() {
+            trace(&format!("{how:?} run {i} host"), &host, t0, took);
+            if let Some(alias) = &alias {
+                trace(&format!("{how:?} run {i} alias"), alias, t0, took);
+            }
+        }
         // Clean up.
         if how == Upgrade::Compose {
             compose(
@@ -1879,7 +2006,7 @@ impl RealApps {
             .await;
         }
         let containers = [
-            prober.clone(),
+            holder,
             live.clone(),
             format!("{live}-Prev"),
             format!("{live}-Next"),
@@ -1890,26 +2017,71 @@ impl RealApps {
         self.remove(&containers, &volumes, Some(&net)).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         Downtime {
-            host: h,
-            host_failed: hf,
-            host_period: hp,
-            alias: a,
-            alias_failed: af,
-            alias_period: ap,
+            host: seen(host, t0),
+            alias: alias.map(|a| seen(a, t0)),
             took,
         }
     }
 }
 
+/// With `DECKHAND_BENCH_TRACE` set: on stderr, one run as a poller saw it
+/// (times in ms after the upgrade began): its longest time without an
+/// answer, the requests sent after the upgrade began that got none, and
+/// those answered slower than 100 ms.
+fn trace(what: &str, samples: &[Sample], t0: f64, took: Duration) {
+    let ms = |t: f64| (t - t0) * 1e3;
+    let mut ends: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.answer.is_some())
+        .map(|s| s.end)
+        .collect();
+    ends.sort_by(f64::total_cmp);
+    let (from, to) = ends
+        .windows(2)
+        .filter(|w| w[1] > t0)
+        .map(|w| (w[0], w[1]))
+        .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)))
+        .unwrap_or((t0, t0));
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.start > t0).collect();
+    let sent = |v: &[&&Sample]| match (
+        v.iter().map(|s| s.start).reduce(f64::min),
+        v.iter().map(|s| s.start).reduce(f64::max),
+    ) {
+        (Some(a), Some(b)) => format!("sent {:+.0}..{:+.0}", ms(a), ms(b)),
+        _ => "none".into(),
+    };
+    let failed: Vec<&&Sample> = after.iter().filter(|s| s.answer.is_none()).collect();
+    let slow: Vec<&&Sample> = after
+        .iter()
+        .filter(|s| s.answer.is_some() && s.end - s.start > 0.1)
+        .collect();
+    let slowest = slow.iter().map(|s| s.end - s.start).fold(0.0, f64::max);
+    eprintln!(
+        "{what}: took {:.0}; no answer {:+.0}..{:+.0} ({:.0}); of {} requests {} unanswered ({}), {} slower than 100 ({}, slowest {:.0})",
+        took.as_secs_f64() * 1e3,
+        ms(from),
+        ms(to),
+        (to - from) * 1e3,
+        after.len(),
+        failed.len(),
+        sent(&failed),
+        slow.len(),
+        sent(&slow),
+        slowest * 1e3,
+    );
+}
+
 /// Figure 13: the downtime of an upgrade web:1 → web:2 of the app of
-/// figure 12 (plus a health check): Deckhand stop-first and start-first
-/// against `docker-compose up -d` recreating the same service.
-/// `DOWNTIME_RUNS` of each, interleaved. Two pollers watch every upgrade:
-/// one on the host (every ~5 ms, `GET /` on the fixed published port; for
-/// start-first, which cannot have one, on the daemon-picked port of the
-/// container named `deckhand-<target>`, asked of the daemon before each
-/// probe) and one in a container on the app's network, through the alias
-/// `web`. The downtime is the longest time between two answers.
+/// figure 12 (with a health check): Deckhand stop-first and start-first
+/// against `docker-compose up -d` recreating the same service,
+/// `DOWNTIME_RUNS` of each, interleaved. Two pollers send `GET /`, each
+/// request on its own (2 s limit): one on the host every 5 ms, to the fixed
+/// published port (for start-first, which cannot have one, to the
+/// daemon-picked port of the container named `deckhand-<target>`, asked of
+/// the daemon for each request), and one inside the app's network every
+/// 20 ms (a thread in a sleeping container's network namespace) through
+/// the alias `web`, resolved by Docker's DNS for each request. The
+/// downtime is the longest time between two answers received.
 async fn upgrade_downtime(dir: &std::path::Path) {
     let figure = "13. upgrade downtime";
     let compose_ok = std::process::Command::new("docker-compose")
@@ -1931,67 +2103,92 @@ async fn upgrade_downtime(dir: &std::path::Path) {
             runs[kind].push(env.downtime_run(dir, kinds[kind], i).await);
         }
     }
-    let stat = |kind: usize, f: &dyn Fn(&Downtime) -> f64| {
-        let mut v: Vec<f64> = runs[kind].iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[v.len() - 1])
-    };
-    let show = |(m, max): (f64, f64)| format!("{:.0} ms (max {:.0})", m * 1e3, max * 1e3);
-    let failed =
-        |kind: usize, f: &dyn Fn(&Downtime) -> usize| -> usize { runs[kind].iter().map(f).sum() };
-    let (compose_host, compose_alias) = (stat(0, &|d| d.host), stat(0, &|d| d.alias));
-    let base = |s: (f64, f64)| format!("{:.0} ms compose", s.0 * 1e3);
     let n = DOWNTIME_RUNS;
+    // Median and max over the runs of one kind.
+    let stat = |kind: usize, f: &dyn Fn(&Downtime) -> Option<f64>| {
+        let mut v: Vec<f64> = runs[kind].iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| (v[v.len() / 2], v[v.len() - 1]))
+    };
+    let show = |s: Option<(f64, f64)>| match s {
+        Some((m, max)) => format!("{:.0} ms (max {:.0})", m * 1e3, max * 1e3),
+        None => "no netns (root?)".into(),
+    };
+    let vs = |s: Option<(f64, f64)>, base: Option<(f64, f64)>| {
+        s.zip(base)
+            .map(|(s, b)| (format!("{:.0} ms compose", b.0 * 1e3), s.0 / b.0))
+    };
+    let host = |kind: usize| stat(kind, &|d| Some(d.host.gap));
+    let alias = |kind: usize| stat(kind, &|d| d.alias.map(|a| a.gap));
     row(
         &format!("13. downtime, host port: compose (median of {n})"),
-        show(compose_host),
+        show(host(0)),
         None,
     );
-    let stop_host = stat(1, &|d| d.host);
     row(
         "13. downtime, host port: Deckhand stop-first",
-        show(stop_host),
-        Some((base(compose_host), stop_host.0 / compose_host.0)),
-    );
-    let start_named = stat(2, &|d| d.host);
-    row(
-        "   start-first, found by name (picked port)",
-        show(start_named),
-        Some((base(compose_host), start_named.0 / compose_host.0)),
+        show(host(1)),
+        vs(host(1), host(0)),
     );
     row(
-        "13. downtime, network alias: compose",
-        show(compose_alias),
-        None,
+        "   start-first, by name (daemon-picked port)",
+        show(host(2)),
+        vs(host(2), host(0)),
     );
-    for (kind, name) in [
-        (1, "13. downtime, network alias: stop-first"),
-        (2, "13. downtime, network alias: start-first"),
-    ] {
-        let s = stat(kind, &|d| d.alias);
-        row(
-            name,
-            show(s),
-            Some((base(compose_alias), s.0 / compose_alias.0)),
-        );
-    }
+    row("13. downtime, network alias: compose", show(alias(0)), None);
     row(
-        "   probes unanswered (all runs), host side",
+        "13. downtime, network alias: stop-first",
+        show(alias(1)),
+        vs(alias(1), alias(0)),
+    );
+    row(
+        "13. downtime, network alias: start-first",
+        show(alias(2)),
+        vs(alias(2), alias(0)),
+    );
+    let total = |kind: usize, f: &dyn Fn(&Downtime) -> Option<usize>| -> String {
+        runs[kind].iter().filter_map(f).sum::<usize>().to_string()
+    };
+    let slowest = |kind: usize, f: &dyn Fn(&Downtime) -> Option<f64>| {
+        stat(kind, f).map_or("-".into(), |s| format!("{:.0}", s.1 * 1e3))
+    };
+    row(
+        "   unanswered, host: compose / stop / start",
         format!(
             "{} / {} / {}",
-            failed(0, &|d| d.host_failed),
-            failed(1, &|d| d.host_failed),
-            failed(2, &|d| d.host_failed)
+            total(0, &|d| Some(d.host.failed)),
+            total(1, &|d| Some(d.host.failed)),
+            total(2, &|d| Some(d.host.failed))
         ),
         None,
     );
     row(
-        "   … in the network (compose/stop/start)",
+        "   unanswered, alias: compose / stop / start",
         format!(
             "{} / {} / {}",
-            failed(0, &|d| d.alias_failed),
-            failed(1, &|d| d.alias_failed),
-            failed(2, &|d| d.alias_failed)
+            total(0, &|d| d.alias.map(|a| a.failed)),
+            total(1, &|d| d.alias.map(|a| a.failed)),
+            total(2, &|d| d.alias.map(|a| a.failed))
+        ),
+        None,
+    );
+    row(
+        "   slowest answer, host (ms, max of runs)",
+        format!(
+            "{} / {} / {}",
+            slowest(0, &|d| Some(d.host.slowest)),
+            slowest(1, &|d| Some(d.host.slowest)),
+            slowest(2, &|d| Some(d.host.slowest))
+        ),
+        None,
+    );
+    row(
+        "   slowest answer, alias (ms, max of runs)",
+        format!(
+            "{} / {} / {}",
+            slowest(0, &|d| d.alias.map(|a| a.slowest)),
+            slowest(1, &|d| d.alias.map(|a| a.slowest)),
+            slowest(2, &|d| d.alias.map(|a| a.slowest))
         ),
         None,
     );
@@ -2006,17 +2203,33 @@ async fn upgrade_downtime(dir: &std::path::Path) {
         ),
         None,
     );
-    let period = |f: &dyn Fn(&Downtime) -> f64| {
-        let mut v: Vec<f64> = runs.iter().flatten().map(f).collect();
+    let period = |f: &dyn Fn(&Downtime) -> Option<f64>| {
+        let mut v: Vec<f64> = runs.iter().flatten().filter_map(f).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2] * 1e3
+        v.get(v.len() / 2)
+            .map_or("-".into(), |p| format!("{:.1}", p * 1e3))
+    };
+    let stat_all = |f: &dyn Fn(&Downtime) -> Option<f64>| {
+        let mut v: Vec<f64> = runs.iter().flatten().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| (v[v.len() / 2], v[v.len() - 1]))
     };
     row(
-        "   answer interval before, host / network",
+        "   no upgrade (2 s before each), host",
+        show(stat_all(&|d| Some(d.host.quiet))),
+        None,
+    );
+    row(
+        "   no upgrade (2 s before each), alias",
+        show(stat_all(&|d| d.alias.map(|a| a.quiet))),
+        None,
+    );
+    row(
+        "   answer interval before, host / alias",
         format!(
-            "{:.1} / {:.1} ms",
-            period(&|d| d.host_period),
-            period(&|d| d.alias_period)
+            "{} / {} ms",
+            period(&|d| Some(d.host.period)),
+            period(&|d| d.alias.map(|a| a.period))
         ),
         None,
     );

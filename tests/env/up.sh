@@ -34,6 +34,7 @@ command -v docker-registry >/dev/null || need_install+=(docker-registry)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh && file_ok=1 || file_ok=0
 dpkg -s busybox-static >/dev/null 2>&1 || need_install+=(busybox-static)
 command -v htpasswd >/dev/null || need_install+=(apache2-utils)
+command -v docker-compose >/dev/null || need_install+=(docker-compose)
 if [ ${#need_install[@]} -gt 0 ]; then
   log "installing ${need_install[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -308,6 +308,8 @@ pub mod recipes {
         let image = spec.require_image()?.to_owned();
         let live = live_name(&target);
 
+        // The old container stops with the grace its own spec gave it.
+        let old_stop_s = Spec::of_revision(current).ok().and_then(|s| s.stop_timeout_s).unwrap_or(10);
         // Volumes and networks first: a cancel during the pull undoes them.
         let mut prepared = prepare(spec)?;
         container::pull_image(&image)?;
@@ -329,7 +331,7 @@ pub mod recipes {
             if let Some(old) = &old
                 && old.running
             {
-                container::stop_container(&old.id, 10)?;
+                container::stop_container(&old.id, old_stop_s)?;
             }
             for (name, docker_name) in shared {
                 let copy = volume::snapshot_volume(&name, &docker_name)?;
@@ -351,7 +353,7 @@ pub mod recipes {
         }
         if let Some(old) = &old {
             if old.running && !snapshotting {
-                container::stop_container(&old.id, 10)?;
+                container::stop_container(&old.id, old_stop_s)?;
             }
             container::rename_container(&old.id, &format!("{live}-Prev"))?;
         }

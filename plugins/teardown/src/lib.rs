@@ -27,7 +27,7 @@ impl Workflow for Teardown {
         // The container may already be gone (removed by hand); the target still goes.
         if let Some(c) = container::inspect_container(&current.container_id)? {
             if c.running {
-                container::stop_container(&c.id, 10)?;
+                container::stop_container(&c.id, Spec::of_revision(&current)?.stop_timeout_s.unwrap_or(10))?;
             }
             container::remove_container_at_commit(&c.id)?;
         }
