@@ -13,10 +13,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use deckhand::executor::JobRequest;
 use deckhand::journal::{JobFilter, JobState, Journal};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -188,28 +186,8 @@ impl Case {
         let containers = containers_of(docker, &self.target).await;
         assert_eq!(containers.len(), 1, "{containers:?}");
         let id = containers[0].id.clone().unwrap();
-        let exec = docker
-            .create_exec(
-                &id,
-                CreateExecOptions {
-                    cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), DATA.to_owned()]),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        let mut out = String::new();
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await.unwrap()
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                out.push_str(&chunk.to_string());
-            }
-        }
-        let done = docker.inspect_exec(&exec.id).await.unwrap();
-        assert_eq!(done.exit_code, Some(0), "writing the data: {out}");
+        let (out, code) = exec_in(docker, &id, &["sh", "-c", DATA]).await;
+        assert_eq!(code, Some(0), "writing the data: {out}");
     }
 
     /// The volume of `snapshot` named `name`.

@@ -1124,3 +1124,32 @@ pub async fn wait_for_pull_bytes(
         }
     }
 }
+
+/// Run `cmd` in container `id`: what it printed (stdout and stderr) and its
+/// exit code.
+pub async fn exec_in(docker: &Docker, id: &str, cmd: &[&str]) -> (String, Option<i64>) {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt;
+    let created = docker
+        .create_exec(
+            id,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await.unwrap()
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    let done = docker.inspect_exec(&created.id).await.unwrap();
+    (out, done.exit_code)
+}

@@ -6,10 +6,8 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use deckhand::executor::JobRequest;
 use deckhand::journal::JobState;
-use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::harness::*;
@@ -25,27 +23,7 @@ fn free_port() -> u16 {
 
 /// What `cmd` prints in container `id`.
 async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> String {
-    let created = docker
-        .create_exec(
-            id,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await.unwrap()
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.push_str(&chunk.to_string());
-        }
-    }
-    out
+    exec_in(docker, id, cmd).await.0
 }
 
 /// The id of the target's live container.
