@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `install` | [`Spec`] with `image` |
 //! | `upgrade` | [`Spec`]; unset fields keep the current revision's ([`Spec::over`]) |
+//! | `install`/`upgrade` of a stack | [`StackParams`] (`{compose, env?, snapshot_volumes?, health_timeout_s?}`): a Compose file read by [`parse_compose`] into a [`Stack`] ([`is_stack_params`], [`check_stack_params`]) |
 //! | `teardown` | [`Teardown`] (`{remove_volumes?}`) |
 //! | `rollback` | [`Rollback`] (`{revision}`) |
 //!
@@ -46,6 +47,7 @@
 #![deny(missing_docs)]
 
 mod bounds;
+mod compose;
 mod health;
 mod limits;
 mod networks;
@@ -60,6 +62,10 @@ mod workflows;
 pub use bounds::{
     MAX_ALIASES, MAX_ENV_VALUE_BYTES, MAX_LABELS, MAX_NAME_LEN, MAX_NETWORKS, MAX_PORTS,
     MAX_STRING_BYTES, MAX_VOLUMES,
+};
+pub use compose::{
+    Condition, Dependency, MAX_COMPOSE_BYTES, MAX_SERVICES, Service, Stack, StackNetwork,
+    StackParams, StackVolume, check_stack_params, is_stack_params, parse_compose,
 };
 pub use health::{Health, check_health_cmd};
 pub use limits::{MAX_CPUS, MIN_MEMORY_BYTES, check_cpus, cpus_to_nano, parse_memory};
