@@ -131,6 +131,13 @@ pub enum Call {
         /// Network name.
         name: String,
     },
+    /// Read: who else holds the name `<target>-<service>` that a stack
+    /// service's container would be named after (another target, or
+    /// another target's service); `null` when nobody does.
+    ReadNameHolder {
+        /// The name, without `deckhand-`.
+        name: String,
+    },
     /// Create a network unless one of that name exists; the result is its
     /// id and whether this call created it.
     EnsureNetwork {
@@ -156,6 +163,7 @@ impl Call {
                 | Call::ListVolumes
                 | Call::ReadVolumeOwned { .. }
                 | Call::ReadNetworkOwned { .. }
+                | Call::ReadNameHolder { .. }
                 | Call::Now
                 | Call::Random
         )
@@ -184,7 +192,8 @@ impl Call {
             | Call::ReadImageOwned { .. }
             | Call::ListVolumes
             | Call::ReadVolumeOwned { .. }
-            | Call::ReadNetworkOwned { .. } => "running",
+            | Call::ReadNetworkOwned { .. }
+            | Call::ReadNameHolder { .. } => "running",
         }
     }
 }
@@ -260,8 +269,11 @@ pub enum Deferred {
         image: String,
         /// Container id.
         container_id: String,
-        /// Container spec.
+        /// Container spec (a stack's: the stack's).
         spec: Value,
+        /// A stack's services; empty for one container.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        services: Vec<crate::journal::ServiceRecord>,
     },
     /// Remove a container of the target (the prior revision's).
     RemoveContainer {

@@ -1,6 +1,6 @@
-//! The two versions of the workflow world: a component built against
-//! `deckhand:workflow@0.1.0` runs unchanged next to the 0.2.0 built-ins,
-//! and journals the calls it always did.
+//! The versions of the workflow world: a component built against
+//! `deckhand:workflow@0.1.0` or `@0.2.0` runs unchanged next to the 0.2.1
+//! built-ins, and journals the calls it always did.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 const LEGACY_INSTALL: &[u8] = include_bytes!("../fixtures/workflow-0.1.0/install.wasm");
+const INSTALL_0_2_0: &[u8] = include_bytes!("../fixtures/workflow-0.2.0/install.wasm");
 
 /// The calls of a job's intents, with its own names (target, job id) made
 /// neutral, so that two jobs on two targets compare.
@@ -38,7 +39,7 @@ fn neutral_calls(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_workflow_built_against_0_1_0_runs_unchanged_and_journals_what_the_0_2_0_builtin_does() {
+async fn a_workflow_built_against_0_1_0_runs_unchanged_and_journals_what_the_builtin_does() {
     // Two engines on two runtimes, so that each job finds the same world.
     let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
     let (_other_dir, other) = memory_engine(Arc::new(MemoryRuntime::new()));
@@ -59,4 +60,22 @@ async fn a_workflow_built_against_0_1_0_runs_unchanged_and_journals_what_the_0_2
     assert_eq!(neutral_calls(&executor, &old), neutral_calls(&other, &new));
     let target = executor.journal().target("old").unwrap().unwrap();
     assert_eq!(target.current.unwrap().image, "app:1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_built_against_0_2_0_links_against_0_2_1_and_journals_what_the_builtin_does() {
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let (_other_dir, other) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let older = executor
+        .host()
+        .register("install-0-2-0", INSTALL_0_2_0, false)
+        .unwrap();
+    assert_eq!(older.world, WorldVersion::V0_2);
+    let params = json!({"image": "app:1", "ports": ["8080:80"], "networks": ["appnet"],
+                        "volumes": ["data:/data"], "restart": "always"});
+    let old = submit_and_wait(&executor, "install-0-2-0", "old", params.clone()).await;
+    let new = submit_and_wait(&other, "install", "new", params).await;
+    assert_eq!(old.state, JobState::Succeeded, "{:?}", old.error);
+    assert_eq!(new.state, JobState::Succeeded, "{:?}", new.error);
+    assert_eq!(neutral_calls(&executor, &old), neutral_calls(&other, &new));
 }

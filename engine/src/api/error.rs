@@ -260,6 +260,9 @@ impl From<SubmitError> for ApiError {
             SubmitError::AlreadyInstalled { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "target-installed", e.to_string())
             }
+            SubmitError::NameTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "name-taken", e.to_string())
+            }
             SubmitError::UnknownRevision { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown-revision",

@@ -119,12 +119,14 @@ impl Inner {
                 image,
                 container_id,
                 spec,
+                services,
             } => {
                 let rev = RevisionRecord {
                     revision,
                     image,
                     container_id,
                     spec,
+                    services,
                     job_id: job.id.clone(),
                     created_at: now_millis(),
                 };
@@ -227,7 +229,7 @@ impl Inner {
         let current = self.journal.target(&job.target)?.and_then(|t| t.current);
         if !owned
             || in_use.contains(&image.to_owned())
-            || current.is_some_and(|r| r.image == image)
+            || current.is_some_and(|r| r.runs_image(image))
             || self.image_in_flight(image, &job.id)?
         {
             return Ok(Vec::new());

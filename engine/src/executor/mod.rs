@@ -69,6 +69,16 @@ pub enum SubmitError {
         /// The revisions it has.
         known: Vec<u64>,
     },
+    /// A name the job's containers would have is another target's: the
+    /// target's name is a stack service's container name
+    /// (`deckhand-<stack>-<service>`), or a service's is another target's.
+    #[error("the container name `deckhand-{name}` is taken by {holder}")]
+    NameTaken {
+        /// The name without `deckhand-`.
+        name: String,
+        /// Who holds it (`service `db` of target `web``, `target `web-db``).
+        holder: String,
+    },
     /// Another job holds the target.
     #[error("target `{target}` is busy with job {job}")]
     Busy {
@@ -676,8 +686,21 @@ impl Executor {
             ("install", Some(current)) => Err(SubmitError::AlreadyInstalled {
                 target: req.target.clone(),
                 revision: current.revision,
-                image: current.image.clone(),
+                image: current.summary(),
             }),
+            ("install", None) => {
+                match crate::ownership::service_name_holder(
+                    &self.inner.journal,
+                    &req.target,
+                    &req.target,
+                )? {
+                    Some(holder) => Err(SubmitError::NameTaken {
+                        name: req.target.clone(),
+                        holder,
+                    }),
+                    None => Ok(()),
+                }
+            }
             ("rollback", Some(_)) => {
                 let wanted = req.params.get("revision").and_then(|v| v.as_u64());
                 let history = target.map(|t| t.history).unwrap_or_default();

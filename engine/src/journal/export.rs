@@ -427,8 +427,8 @@ fn insert_all(c: &Connection, lines: &[Line]) -> Result<(), JournalError> {
                 revision: r,
             } => {
                 c.execute(
-                    "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![target, r.revision as i64, r.image, r.container_id, r.spec.to_string(), r.job_id.as_str(), r.created_at],
+                    "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at, services) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![target, r.revision as i64, r.image, r.container_id, r.spec.to_string(), r.job_id.as_str(), r.created_at, super::targets::services_json(&r.services)],
                 )
                 .map_err(fail)?;
             }

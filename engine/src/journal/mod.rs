@@ -634,6 +634,7 @@ pub(crate) mod tests {
             image: format!("app:{n}"),
             container_id: format!("c{n}"),
             spec: serde_json::json!({}),
+            services: Vec::new(),
             job_id: job.clone(),
             created_at: 0,
         };
@@ -648,6 +649,35 @@ pub(crate) mod tests {
         let t = j.target("web").unwrap().unwrap();
         assert!(t.current.is_none());
         assert_eq!(t.history.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stack_revision_keeps_its_services_and_their_images_count_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path().join("j.sqlite")).unwrap();
+        let service = |name: &str, image: &str| ServiceRecord {
+            name: name.into(),
+            image: image.into(),
+            container_id: format!("c-{name}"),
+            spec: serde_json::json!({"image": image}),
+        };
+        let stack = RevisionRecord {
+            revision: 1,
+            image: String::new(),
+            container_id: String::new(),
+            spec: serde_json::json!({"compose": "services: {}"}),
+            services: vec![service("db", "pg:15"), service("web", "app:1")],
+            job_id: JobId::new(),
+            created_at: 0,
+        };
+        j.commit_revision("shop", stack.clone()).await.unwrap();
+        let current = j.target("shop").unwrap().unwrap().current.unwrap();
+        assert_eq!(current, stack);
+        assert!(current.is_stack() && current.runs_image("pg:15"));
+        let mut in_use = j.images_in_use("other").unwrap();
+        in_use.sort();
+        assert_eq!(in_use, ["app:1", "pg:15"]);
+        assert!(j.images_in_use("shop").unwrap().is_empty());
     }
 
     #[test]

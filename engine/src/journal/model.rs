@@ -440,21 +440,74 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
-/// One committed revision of a target.
+/// One committed revision of a target: one container (`image`,
+/// `container_id`, `spec`), or a stack of [`services`](Self::services)
+/// (then `image` and `container_id` are empty and `spec` is the stack's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevisionRecord {
     /// Revision number, from 1.
     pub revision: u64,
-    /// Image reference.
+    /// Image reference; empty for a stack.
     pub image: String,
-    /// Container that runs it.
+    /// Container that runs it; empty for a stack.
     pub container_id: String,
-    /// Container spec, as JSON.
+    /// Container spec (or the stack's), as JSON.
     pub spec: Value,
+    /// The services of a stack, in start order; empty for one container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceRecord>,
     /// The job that made it.
     pub job_id: JobId,
     /// When it was committed.
     pub created_at: Millis,
+}
+
+impl RevisionRecord {
+    /// Whether this revision is a stack of services.
+    pub fn is_stack(&self) -> bool {
+        !self.services.is_empty()
+    }
+
+    /// Every container the revision runs, with its image.
+    pub fn containers(&self) -> Vec<(&str, &str)> {
+        if self.is_stack() {
+            self.services
+                .iter()
+                .map(|s| (s.container_id.as_str(), s.image.as_str()))
+                .collect()
+        } else {
+            vec![(self.container_id.as_str(), self.image.as_str())]
+        }
+    }
+
+    /// What it runs, in a few words: the image, or the stack's services
+    /// (`stack of db, web`).
+    pub fn summary(&self) -> String {
+        if self.is_stack() {
+            let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+            format!("stack of {}", names.join(", "))
+        } else {
+            self.image.clone()
+        }
+    }
+
+    /// Whether the revision runs `image` (in any service).
+    pub fn runs_image(&self, image: &str) -> bool {
+        self.containers().iter().any(|(_, i)| *i == image)
+    }
+}
+
+/// One service of a stack revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// The service's name.
+    pub name: String,
+    /// Image reference it runs.
+    pub image: String,
+    /// Container that runs it.
+    pub container_id: String,
+    /// Its container spec, as JSON.
+    pub spec: Value,
 }
 
 /// A target's committed state and history.

@@ -148,7 +148,29 @@ pub(super) fn owned_by_target(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Owned resources of `kind` acquired under a name starting with
+/// `prefix`, oldest first.
+pub(super) fn owned_with_prefix(
+    c: &Connection,
+    kind: &str,
+    prefix: &str,
+) -> Result<Vec<OwnedResource>> {
+    // Compared by substr, not LIKE: names hold `_`, LIKE's wildcard.
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM resources WHERE kind = ?1 AND substr(name, 1, length(?2)) = ?2
+           AND released_at IS NULL ORDER BY acquired_at"
+    ))?;
+    let rows = stmt.query_map([kind, prefix], owned_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 impl super::Journal {
+    /// The owned resources of `kind` acquired under a name that starts
+    /// with `prefix`, oldest first.
+    pub fn owned_with_prefix(&self, kind: &str, prefix: &str) -> Result<Vec<OwnedResource>> {
+        self.read(|c| owned_with_prefix(c, kind, prefix))
+    }
+
     /// The resource of `kind` with `id`, if the engine created it and has
     /// not removed it (see [`OwnedResource`]).
     pub fn owned(&self, kind: &str, id: &str) -> Result<Option<OwnedResource>> {

@@ -93,6 +93,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN idempotency_fingerprint TEXT;
     "#,
+    // 6: the services of a stack revision (JSON list of
+    // `{name, image, container_id, spec}`; empty for one container).
+    r#"
+    ALTER TABLE revisions ADD COLUMN services TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -22,8 +22,8 @@ impl Journal {
                 }
                 c.execute("INSERT OR IGNORE INTO targets (name, current_revision) VALUES (?1, NULL)", [&target])?;
                 c.execute(
-                    "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO revisions (target, revision, image, container_id, spec, job_id, created_at, services)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         target,
                         rev.revision as i64,
@@ -31,7 +31,8 @@ impl Journal {
                         rev.container_id,
                         rev.spec.to_string(),
                         rev.job_id.as_str(),
-                        rev.created_at
+                        rev.created_at,
+                        services_json(&rev.services)
                     ],
                 )?;
                 c.execute("UPDATE targets SET current_revision = ?2 WHERE name = ?1", params![target, rev.revision as i64])?;
@@ -75,11 +76,17 @@ impl Journal {
         })
     }
 
-    /// Images referenced by the current revision of any target other than `except`.
+    /// Images referenced by the current revision of any target other than
+    /// `except` (by any service of a stack).
     pub fn images_in_use(&self, except: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.image FROM targets t JOIN revisions r ON r.target = t.name AND r.revision = t.current_revision
+                 WHERE t.name != ?1 AND r.image != ''
+                 UNION
+                 SELECT json_extract(s.value, '$.image')
+                 FROM targets t JOIN revisions r ON r.target = t.name AND r.revision = t.current_revision,
+                      json_each(r.services) s
                  WHERE t.name != ?1",
             )?;
             let rows = stmt.query_map([except], |r| r.get(0))?;
@@ -100,7 +107,7 @@ pub(super) fn target_record(c: &Connection, name: &str) -> Result<Option<TargetR
         return Ok(None);
     };
     let mut stmt = c.prepare(
-        "SELECT revision, image, container_id, spec, job_id, created_at FROM revisions WHERE target = ?1 ORDER BY revision",
+        "SELECT revision, image, container_id, spec, job_id, created_at, services FROM revisions WHERE target = ?1 ORDER BY revision",
     )?;
     let history = stmt
         .query_map([name], |r| {
@@ -111,19 +118,23 @@ pub(super) fn target_record(c: &Connection, name: &str) -> Result<Option<TargetR
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?
         .map(|row| {
-            let (revision, image, container_id, spec, job_id, created_at) = row?;
-            let spec: Value = serde_json::from_str(&spec).map_err(|e| JournalError::Corrupt {
+            let (revision, image, container_id, spec, job_id, created_at, services) = row?;
+            let corrupt = |e: serde_json::Error| JournalError::Corrupt {
                 what: format!("revision {revision} of {name}"),
                 detail: e.to_string(),
-            })?;
+            };
+            let spec: Value = serde_json::from_str(&spec).map_err(corrupt)?;
+            let services: Vec<ServiceRecord> = serde_json::from_str(&services).map_err(corrupt)?;
             Ok(RevisionRecord {
                 revision: revision as u64,
                 image,
                 container_id,
                 spec,
+                services,
                 job_id: JobId(job_id),
                 created_at,
             })
@@ -135,4 +146,9 @@ pub(super) fn target_record(c: &Connection, name: &str) -> Result<Option<TargetR
         current,
         history,
     }))
+}
+
+/// A stack's services as the `revisions.services` column holds them.
+pub(super) fn services_json(services: &[ServiceRecord]) -> String {
+    serde_json::to_string(services).expect("services serialize")
 }

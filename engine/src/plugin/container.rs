@@ -16,6 +16,7 @@ use super::bindings::{
 use super::host_state::HostState;
 use super::scope::{HostSettings, JobScope, host_error, journal_error};
 use crate::journal::{Event, JobId, Journal, Progress};
+use crate::ownership::MAX_SUFFIX_LEN;
 use crate::runtime::{
     ContainerRuntime, ContainerState, LABEL_MANAGED, LABEL_TARGET, PullPhase, PullProgress,
     RuntimeError,
@@ -111,41 +112,48 @@ impl JobScope {
         }
     }
 
-    /// The names a container of this target may have: its live name
-    /// `deckhand-<target>`, or `deckhand-<target>-<Suffix>` where the suffix
-    /// starts with an uppercase letter. No target name has one, so no name
-    /// of one target can be another target's live name or any other of its
-    /// names: `deckhand-p-Q` is target `p`'s, and target `p-q`'s names are
-    /// `deckhand-p-q` and `deckhand-p-q-…`.
-    fn check_name(&self, name: &str) -> Result<(), HostError> {
+    /// The names a container of this target may have
+    /// ([`crate::ownership::container_service`]): its live name
+    /// `deckhand-<target>`, `deckhand-<target>-<Suffix>` where the suffix
+    /// starts with an uppercase letter, or a stack service's
+    /// `deckhand-<target>-<service>[-<Suffix>]`. No target or service name
+    /// has an uppercase letter, so no name of one target can be another's
+    /// but where a service's name is another target's (`deckhand-p-q` for
+    /// service `q` of `p`, or target `p-q`): that claim is checked with the
+    /// journal ([`Self::check_service_claim`]). `Ok` tells the service.
+    fn check_name<'a>(&self, name: &'a str) -> Result<Option<&'a str>, HostError> {
         let live = format!("deckhand-{}", self.target);
-        let ok = name == live
-            || name
-                .strip_prefix(&format!("{live}-"))
-                .is_some_and(valid_suffix);
-        if ok {
-            Ok(())
-        } else {
+        crate::ownership::container_service(&self.target, name).ok_or_else(|| {
             let shown: String = name.chars().take(96).collect();
-            Err(HostError::Invalid(format!(
-                "container name `{shown}` must be `{live}` or `{live}-<Suffix>`: a suffix starts with an uppercase letter (which no target name has, so that no name of one target is another's) and has 1–{MAX_SUFFIX_LEN} characters from A-Z, a-z, 0-9, `_`, `.`, `-`"
-            )))
+            HostError::Invalid(format!(
+                "container name `{shown}` must be `{live}`, `{live}-<Suffix>`, or a service's `{live}-<service>[-<Suffix>]`: a suffix starts with an uppercase letter (which no target or service name has, so that no name of one target is another's) and has 1–{MAX_SUFFIX_LEN} characters from A-Z, a-z, 0-9, `_`, `.`, `-`; a service name has 1–63 characters from a-z, 0-9, `_`, `.`, `-`"
+            ))
+        })
+    }
+
+    /// A service's containers are named `deckhand-<target>-<service>`,
+    /// which is also target `<target>-<service>`'s live name: the first to
+    /// use the name keeps it. A journaled read, so that a replay decides
+    /// as the job did.
+    async fn check_service_claim(&mut self, service: &str) -> HostResult<()> {
+        let stem = format!("{}-{service}", self.target);
+        let (journal, target) = (self.journal.clone(), self.target.clone());
+        let read_stem = stem.clone();
+        let holder: Option<String> = self
+            .perform(Call::ReadNameHolder { name: stem.clone() }, None, async move {
+                crate::ownership::service_name_holder(&journal, &target, &read_stem)
+                    .map_err(journal_error)
+            })
+            .await?;
+        match holder {
+            None => Ok(()),
+            Some(holder) => Err(HostError::Denied(format!(
+                "the name `deckhand-{stem}` of service `{service}` is {holder}'s"
+            ))
+            .into()),
         }
     }
 }
-
-/// Whether `s` may follow `deckhand-<target>-` in a container name.
-fn valid_suffix(s: &str) -> bool {
-    (1..=MAX_SUFFIX_LEN).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_uppercase())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
-/// The longest suffix a temporary container's name may have: names stay
-/// short enough for every daemon call that carries them (a rename's undo
-/// puts the name in a URL).
-const MAX_SUFFIX_LEN: usize = 32;
 
 /// Pull `image`, journaling coalesced progress, failing when no progress
 /// arrives for the stall timeout.
@@ -415,10 +423,13 @@ impl container::Host for HostState {
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
         self.scope.tick()?;
         let scope = &mut self.scope;
-        scope.check_name(&spec.name)?;
+        let service = scope.check_name(&spec.name)?.map(str::to_owned);
         scope.check_size("image", &spec.image)?;
         scope.ensure_not_cancelled()?;
-        let config = super::container_spec::config_of(spec, scope)?;
+        let config = super::container_spec::config_of(spec, service.as_deref(), scope)?;
+        if let Some(service) = &service {
+            scope.check_service_claim(service).await?;
+        }
         let limit = scope.settings.max_containers_per_job;
         (JobScope::count(
             &mut scope.created,
@@ -518,7 +529,9 @@ impl container::Host for HostState {
     async fn rename_container(&mut self, id: String, new_name: String) -> HostResult<()> {
         self.scope.tick()?;
         let c = self.scope.owned_container(&id).await?;
-        self.scope.check_name(&new_name)?;
+        if let Some(service) = self.scope.check_name(&new_name)?.map(str::to_owned) {
+            self.scope.check_service_claim(&service).await?;
+        }
         self.scope.ensure_not_cancelled()?;
         let undo = Compensation::RenameContainer {
             id: c.id.clone(),
@@ -687,21 +700,5 @@ impl container::Host for HostState {
             )
             .await?;
         Ok(info_of(state))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_suffix_starts_with_an_uppercase_letter_so_no_target_can_have_the_name() {
-        assert!(valid_suffix("Next"));
-        assert!(valid_suffix("Web-1.a_b"));
-        assert!(!valid_suffix("next"), "deckhand-p-next is target p-next's");
-        assert!(!valid_suffix("1x"));
-        assert!(!valid_suffix(""));
-        assert!(!valid_suffix(&format!("N{}", "x".repeat(MAX_SUFFIX_LEN))));
-        assert!(!valid_suffix("Ne xt"));
     }
 }

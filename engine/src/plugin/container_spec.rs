@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::bindings::{self, ContainerSpec, HostError};
 use super::scope::JobScope;
 use crate::runtime::{
-    ContainerConfig, HealthCheck, LABEL_JOB, LABEL_MANAGED, LABEL_TARGET, Mount, MountKind,
+    ContainerConfig, HealthCheck, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_TARGET, Mount, MountKind,
     NetworkAttachment, PortBinding, RestartPolicy,
 };
 
@@ -67,6 +67,7 @@ fn absolute_clean(path: &str) -> bool {
 /// The runtime's config for `spec`, created by `scope`'s job.
 pub(super) fn config_of(
     spec: ContainerSpec,
+    service: Option<&str>,
     scope: &JobScope,
 ) -> Result<ContainerConfig, HostError> {
     let settings = &scope.settings;
@@ -213,6 +214,9 @@ pub(super) fn config_of(
     labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
     labels.insert(LABEL_TARGET.to_owned(), scope.target.clone());
     labels.insert(LABEL_JOB.to_owned(), scope.job_id.to_string());
+    if let Some(service) = service {
+        labels.insert(LABEL_SERVICE.to_owned(), service.to_owned());
+    }
     if spec.memory_bytes.is_some_and(|m| m < MIN_MEMORY_BYTES) {
         return Err(invalid(format!(
             "memory limit below the runtime's minimum of {} MiB",

@@ -133,16 +133,18 @@ pub struct Plugin {
 pub enum WorldVersion {
     /// 0.1.0: a container with image, env, command and network mode.
     V0_1,
-    /// 0.2.0: ports, volumes, networks, limits and health checks.
+    /// 0.2.x: ports, volumes, networks, limits and health checks (0.2.0),
+    /// and stacks of services (0.2.1). A 0.2.0 component links against the
+    /// 0.2.1 host: it imports a subset of its functions.
     V0_2,
 }
 
 impl WorldVersion {
-    /// `0.1.0` or `0.2.0`.
+    /// `0.1.0` or `0.2.1` (the 0.2 contract the host serves).
     pub fn as_str(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "0.1.0",
-            WorldVersion::V0_2 => "0.2.0",
+            WorldVersion::V0_2 => "0.2.1",
         }
     }
 
@@ -166,10 +168,10 @@ impl WorldVersion {
             }
         }
         match found {
-            None | Some("0.2.0") => Ok(WorldVersion::V0_2),
+            None | Some("0.2.0" | "0.2.1") => Ok(WorldVersion::V0_2),
             Some("0.1.0") => Ok(WorldVersion::V0_1),
             Some(other) => Err(format!(
-                "it was built against deckhand:workflow@{other}; this engine serves 0.1.0 and 0.2.0"
+                "it was built against deckhand:workflow@{other}; this engine serves 0.1.0, 0.2.0 and 0.2.1"
             )),
         }
     }
@@ -686,6 +688,10 @@ mod tests {
         );
         assert_eq!(
             of(&["deckhand:workflow/container@0.2.0", "deckhand:workflow/volume@0.2.0"]),
+            Ok(WorldVersion::V0_2)
+        );
+        assert_eq!(
+            of(&["deckhand:workflow/container@0.2.1", "deckhand:workflow/state@0.2.1"]),
             Ok(WorldVersion::V0_2)
         );
         assert_eq!(of(&["wasi:io/streams@0.2.6"]), Ok(WorldVersion::V0_2));

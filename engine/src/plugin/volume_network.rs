@@ -123,7 +123,7 @@ impl volume::Host for HostState {
         let helper_image = self
             .read_revision(None)
             .await?
-            .map(|r| r.image)
+            .and_then(|r| r.containers().first().map(|(_, image)| (*image).to_owned()))
             .ok_or_else(|| {
                 HostError::Invalid(format!(
                     "`{target}` has no current revision whose volumes could be copied"

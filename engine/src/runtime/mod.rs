@@ -33,6 +33,8 @@ pub const LABEL_MANAGED: &str = "io.deckhand.managed";
 pub const LABEL_TARGET: &str = "io.deckhand.target";
 /// Label naming the job that created a container.
 pub const LABEL_JOB: &str = "io.deckhand.job";
+/// Label naming the stack service a container runs (only on a stack's).
+pub const LABEL_SERVICE: &str = "io.deckhand.service";
 /// Label of the short-lived containers the runtime itself creates (never
 /// started) to reach a volume's files, naming what for (`copy-volume`).
 /// They also carry [`LABEL_MANAGED`]; one that outlives its call (the
