@@ -100,6 +100,13 @@ pub enum Call {
         /// Seconds allowed.
         timeout_s: u32,
     },
+    /// Wait until a container has exited; the result is its exit code.
+    WaitExited {
+        /// Container id.
+        id: String,
+        /// Seconds allowed.
+        timeout_s: u32,
+    },
     /// Create a volume of the target unless one of that name exists; the
     /// result says whether this call created it.
     EnsureVolume {
@@ -179,6 +186,7 @@ impl Call {
             Call::RenameContainer { .. } => "renaming",
             Call::RemoveContainer { .. } => "removing",
             Call::WaitHealthy { .. } => "waiting_healthy",
+            Call::WaitExited { .. } => "waiting_exited",
             Call::RegisterCompensation { .. } => "registering",
             Call::EnsureVolume { .. } | Call::EnsureNetwork { .. } => "preparing",
             Call::SnapshotVolume { .. } => "snapshotting",

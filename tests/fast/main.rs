@@ -18,4 +18,5 @@ mod real_apps;
 mod sandbox;
 mod secrets;
 mod shutdown;
+mod stacks;
 mod worlds;

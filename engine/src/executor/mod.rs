@@ -688,19 +688,7 @@ impl Executor {
                 revision: current.revision,
                 image: current.summary(),
             }),
-            ("install", None) => {
-                match crate::ownership::service_name_holder(
-                    &self.inner.journal,
-                    &req.target,
-                    &req.target,
-                )? {
-                    Some(holder) => Err(SubmitError::NameTaken {
-                        name: req.target.clone(),
-                        holder,
-                    }),
-                    None => Ok(()),
-                }
-            }
+            ("install", None) => self.check_names_for(req, &req.target),
             ("rollback", Some(_)) => {
                 let wanted = req.params.get("revision").and_then(|v| v.as_u64());
                 let history = target.map(|t| t.history).unwrap_or_default();
@@ -715,8 +703,33 @@ impl Executor {
                     _ => Ok(()),
                 }
             }
+            ("upgrade", Some(_)) => self.check_names_for(req, "-"),
             _ => Ok(()),
         }
+    }
+
+    /// Refuse a job whose containers' names another target holds: the
+    /// target's own name `own` (an install; `-` for none) when it is a
+    /// stack service's container name, and each of a stack's services'
+    /// `<target>-<service>` when another target has that name or uses it.
+    fn check_names_for(&self, req: &JobRequest, own: &str) -> Result<(), SubmitError> {
+        let journal = &self.inner.journal;
+        let mut names: Vec<String> = Vec::new();
+        if own != "-" {
+            names.push(own.to_owned());
+        }
+        names.extend(
+            params::stack_of(&req.params)
+                .iter()
+                .flat_map(|stack| &stack.services)
+                .map(|s| format!("{}-{}", req.target, s.name)),
+        );
+        for name in names {
+            if let Some(holder) = crate::ownership::service_name_holder(journal, &req.target, &name)? {
+                return Err(SubmitError::NameTaken { name, holder });
+            }
+        }
+        Ok(())
     }
 
     /// Refuse, before a job exists, a built-in workflow whose image is
@@ -724,32 +737,59 @@ impl Executor {
     /// pull. The image is the params' (`install`, `upgrade` that sets one)
     /// or the revision's (`rollback`).
     async fn check_image_for(&self, req: &JobRequest) -> Result<(), SubmitError> {
-        let image = match req.workflow.as_str() {
-            "install" | "upgrade" => req
-                .params
-                .get("image")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
+        let images: Vec<String> = match req.workflow.as_str() {
+            "install" | "upgrade" => match params::stack_of(&req.params) {
+                Some(stack) => stack
+                    .services
+                    .iter()
+                    .filter_map(|s| s.spec.image.clone())
+                    .collect(),
+                None => req
+                    .params
+                    .get("image")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+            },
             "rollback" => {
                 let wanted = req.params.get("revision").and_then(|v| v.as_u64());
                 self.inner
                     .journal
                     .target(&req.target)?
                     .and_then(|t| t.history.into_iter().find(|r| Some(r.revision) == wanted))
-                    .map(|r| r.image)
+                    .map(|r| {
+                        r.containers()
+                            .iter()
+                            .map(|(_, image)| (*image).to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default()
             }
-            _ => None,
+            _ => Vec::new(),
         };
-        let Some(image) = image else { return Ok(()) };
+        let mut images = images;
+        images.sort();
+        images.dedup();
         // A registry silent for as long as a pull may be is no answer.
         let limit = RESOLVE_TIMEOUT.min(self.inner.settings.stall_timeout);
-        match tokio::time::timeout(limit, self.inner.runtime.resolve_image(&image)).await {
-            Ok(Ok(ImageSource::Unavailable(reason))) => {
-                Err(SubmitError::ImageUnavailable { image, reason })
+        let runtime = &self.inner.runtime;
+        let answers = futures_util::future::join_all(
+            images
+                .iter()
+                .map(|image| tokio::time::timeout(limit, runtime.resolve_image(image))),
+        )
+        .await;
+        for (image, answer) in images.into_iter().zip(answers) {
+            match answer {
+                Ok(Ok(ImageSource::Unavailable(reason))) => {
+                    return Err(SubmitError::ImageUnavailable { image, reason });
+                }
+                Ok(Err(e)) if e.is_transient() => return Err(SubmitError::RuntimeUnavailable(e)),
+                Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {}
             }
-            Ok(Err(e)) if e.is_transient() => Err(SubmitError::RuntimeUnavailable(e)),
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Ok(()),
         }
+        Ok(())
     }
 
     /// Take `target` for `job` until the lease is dropped; a holder whose

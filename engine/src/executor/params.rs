@@ -28,6 +28,17 @@ pub fn check(workflow: &str, params: &Value, settings: &HostSettings) -> Result<
     deckhand_params::check(workflow, params, &allow)
 }
 
+/// The stack a stack's `install`/`upgrade` params describe, if they are a
+/// stack's and valid (submit has checked them with [`check`] first).
+pub fn stack_of(params: &Value) -> Option<deckhand_params::Stack> {
+    if !deckhand_params::is_stack_params(params) {
+        return None;
+    }
+    let p: deckhand_params::StackParams = serde_json::from_value(params.clone()).ok()?;
+    // Bind mounts were checked with the server's setting already.
+    p.stack(&deckhand_params::Permissions { bind_mounts: true }).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use deckhand_params::{

@@ -352,6 +352,34 @@ async fn wait_until_healthy(
     }
 }
 
+/// Wait until container `id` has exited: its exit code, or why not
+/// (gone, the deadline passed, cancelled).
+async fn wait_until_exited(
+    runtime: Arc<dyn ContainerRuntime>,
+    cancel: CancellationToken,
+    id: String,
+    timeout_s: u32,
+) -> Result<i64, RuntimeError> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
+    loop {
+        let Some(state) = runtime.inspect_container(&id).await? else {
+            return Err(RuntimeError::NotFound(format!("container {id} disappeared")));
+        };
+        if !state.running {
+            return Ok(state.exit_code.unwrap_or(0));
+        }
+        if Instant::now() >= deadline {
+            return Err(RuntimeError::Stalled {
+                seconds: timeout_s.into(),
+            });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(RuntimeError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
 impl container::Host for HostState {
     async fn image_present(&mut self, image: String) -> HostResult<bool> {
         self.scope.tick()?;
@@ -619,7 +647,7 @@ impl container::Host for HostState {
             let runs_it = journal
                 .target(&target)
                 .map_err(journal_error)?
-                .is_some_and(|t| t.history.iter().any(|r| r.image == probe));
+                .is_some_and(|t| t.history.iter().any(|r| r.runs_image(&probe)));
             let pulled_here =
                 crate::ownership::pulled_by_job(&journal, &probe, &job).map_err(journal_error)?;
             HostResult::Ok(runs_it || pulled_here)
@@ -700,5 +728,27 @@ impl container::Host for HostState {
             )
             .await?;
         Ok(info_of(state))
+    }
+
+    async fn wait_exited(&mut self, id: String, timeout_s: u32) -> HostResult<i64> {
+        self.scope.tick()?;
+        let c = self.scope.owned_container(&id).await?;
+        self.scope.ensure_not_cancelled()?;
+        let wait = wait_until_exited(
+            self.scope.runtime.clone(),
+            self.scope.cancel.clone(),
+            c.id.clone(),
+            timeout_s,
+        );
+        self.scope
+            .perform(
+                Call::WaitExited {
+                    id: c.id,
+                    timeout_s,
+                },
+                None,
+                async move { wait.await.map_err(host_error) },
+            )
+            .await
     }
 }

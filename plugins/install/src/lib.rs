@@ -8,7 +8,7 @@
 //! revision. Each step is journaled by the host with its undo, so a failure
 //! at any point leaves the target as it was.
 
-use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, container, export, job, stack, state};
 
 struct Install;
 
@@ -22,15 +22,18 @@ impl Workflow for Install {
     }
 
     fn run() -> Result<String, String> {
-        let spec: Spec = deckhand_sdk::params()?;
-        let image = spec.require_image()?.to_owned();
         let target = job::target();
         if let Some(rev) = state::current_revision() {
-            return Err(format!(
-                "target `{target}` is already installed (revision {}, {}); use upgrade",
-                rev.number, rev.image
-            ));
+            return Err(format!("target `{target}` is already installed (revision {}); use upgrade", rev.number));
         }
+        if let Some(params) = stack::params()? {
+            let record = stack::read(&params)?;
+            let revision = stack::install(&record)?;
+            let names: Vec<&str> = record.stack.services.iter().map(|s| s.name.as_str()).collect();
+            return Ok(format!("installed the stack {} on `{target}` as revision {revision}", names.join(", ")));
+        }
+        let spec: Spec = deckhand_sdk::params()?;
+        let image = spec.require_image()?.to_owned();
 
         let prepared = deckhand_sdk::prepare(&spec)?;
         container::pull_image(&image)?;

@@ -1,6 +1,7 @@
 //! The params of each built-in workflow as a whole: [`Teardown`],
 //! [`Rollback`], and [`check`], which checks a job's params against its
-//! workflow's contract (`install` and `upgrade` take a [`Spec`]), naming
+//! workflow's contract (`install` and `upgrade` take a [`Spec`], or a
+//! stack's [`StackParams`](crate::StackParams)), naming
 //! the field at fault.
 
 use serde::de::DeserializeOwned;
@@ -33,6 +34,9 @@ pub struct Rollback {
 /// `Err` names the field and the problem (`` `env.A=B`: … ``).
 pub fn check(workflow: &str, params: &Value, allow: &Permissions) -> Result<(), String> {
     match workflow {
+        "install" | "upgrade" if crate::is_stack_params(params) => {
+            crate::check_stack_params(params, allow)
+        }
         "install" | "upgrade" => {
             let spec: Spec = read_named(params, "")?;
             if workflow == "install" {

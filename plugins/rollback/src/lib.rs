@@ -1,7 +1,7 @@
 //! The built-in `rollback` workflow: an upgrade whose new spec is an earlier
 //! revision's. Params: `{revision: N}`.
 
-use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, stack, state};
 
 struct Rollback;
 
@@ -20,6 +20,15 @@ impl Workflow for Rollback {
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
         let earlier = state::lookup_revision(params.revision)
             .ok_or_else(|| format!("target `{target}` has no revision {}", params.revision))?;
+        let old_services = state::revision_services(None);
+        match (stack::StackRecord::of_revision(&earlier)?, old_services.is_empty()) {
+            (Some(record), false) => {
+                let revision = stack::upgrade(&old_services, &record)?;
+                return Ok(format!("rolled the stack `{target}` back to revision {}'s as revision {revision}", earlier.number));
+            }
+            (None, true) => {}
+            _ => return Err(format!("revision {} and the current one are not both stacks (or both one container): tear down and install instead", earlier.number)),
+        }
         let spec = Spec::of_revision(&earlier)?;
         let revision = recipes::replace(&current, &spec)?;
         Ok(format!("rolled `{target}` back to revision {}'s spec as revision {revision}", earlier.number))

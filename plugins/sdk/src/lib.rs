@@ -50,7 +50,7 @@ pub use bindings::Guest as Workflow;
 /// Export a type implementing [`Workflow`] as the component's `workflow` world.
 pub use bindings::export;
 pub use bindings::deckhand::workflow::types::{
-    ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision,
+    ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision, ServiceRevision,
 };
 /// Container operations on the job's target (journaled, undone on rollback).
 pub use bindings::deckhand::workflow::container;
@@ -110,9 +110,11 @@ pub fn log(message: &str) {
 /// The params contract of the built-in workflows (the engine checks the
 /// same types before a job exists).
 pub use deckhand_params::{
-    Health, NetworkSpec, Permissions, PortSpec, RestartSpec, Rollback, Spec, Strategy, Teardown,
-    VolumeSource, VolumeSpec,
+    Condition, Health, NetworkSpec, Permissions, PortSpec, RestartSpec, Rollback, Service, Spec,
+    Stack, StackParams, Strategy, Teardown, VolumeSource, VolumeSpec, is_stack_params,
 };
+
+pub mod stack;
 
 /// What a spec's container needs made available before it is created: the
 /// Docker name of each named volume, by the name the spec gives it.

@@ -7,7 +7,7 @@
 //! too once no container is on them; its volumes stay (its data), unless
 //! `remove_volumes` asks for the ones the engine created.
 
-use deckhand_sdk::{HostError, Spec, SpecExt, Workflow, container, export, job, network, state, volume};
+use deckhand_sdk::{HostError, Spec, SpecExt, Workflow, container, export, job, network, stack, state, volume};
 
 struct Teardown;
 
@@ -24,6 +24,11 @@ impl Workflow for Teardown {
         let params: deckhand_sdk::Teardown = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
+        let services = state::revision_services(None);
+        if !services.is_empty() {
+            stack::teardown(&current, &services, params.remove_volumes)?;
+            return Ok(format!("tore down the stack `{target}` (revision {}, {} services)", current.number, services.len()));
+        }
         // The container may already be gone (removed by hand); the target still goes.
         if let Some(c) = container::inspect_container(&current.container_id)? {
             if c.running {

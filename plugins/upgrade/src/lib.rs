@@ -8,7 +8,7 @@
 //! it and no target still uses it. Any failure before that — including a
 //! health check — rolls back to the old container, same id, running.
 
-use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, state};
+use deckhand_sdk::{Spec, SpecExt, Workflow, export, job, recipes, stack, state};
 
 struct Upgrade;
 
@@ -22,9 +22,23 @@ impl Workflow for Upgrade {
     }
 
     fn run() -> Result<String, String> {
-        let params: Spec = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed; use install"))?;
+        let old_services = state::revision_services(None);
+        if let Some(params) = stack::params()? {
+            if old_services.is_empty() {
+                return Err(format!("target `{target}` runs one container, not a stack: tear it down and install the stack"));
+            }
+            let mut record = stack::read(&params)?;
+            let before = stack::StackRecord::of_revision(&current)?;
+            record.health_timeout_s = record.health_timeout_s.or(before.and_then(|b| b.health_timeout_s));
+            let revision = stack::upgrade(&old_services, &record)?;
+            return Ok(format!("upgraded the stack `{target}` from revision {} to revision {revision}", current.number));
+        }
+        if !old_services.is_empty() {
+            return Err(format!("target `{target}` is a stack: upgrade it with a Compose file (`compose`)"));
+        }
+        let params: Spec = deckhand_sdk::params()?;
         let spec = params.over(&Spec::of_revision(&current)?);
         // Some conflicts only show once merged (the old ports, a new
         // `network: none`). Bind mounts are the host's to allow or refuse.

@@ -1,0 +1,194 @@
+//! Stacks on the in-memory runtime: a Compose file installed, upgraded and
+//! torn down as one job by the built-in workflows, with services named
+//! and labelled as the spec says, only changed services replaced, every
+//! service restored when the upgrade fails, and bad Compose files or taken
+//! names refused before a job exists.
+
+use std::sync::Arc;
+
+use deckhand::executor::{Executor, JobRequest, SubmitError};
+use deckhand::journal::{Event, JobRecord, JobState, RevisionRecord};
+use deckhand::runtime::{LABEL_SERVICE, LABEL_TARGET, MemoryRuntime};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// A web service that waits for a healthy `db`, which keeps its data in a
+/// volume; `WEB` is the web image.
+fn compose(web: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {web}
+    ports: ["127.0.0.1:8080:80"]
+    environment:
+      DB_HOST: db
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: db:1
+    volumes: ["data:/var/lib/db"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+async fn installed_stack(rt: Arc<MemoryRuntime>) -> (tempfile::TempDir, Executor, JobRecord) {
+    let (dir, executor) = memory_engine(rt);
+    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose("app:1")})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    (dir, executor, job)
+}
+
+fn current(executor: &Executor) -> RevisionRecord {
+    executor.journal().target("shop").unwrap().unwrap().current.unwrap()
+}
+
+/// Service name → container id of the current revision.
+fn service_ids(executor: &Executor) -> Vec<(String, String)> {
+    current(executor)
+        .services
+        .into_iter()
+        .map(|s| (s.name, s.container_id))
+        .collect()
+}
+
+/// The containers a job's intents stopped, by id, in order.
+fn stopped(executor: &Executor, job: &JobRecord) -> Vec<String> {
+    executor
+        .journal()
+        .events(&job.id, 0)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Intent { call, .. } if call["op"] == "stop_container" => {
+                call["id"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn refused(executor: &Executor, target: &str, params: Value) -> SubmitError {
+    executor
+        .submit(JobRequest::new("install", target, params))
+        .await
+        .expect_err("refused")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_install_runs_each_service_as_deckhand_target_service_on_the_stacks_network() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let revision = current(&executor);
+    assert!(revision.is_stack());
+    let names: Vec<&str> = revision.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"], "start order: db before the web that waits for it");
+    let containers = rt.containers();
+    for s in &revision.services {
+        let c = &containers[&s.container_id];
+        assert_eq!(c.name, format!("deckhand-shop-{}", s.name));
+        assert_eq!(c.label(LABEL_SERVICE), Some(s.name.as_str()));
+        assert_eq!(c.label(LABEL_TARGET), Some("shop"));
+        assert!(c.running);
+    }
+    assert!(rt.networks().contains_key("deckhand-shop-N-default"));
+    assert!(rt.volumes().contains_key("deckhand-shop-V-data"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_upgrade_replaces_only_the_changed_service() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let before = service_ids(&executor);
+    let job = submit_and_wait(&executor, "upgrade", "shop", json!({"compose": compose("app:2")})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let after = service_ids(&executor);
+    assert_eq!(after[0], before[0], "db is unchanged: same container");
+    assert_ne!(after[1].1, before[1].1, "web runs a new container");
+    let containers = rt.containers();
+    assert_eq!(containers[&after[1].1].image, "app:2");
+    assert_eq!(containers[&after[1].1].name, "deckhand-shop-web");
+    assert!(!containers.contains_key(&before[1].1), "the old web is removed at commit");
+    assert_eq!(current(&executor).revision, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_stack_upgrade_restores_every_service_with_the_same_containers() {
+    let rt = Arc::new(MemoryRuntime::new().with_crashing_image("app:broken"));
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let before = service_ids(&executor);
+    let containers_before = rt.containers();
+    let job = submit_and_wait(
+        &executor,
+        "upgrade",
+        "shop",
+        json!({"compose": compose("app:broken").replace("db:1", "db:2"), "health_timeout_s": 5}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
+    assert_eq!(service_ids(&executor), before);
+    let containers_after = rt.containers();
+    assert_eq!(containers_after.len(), containers_before.len());
+    for (id, c) in &containers_before {
+        let now = &containers_after[id];
+        assert_eq!((&now.name, now.running), (&c.name, c.running), "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_teardown_stops_services_in_reverse_start_order_and_removes_them() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let ids = service_ids(&executor);
+    let job = submit_and_wait(&executor, "teardown", "shop", json!({"remove_volumes": true})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(
+        stopped(&executor, &job),
+        [ids[1].1.clone(), ids[0].1.clone()],
+        "web stops before the db it depends on"
+    );
+    assert!(rt.containers().is_empty());
+    assert!(!rt.networks().contains_key("deckhand-shop-N-default"));
+    assert!(!rt.volumes().contains_key("deckhand-shop-V-data"));
+    assert!(executor.journal().target("shop").unwrap().unwrap().current.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupported_compose_key_is_refused_naming_its_path_and_no_job_exists() {
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let text = "services:\n  web:\n    image: app:1\n    build: .\n";
+    let e = refused(&executor, "shop", json!({"compose": text})).await;
+    assert!(matches!(e, SubmitError::InvalidParams(_)), "{e}");
+    assert!(e.to_string().contains("services.web.build"), "{e}");
+    let cycle = "services:\n  a:\n    image: x:1\n    depends_on: [b]\n  b:\n    image: x:1\n    depends_on: [a]\n";
+    let e = refused(&executor, "shop", json!({"compose": cycle})).await;
+    assert!(e.to_string().contains("cycle"), "{e}");
+    let missing = "services:\n  web:\n    image: ${TAG:?set TAG}\n";
+    let e = refused(&executor, "shop", json!({"compose": missing})).await;
+    assert!(e.to_string().contains("TAG"), "{e}");
+    assert!(executor.journal().target("shop").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_named_like_a_stacks_service_container_is_refused_and_the_reverse() {
+    let (_dir, executor, _job) = installed_stack(Arc::new(MemoryRuntime::new())).await;
+    // `deckhand-shop-db` runs the stack `shop`'s service `db`.
+    let e = refused(&executor, "shop-db", json!({"image": "app:1"})).await;
+    assert!(matches!(e, SubmitError::NameTaken { .. }), "{e}");
+    assert!(e.to_string().contains("service `db` of target `shop`"), "{e}");
+    // Target `blog-db` runs in `deckhand-blog-db`: the stack `blog` may not
+    // have a service `db`.
+    let ok = submit_and_wait(&executor, "install", "blog-db", json!({"image": "app:1"})).await;
+    assert_eq!(ok.state, JobState::Succeeded);
+    let text = "services:\n  db:\n    image: db:1\n";
+    let e = refused(&executor, "blog", json!({"compose": text})).await;
+    assert!(matches!(e, SubmitError::NameTaken { .. }), "{e}");
+    assert!(e.to_string().contains("target `blog-db`"), "{e}");
+    assert!(executor.journal().target("blog").unwrap().is_none());
+}
