@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use deckhand::executor::{Executor, JobRequest, SubmitError};
 use deckhand::journal::{Event, JobRecord, JobState, RevisionRecord};
-use deckhand::runtime::{LABEL_SERVICE, LABEL_TARGET, MemoryRuntime};
+use deckhand::runtime::{ContainerRuntime, LABEL_SERVICE, LABEL_TARGET, MemoryRuntime};
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -191,4 +191,44 @@ async fn a_target_named_like_a_stacks_service_container_is_refused_and_the_rever
     assert!(matches!(e, SubmitError::NameTaken { .. }), "{e}");
     assert!(e.to_string().contains("target `blog-db`"), "{e}");
     assert!(executor.journal().target("blog").unwrap().is_none());
+}
+
+/// `GET /v1/targets/shop` from an in-process server (no token configured).
+async fn target_json(executor: &Executor) -> Value {
+    let base = deckhand::api::serve_on_loopback(executor.clone(), Default::default())
+        .await
+        .unwrap();
+    let resp = reqwest::get(format!("{base}/v1/targets/shop")).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stacks_target_json_lists_its_services_with_containers_images_and_live_status() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let json = target_json(&executor).await;
+    assert_eq!(json["image"], Value::Null);
+    assert_eq!(json["container_id"], Value::Null);
+    let ids = service_ids(&executor);
+    assert_eq!(
+        json["services"],
+        json!([
+            {"name": "db", "image": "db:1", "container_id": ids[0].1, "status": "running", "ports": []},
+            {"name": "web", "image": "app:1", "container_id": ids[1].1, "status": "running", "ports": ["127.0.0.1:8080:80"]},
+        ])
+    );
+    assert_eq!(json["history"][0]["services"][1]["name"], "web");
+    rt.stop_container(&ids[0].1, 0).await.unwrap();
+    let json = target_json(&executor).await;
+    let status = json["services"][0]["status"].as_str().unwrap();
+    assert!(status.starts_with("exited"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_or_named_volume_is_refused_before_a_job_exists() {
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let text = "services:\n  db:\n    image: db:1\n    volumes: [\"data:/d\"]\nvolumes:\n  data:\n    external: true\n";
+    let e = refused(&executor, "shop", json!({"compose": text})).await;
+    assert!(e.to_string().contains("volumes.data.external"), "{e}");
 }

@@ -23,6 +23,12 @@ pub async fn list_targets(
         .into_iter()
         .map(|t| TargetView::of(t, journal))
         .collect::<Result<Vec<_>, _>>()?;
+    let targets = futures_util::future::join_all(
+        targets
+            .into_iter()
+            .map(|t| t.with_live_status(&state.executor)),
+    )
+    .await;
     Ok(Json(targets))
 }
 
@@ -42,7 +48,8 @@ pub async fn get_target(
         .journal()
         .target(&name)?
         .ok_or_else(|| ApiError::not_found(format!("no target named `{name}`")))?;
-    Ok(Json(TargetView::of(t, state.executor.journal())?))
+    let view = TargetView::of(t, state.executor.journal())?;
+    Ok(Json(view.with_live_status(&state.executor).await))
 }
 
 /// A registered workflow.

@@ -301,16 +301,31 @@ impl JobView {
 pub struct RevisionView {
     /// Revision number.
     pub revision: u64,
-    /// Image reference.
+    /// Image reference; empty for a stack's.
     pub image: String,
-    /// Container that ran it.
+    /// Container that ran it; empty for a stack's.
     pub container_id: String,
+    /// A stack revision's services (name, image, container); absent for
+    /// one container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<RevisionServiceView>,
     /// Job that made it.
     #[schema(value_type = JobIdSchema)]
     pub job_id: String,
     /// When it was committed.
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// One service of a stack revision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionServiceView {
+    /// Service name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Container that ran it.
+    pub container_id: String,
 }
 
 /// A target.
@@ -344,6 +359,26 @@ pub struct TargetView {
     /// Its health settings (`timeout_s`, `cmd`, `interval_s`, …).
     #[schema(value_type = Option<Object>)]
     pub health: Option<Value>,
+    /// A stack's services, in start order (empty for one container; then
+    /// `image` and `container_id` say what runs, and for a stack they are
+    /// null).
+    pub services: Vec<ServiceView>,
+}
+
+/// One service of a stack target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceView {
+    /// The service's name (`db`); its container is `deckhand-<target>-db`.
+    pub name: String,
+    /// The image it runs.
+    pub image: String,
+    /// The container that runs it.
+    pub container_id: String,
+    /// What the runtime says of the container now: `running`, `healthy`,
+    /// `unhealthy`, `starting`, `exited (N)`, `missing`, or `unknown`.
+    pub status: String,
+    /// Its published ports (`-p` syntax).
+    pub ports: Vec<String>,
 }
 
 /// A volume or bind mount of a target.
@@ -369,6 +404,20 @@ pub struct NetworkView {
 }
 
 impl TargetView {
+    /// Each service's status as the runtime says it now.
+    pub async fn with_live_status(mut self, executor: &crate::executor::Executor) -> Self {
+        let statuses = futures_util::future::join_all(
+            self.services
+                .iter()
+                .map(|s| executor.container_status(&s.container_id)),
+        )
+        .await;
+        for (s, status) in self.services.iter_mut().zip(statuses) {
+            s.status = status;
+        }
+        self
+    }
+
     /// The target with its current revision's effective spec; `volumes`
     /// names the Docker volume each named volume is now: the newest the
     /// engine made for it (a snapshotting upgrade makes a copy), else the
@@ -441,14 +490,40 @@ impl From<TargetRecord> for TargetView {
             revision: r.revision,
             image: r.image.clone(),
             container_id: r.container_id.clone(),
+            services: r
+                .services
+                .iter()
+                .map(|s| RevisionServiceView {
+                    name: s.name.clone(),
+                    image: s.image.clone(),
+                    container_id: s.container_id.clone(),
+                })
+                .collect(),
             job_id: r.job_id.to_string(),
             created_at: rfc3339(r.created_at),
         };
+        // A stack's revision has neither: its services do.
+        let single = t.current.as_ref().filter(|r| !r.is_stack());
+        let services = t
+            .current
+            .iter()
+            .flat_map(|r| &r.services)
+            .map(|s| ServiceView {
+                name: s.name.clone(),
+                image: s.image.clone(),
+                container_id: s.container_id.clone(),
+                status: "unknown".into(),
+                ports: serde_json::from_value::<deckhand_params::Spec>(s.spec.clone())
+                    .ok()
+                    .and_then(|spec| spec.ports)
+                    .unwrap_or_default(),
+            })
+            .collect();
         TargetView {
             name: t.name,
             revision: t.current.as_ref().map(|r| r.revision),
-            image: t.current.as_ref().map(|r| r.image.clone()),
-            container_id: t.current.as_ref().map(|r| r.container_id.clone()),
+            image: single.map(|r| r.image.clone()),
+            container_id: single.map(|r| r.container_id.clone()),
             status: if t.current.is_some() {
                 "installed"
             } else {
@@ -462,6 +537,7 @@ impl From<TargetRecord> for TargetView {
             memory: None,
             cpus: None,
             health: None,
+            services,
         }
     }
 }

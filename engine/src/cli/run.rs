@@ -106,15 +106,18 @@ impl JobOptions {
     }
 }
 
-/// `deckhand install TARGET IMAGE`
+/// `deckhand install TARGET IMAGE` or `deckhand install TARGET -f compose.yaml`
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Target name, e.g. `web`.
     pub target: String,
     /// Image reference, e.g. `127.0.0.1:5000/app:1`.
-    pub image: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub image: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     #[command(flatten)]
     pub options: JobOptions,
 }
@@ -125,9 +128,12 @@ pub struct UpgradeArgs {
     /// Target name.
     pub target: String,
     /// New image reference; omitted, the current one is kept.
+    #[arg(conflicts_with = "file")]
     pub image: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
     /// If the upgrade does not commit, every named volume is left as it
     /// was before it (`--snapshot-volumes=false` turns a revision's off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -138,6 +144,93 @@ pub struct UpgradeArgs {
     pub strategy: Option<String>,
     #[command(flatten)]
     pub options: JobOptions,
+}
+
+/// A stack from a Compose file, instead of one image.
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// Run the services of this Compose file as one stack. Its `${VAR}`s
+    /// take their values from `-e KEY=VALUE`, then this shell's environment
+    /// (only the variables the file names), then a `.env` file beside it.
+    /// `--health-timeout` is how long each service may take to run and be
+    /// healthy (default 60 s).
+    #[arg(short = 'f', long = "file", value_name = "COMPOSE_FILE")]
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl ComposeArgs {
+    /// Stack params (`{compose, env, …}`) when a file was given: `spec`'s
+    /// `-e` values set variables; its other flags do not apply.
+    fn params(&self, spec: &SpecArgs) -> Option<Result<Value, String>> {
+        let file = self.file.as_ref()?;
+        Some((|| {
+            let mut given = spec.params(None)?;
+            let vars = given
+                .as_object_mut()
+                .and_then(|m| m.remove("env"))
+                .unwrap_or(json!({}));
+            let timeout = match given.as_object_mut().and_then(|m| m.remove("health")) {
+                Some(Value::Object(h)) if h.len() == 1 && h.contains_key("timeout_s") => {
+                    h.get("timeout_s").cloned()
+                }
+                Some(_) => {
+                    return Err("with -f the health checks are the Compose file's; only --health-timeout applies".into());
+                }
+                None => None,
+            };
+            if given.as_object().is_some_and(|m| !m.is_empty()) {
+                return Err(
+                    "with -f the Compose file describes the services: only -e (variables for the file) applies".into(),
+                );
+            }
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let mut env: BTreeMap<String, String> = BTreeMap::new();
+            let dotenv = file
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(".env");
+            if let Ok(lines) = std::fs::read_to_string(&dotenv) {
+                env.extend(dotenv_pairs(&lines));
+            }
+            for name in deckhand_params::compose_variables(&text)? {
+                if let Ok(value) = std::env::var(&name) {
+                    env.insert(name, value);
+                }
+            }
+            if let Value::Object(vars) = vars {
+                for (k, v) in vars {
+                    env.insert(k, v.as_str().unwrap_or_default().to_owned());
+                }
+            }
+            let mut p = json!({"compose": text});
+            if !env.is_empty() {
+                p["env"] = json!(env);
+            }
+            if let Some(t) = timeout {
+                p["health_timeout_s"] = t;
+            }
+            Ok(p)
+        })())
+    }
+}
+
+/// `KEY=VALUE` lines of a `.env` file (blank lines and `#` comments
+/// skipped, one level of matching quotes around the value removed).
+fn dotenv_pairs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+                .unwrap_or(v);
+            (k.trim().to_owned(), unquoted.to_owned())
+        })
+        .collect()
 }
 
 /// `deckhand run WORKFLOW TARGET [--params JSON]`
@@ -346,12 +439,16 @@ impl SpecArgs {
 }
 
 impl InstallArgs {
+    /// Params: a stack's from `-f`, else the image's spec.
+    fn params(&self) -> Result<Value, String> {
+        self.compose
+            .params(&self.spec)
+            .unwrap_or_else(|| self.spec.params(self.image.as_deref()))
+    }
+
     /// The job this command asks for.
     pub fn request(self) -> JobRequest {
-        let params = self
-            .spec
-            .params(Some(&self.image))
-            .unwrap_or_else(|e| usage_error(e));
+        let params = self.params().unwrap_or_else(|e| usage_error(e));
         self.options
             .apply(JobRequest::new("install", self.target, params))
     }
@@ -360,6 +457,16 @@ impl InstallArgs {
 impl UpgradeArgs {
     /// Params: the spec's, and how to upgrade.
     fn params(&self) -> Result<Value, String> {
+        if let Some(stack) = self.compose.params(&self.spec) {
+            let mut p = stack?;
+            if self.strategy.is_some() {
+                return Err("--strategy applies to one container, not to a stack".into());
+            }
+            if let Some(snapshot) = self.snapshot_volumes {
+                p["snapshot_volumes"] = json!(snapshot);
+            }
+            return Ok(p);
+        }
         let mut p = self.spec.params(self.image.as_deref())?;
         if let Some(snapshot) = self.snapshot_volumes {
             p["snapshot_volumes"] = json!(snapshot);
@@ -503,7 +610,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("deckhand").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
         match cli.command {
-            Command::Install(a) => a.spec.params(Some(&a.image)),
+            Command::Install(a) => a.params(),
             Command::Upgrade(a) => a.params(),
             Command::Teardown(a) => Ok(a.params()),
             other => panic!("not a job command: {other:?}"),
@@ -751,5 +858,27 @@ mod tests {
             panic!("not serve")
         };
         assert!(args.allow_bind_mounts);
+    }
+
+    #[test]
+    fn install_with_a_compose_file_sends_its_text_and_the_variables_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compose.yaml");
+        let text = "services:\n  web:\n    image: app:${TAG}\n    environment:\n      A: ${FROM_DOTENV}\n";
+        std::fs::write(&file, text).unwrap();
+        std::fs::write(dir.path().join(".env"), "# comment\nFROM_DOTENV=\"x y\"\nTAG=0\n").unwrap();
+        let path = file.to_str().unwrap();
+        let p = params(&["install", "shop", "-f", path, "-e", "TAG=2"]).unwrap();
+        assert_eq!(
+            p,
+            json!({"compose": text, "env": {"FROM_DOTENV": "x y", "TAG": "2"}})
+        );
+        accepted("install", &p);
+        let upgrade = params(&["upgrade", "shop", "-f", path, "--health-timeout", "9"]).unwrap();
+        assert_eq!(upgrade["health_timeout_s"], 9);
+        let e = params(&["install", "shop", "-f", path, "-p", "80"]).unwrap_err();
+        assert!(e.contains("only -e"), "{e}");
+        assert!(params(&["install", "shop", "app:1", "-f", path]).is_err());
+        assert!(params(&["install", "shop"]).is_err(), "an image or a file");
     }
 }

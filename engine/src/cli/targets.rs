@@ -34,32 +34,61 @@ struct TargetRow {
     current: Option<(u64, String, String)>,
     /// Revision, image, container and job of every revision, oldest first.
     history: Vec<(u64, String, String, String)>,
+    /// A stack's services now: name, image, container, status (when known).
+    services: Vec<(String, String, String, Option<String>)>,
 }
 
 impl From<TargetRecord> for TargetRow {
     fn from(t: TargetRecord) -> Self {
+        let services = t
+            .current
+            .iter()
+            .flat_map(|r| &r.services)
+            .map(|s| (s.name.clone(), s.image.clone(), s.container_id.clone(), None))
+            .collect();
         TargetRow {
             name: t.name,
-            current: t.current.map(|r| (r.revision, r.image, r.container_id)),
+            current: t.current.map(|r| (r.revision, r.summary(), r.container_id)),
             history: t
                 .history
                 .into_iter()
-                .map(|r| (r.revision, r.image, r.container_id, r.job_id.to_string()))
+                .map(|r| (r.revision, r.summary(), r.container_id, r.job_id.to_string()))
                 .collect(),
+            services,
         }
     }
 }
 
 impl TargetRow {
     /// From the API's target JSON (`{name, revision, image, container_id,
-    /// status, history: [{revision, image, container_id, job_id, …}]}`).
+    /// status, history: [{revision, image, container_id, job_id, …}],
+    /// services: [{name, image, container_id, status}]}`).
     fn from_view(v: &Value) -> TargetRow {
         let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        let services: Vec<(String, String, String, Option<String>)> = v["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    text(s, "name"),
+                    text(s, "image"),
+                    text(s, "container_id"),
+                    s["status"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        let what = if services.is_empty() {
+            text(v, "image")
+        } else {
+            let names: Vec<&str> = services.iter().map(|s| s.0.as_str()).collect();
+            format!("stack of {}", names.join(", "))
+        };
         TargetRow {
             name: text(v, "name"),
             current: v["revision"]
                 .as_u64()
-                .map(|n| (n, text(v, "image"), text(v, "container_id"))),
+                .map(|n| (n, what, text(v, "container_id"))),
             history: v["history"]
                 .as_array()
                 .into_iter()
@@ -73,6 +102,7 @@ impl TargetRow {
                     )
                 })
                 .collect(),
+            services,
         }
     }
 }
@@ -112,11 +142,19 @@ fn print_target(t: &TargetRow) {
             .map(|(r, ..)| r.to_string())
             .unwrap_or("-".into())
     );
-    for (revision, image, container, job) in &t.history {
+    for (name, image, container, status) in &t.services {
         outln!(
-            "  revision {revision:>3}  {image}  container {}  job {job}",
-            short(container)
+            "  service {name:<16}  {image}  container {}{}",
+            short(container),
+            status.as_ref().map(|s| format!("  {s}")).unwrap_or_default()
         );
+    }
+    for (revision, image, container, job) in &t.history {
+        let container = match short(container) {
+            "" => String::new(),
+            c => format!("  container {c}"),
+        };
+        outln!("  revision {revision:>3}  {image}{container}  job {job}");
     }
 }
 

@@ -411,6 +411,21 @@ impl Executor {
         &self.inner.host
     }
 
+    /// What the runtime says of container `id` now, in a word for people:
+    /// `running`, `healthy`, `unhealthy`, `starting`, `exited (N)`,
+    /// `missing`, or `unknown` when the runtime cannot be asked.
+    pub async fn container_status(&self, id: &str) -> String {
+        match self.inner.runtime.inspect_container(id).await {
+            Ok(None) => "missing".into(),
+            Ok(Some(c)) if !c.running => match c.exit_code {
+                Some(code) => format!("exited ({code})"),
+                None => "exited".into(),
+            },
+            Ok(Some(c)) => c.health.unwrap_or_else(|| "running".into()),
+            Err(_) => "unknown".into(),
+        }
+    }
+
     /// Validate and accept a job; it starts at once in the background.
     /// Nothing is written when the request is invalid or the target busy.
     pub async fn submit(&self, req: JobRequest) -> Result<JobRecord, SubmitError> {

@@ -25,7 +25,21 @@ pub fn check(workflow: &str, params: &Value, settings: &HostSettings) -> Result<
     let allow = deckhand_params::Permissions {
         bind_mounts: settings.allow_bind_mounts,
     };
-    deckhand_params::check(workflow, params, &allow)
+    deckhand_params::check(workflow, params, &allow)?;
+    // The volume interface mounts only the target's own volumes.
+    if let Some(stack) = stack_of(params)
+        && let Some(v) = stack
+            .volumes
+            .iter()
+            .find(|v| v.external || v.docker_name.is_some())
+    {
+        let key = if v.external { "external" } else { "name" };
+        return Err(format!(
+            "`volumes.{}.{key}`: not supported: a stack's volumes are its own (`deckhand-<target>-V-{}`)",
+            v.name, v.name
+        ));
+    }
+    Ok(())
 }
 
 /// The stack a stack's `install`/`upgrade` params describe, if they are a

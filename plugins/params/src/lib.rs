@@ -65,7 +65,8 @@ pub use bounds::{
 };
 pub use compose::{
     Condition, Dependency, MAX_COMPOSE_BYTES, MAX_SERVICES, Service, Stack, StackNetwork,
-    StackParams, StackVolume, check_stack_params, is_stack_params, parse_compose,
+    StackParams, StackVolume, check_stack_params, compose_variables, is_stack_params,
+    parse_compose,
 };
 pub use health::{Health, check_health_cmd};
 pub use limits::{MAX_CPUS, MIN_MEMORY_BYTES, check_cpus, cpus_to_nano, parse_memory};

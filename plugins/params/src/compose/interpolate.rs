@@ -64,6 +64,42 @@ impl Walker<'_> {
     }
 }
 
+/// The names of the variables the string values in `value` refer to
+/// (`$VAR`, `${VAR…}`, also inside defaults), added to `names`. `$$` is
+/// no reference.
+pub(super) fn variables(value: &Value, names: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::String(s) => {
+            let b = s.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] != b'$' {
+                    i += 1;
+                    continue;
+                }
+                match b.get(i + 1) {
+                    Some(b'$') => {
+                        i += 2;
+                        continue;
+                    }
+                    Some(b'{') => i += 2,
+                    _ => i += 1,
+                }
+                let start = i;
+                if b.get(i).copied().is_some_and(is_name_start) {
+                    while b.get(i).copied().is_some_and(is_name_char) {
+                        i += 1;
+                    }
+                    names.insert(s[start..i].to_owned());
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| variables(v, names)),
+        Value::Object(map) => map.values().for_each(|v| variables(v, names)),
+        _ => {}
+    }
+}
+
 fn is_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_'
 }

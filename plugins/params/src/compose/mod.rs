@@ -205,6 +205,22 @@ pub fn check_stack_params(params: &Value, allow: &Permissions) -> Result<(), Str
     p.stack(allow).map(|_| ())
 }
 
+/// The variables a Compose file refers to (`$VAR`, `${VAR:-…}`, …), so
+/// that a client can pass those of its environment and no others. `Err`
+/// when the text is no YAML mapping.
+pub fn compose_variables(text: &str) -> Result<BTreeSet<String>, String> {
+    if text.len() > MAX_COMPOSE_BYTES {
+        return Err(format!(
+            "the Compose file is {} bytes; at most {MAX_COMPOSE_BYTES} (256 KiB)",
+            text.len()
+        ));
+    }
+    let root = yaml::parse(text)?;
+    let mut names = BTreeSet::new();
+    interpolate::variables(&root, &mut names);
+    Ok(names)
+}
+
 /// Read a Compose file into a [`Stack`]: at most [`MAX_COMPOSE_BYTES`],
 /// one YAML document (anchors and `<<:` merge keys allowed, within
 /// bounds), interpolated with `env` (the only source of variables), every

@@ -1390,3 +1390,11 @@ fn stack_params_check_the_compose_file() {
     .unwrap_err();
     assert!(e.starts_with("`services.web.build`"), "{e}");
 }
+
+#[test]
+fn the_variables_a_file_refers_to_are_listed_without_escaped_dollars() {
+    let text = "services:\n  web:\n    image: app:${TAG:-${FALLBACK}}\n    command: [\"echo\", \"$$HOME\", \"$USER_NAME\"]\n";
+    let names = super::compose_variables(text).unwrap();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(names, ["FALLBACK", "TAG", "USER_NAME"]);
+}
