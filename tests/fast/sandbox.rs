@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deckhand::executor::{Executor, JobRequest};
-use deckhand::journal::JobState;
+use deckhand::journal::{Event, JobState};
 use deckhand::runtime::MemoryRuntime;
 use serde_json::json;
 
@@ -458,8 +458,9 @@ async fn attack_c_teardown_leaves_an_image_whose_name_was_moved_to_another_pull(
 }
 
 /// Attack I: a plugin that leaves extra containers behind in a committed
-/// job does not leave them for good: teardown removes every container the
-/// engine created for the target, and only those.
+/// job does not leave them for good: the commit removes every container the
+/// job made that the target's revision does not run, and teardown every
+/// container the engine created for the target, and only those.
 #[tokio::test(flavor = "multi_thread")]
 async fn attack_i_teardown_removes_every_container_the_engine_created_for_the_target() {
     let (_dir, executor, rt) = hostile_engine();
@@ -476,7 +477,18 @@ async fn attack_i_teardown_removes_every_container_the_engine_created_for_the_ta
     )
     .await;
     assert_eq!(extra.state, JobState::Succeeded, "{:?}", extra.error);
-    assert_eq!(labelled(&rt, "web").len(), 4);
+    assert_eq!(labelled(&rt, "web").len(), 1, "the extras went at commit");
+    assert!(
+        executor
+            .journal()
+            .events(&extra.id, 0)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.event, Event::Released { .. }))
+            .count()
+            >= 3,
+        "and the journal released them"
+    );
     let other_before = labelled(&rt, "other");
 
     let teardown = submit_and_wait(&executor, "teardown", "web", json!({})).await;
@@ -501,40 +513,57 @@ async fn attack_i_teardown_removes_every_container_the_engine_created_for_the_ta
     );
 }
 
-/// Attack G: target `p`'s plugin asks for `deckhand-p-q`, the live name of
-/// a target `p-q`. Refused: a name of `p` other than `deckhand-p` has a
-/// suffix starting with an uppercase letter, which no target name has. So
-/// `p-q` installs as usual, and `p` upgrades while a target `p-next` exists.
+/// The names target `p`'s hostile plugin tries: `deckhand-p-q` is target
+/// `p-q`'s live name, `deckhand-p-q-Web` another of its names, and
+/// `deckhand-p-next` target `p-next`'s.
+const SQUATTED: [&str; 3] = ["deckhand-p-q", "deckhand-p-next", "deckhand-p-q-Web"];
+
+/// Run the hostile plugin on `p` asking for a container named `name`; its
+/// answer.
+async fn ask_for_name(executor: &deckhand::executor::Executor, name: &str) -> String {
+    let job = submit_and_wait(
+        executor,
+        "hostile",
+        "p",
+        json!({"mode": "name", "image": "app:1", "name": name}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    job.summary.unwrap()
+}
+
+/// Attack G: target `p`'s plugin asks for the names of targets `p-q` and
+/// `p-next`. Before those exist, each is a name of a service of `p`'s
+/// (`q`, `next`), which `p` may run — but a container a job made that its
+/// revision does not run is removed at commit, so `p` keeps none of them
+/// and `p-q` and `p-next` install as usual. Once they are installed, the
+/// names are theirs and `p`'s plugin is denied them; `p` upgrades as usual.
 #[tokio::test(flavor = "multi_thread")]
 async fn attack_g_no_name_of_one_target_can_be_a_name_of_another() {
     let (_dir, executor, rt) = hostile_engine();
     let install = submit_and_wait(&executor, "install", "p", json!({"image": "app:1"})).await;
     assert_eq!(install.state, JobState::Succeeded);
     let before = rt.containers();
-    for squatted in ["deckhand-p-q", "deckhand-p-next", "deckhand-p-q-Web"] {
-        let job = submit_and_wait(
-            &executor,
-            "hostile",
-            "p",
-            json!({"mode": "name", "image": "app:1", "name": squatted}),
-        )
-        .await;
-        assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-        // `deckhand-p-q-Web` is a name of target `p-q` (suffix `Web`), so
-        // it cannot be one of `p`'s (whose suffix would be `q-Web`).
-        let answer = job.summary.unwrap();
-        assert!(
-            answer.contains(&format!(
-                "invalid argument: container name `{squatted}` must be `deckhand-p` or `deckhand-p-<Suffix>`"
-            )),
-            "{squatted}: {answer}"
-        );
-        assert_eq!(rt.containers(), before, "nothing was created");
+    for squatted in SQUATTED {
+        let answer = ask_for_name(&executor, squatted).await;
+        assert_eq!(answer, "create: allowed", "{squatted}");
+        assert_eq!(rt.containers(), before, "{squatted} did not outlive the job");
     }
     for target in ["p-q", "p-next"] {
         let install =
             submit_and_wait(&executor, "install", target, json!({"image": "app:1"})).await;
         assert_eq!(install.state, JobState::Succeeded, "{:?}", install.error);
+    }
+    let before = rt.containers();
+    for squatted in SQUATTED {
+        let answer = ask_for_name(&executor, squatted).await;
+        let holder = if squatted.contains("next") { "p-next" } else { "p-q" };
+        assert!(
+            answer.contains(&format!("denied: the name `deckhand-{holder}`"))
+                && answer.contains(&format!("is target `{holder}`'s")),
+            "{squatted}: {answer}"
+        );
+        assert_eq!(rt.containers(), before, "nothing was created");
     }
     let upgrade = submit_and_wait(&executor, "upgrade", "p", json!({"image": "app:2"})).await;
     assert_eq!(upgrade.state, JobState::Succeeded, "{:?}", upgrade.error);

@@ -98,12 +98,51 @@ impl Inner {
                     .map(|_| ());
             }
         }
+        // Last, the containers the job made that no revision runs: a job's
+        // temporary containers never outlive it. Run again after a crash,
+        // it finds only what is left.
+        let away = self.settings.daemon_retry_deadline;
+        match super::settle::while_unreachable(away, || self.remove_temporaries(job)).await {
+            Ok(released) => released.into_iter().for_each(|e| log.later(e)),
+            Err(e) => {
+                return log
+                    .write(Event::State {
+                        state: JobState::Failed,
+                        error: Some(format!(
+                            "commit incomplete: removing the job's temporary containers: {e}"
+                        )),
+                    })
+                    .await
+                    .map(|_| ());
+            }
+        }
         log.write(Event::State {
             state: JobState::Succeeded,
             error: None,
         })
         .await
         .map(|_| ())
+    }
+
+    /// Remove every container `job` created that the target's current
+    /// revision (after the commit) does not run; their `released` events.
+    async fn remove_temporaries(&self, job: &JobRecord) -> Result<Vec<Event>, StepError> {
+        let current = self.journal.target(&job.target)?.and_then(|t| t.current);
+        let runs = |id: &str| {
+            current
+                .as_ref()
+                .is_some_and(|r| r.containers().iter().any(|(c, _)| *c == id))
+        };
+        let mut released = Vec::new();
+        for c in self
+            .journal
+            .owned_by_target(RESOURCE_CONTAINER, &job.target)?
+        {
+            if c.job_id == job.id && !runs(&c.id) {
+                released.extend(self.remove_owned_container(&c.id).await?);
+            }
+        }
+        Ok(released)
     }
 
     /// Apply one deferred effect; returns the `released` events of what it
@@ -238,6 +277,10 @@ impl Inner {
             // Still used by some container: left, and still the engine's.
             Err(RuntimeError::Conflict(_)) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
+            // Another name still points at it (two tags of one image, as
+            // two services may run): only this name went, and the image is
+            // still the engine's, for the other name's removal.
+            Ok(()) if self.runtime.image_present(&id).await? => Ok(Vec::new()),
             Ok(()) => Ok(vec![Event::Released {
                 resource: RESOURCE_IMAGE.into(),
                 id,

@@ -12,6 +12,7 @@ use super::settle::{
 };
 use super::step_error::StepError;
 use super::{Inner, RollbackReason};
+use crate::ownership;
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
 use crate::runtime::{LABEL_JOB, RuntimeError};
 use crate::steps::{
@@ -356,6 +357,12 @@ impl Inner {
                 match rt.inspect_container(id).await? {
                     Some(c) if c.name == *to => {}
                     Some(_) => rt.rename_container(id, to).await?,
+                    // A container this job made is gone already: its name
+                    // is nobody's to restore (the create's undo finds it
+                    // gone too).
+                    None if ownership::created_by_job(&self.journal, id, job)? => {
+                        return Ok(Postcondition::Unobservable);
+                    }
                     None => {
                         return Err(RuntimeError::NotFound(format!(
                             "container {id} to rename back to {to}"

@@ -154,6 +154,9 @@ pub struct MemoryRuntime {
     missing: BTreeSet<String>,
     /// An interrupted pull still lands its image this long after.
     late_pull: Option<Duration>,
+    /// References that name the same image as another (two tags of one
+    /// image): pulled, they get that one's id.
+    same_image: BTreeMap<String, String>,
 }
 
 impl Default for MemoryRuntime {
@@ -172,7 +175,15 @@ impl MemoryRuntime {
             output: Arc::new(BTreeMap::new()),
             missing: BTreeSet::new(),
             late_pull: None,
+            same_image: BTreeMap::new(),
         }
+    }
+
+    /// `alias` is another tag of `image`: pulled, it is the same image id.
+    pub fn with_same_image(mut self, alias: &str, image: &str) -> Self {
+        self.same_image
+            .insert(with_default_tag(alias), with_default_tag(image));
+        self
     }
 
     /// An interrupted pull still lands its image `after` the interruption,
@@ -627,7 +638,9 @@ impl ContainerRuntime for MemoryRuntime {
 
     async fn image_present(&self, image: &str) -> Result<bool> {
         self.enter(Op::ImagePresent, None).await?;
-        Ok(self.lock().images.contains_key(&with_default_tag(image)))
+        // By reference, or by id as the daemon answers.
+        let s = self.lock();
+        Ok(s.images.contains_key(&with_default_tag(image)) || s.images.values().any(|id| id == image))
     }
 
     async fn resolve_image(&self, image: &str) -> Result<ImageSource> {
@@ -704,7 +717,7 @@ impl ContainerRuntime for MemoryRuntime {
                 layers: Vec::new(),
             });
         }
-        let id = image_id_of(&reference);
+        let id = image_id_of(self.same_image.get(&reference).unwrap_or(&reference));
         self.lock().images.insert(reference, id);
         Ok(())
     }
