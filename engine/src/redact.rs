@@ -84,6 +84,11 @@ impl Redaction {
                             }
                         }
                     }
+                    if k == "compose"
+                        && let Value::String(text) = v
+                    {
+                        self.learn_compose(text, map.get("env"));
+                    }
                     self.learn(v);
                 }
             }
@@ -91,6 +96,21 @@ impl Redaction {
             _ => {}
         }
         self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+
+    /// Learn the secret values a stack's Compose file gives its services'
+    /// `environment` (written in the file, or interpolated from `env`), so
+    /// that the file's text is masked where it holds them.
+    fn learn_compose(&mut self, text: &str, env: Option<&Value>) {
+        let env: std::collections::BTreeMap<String, String> = env
+            .and_then(|e| serde_json::from_value(e.clone()).ok())
+            .unwrap_or_default();
+        let allow = deckhand_params::Permissions { bind_mounts: true };
+        if let Ok(stack) = deckhand_params::parse_compose(text, &env, &allow) {
+            for service in stack.services {
+                self.learn(&serde_json::json!({ "env": service.spec.env }));
+            }
+        }
     }
 
     /// Mask, in place, secret values under `env` objects and known secret
@@ -173,6 +193,20 @@ mod tests {
         assert_eq!(shown["call"]["config"]["env"]["DB_PASSWORD"], MASK);
         assert_eq!(shown["message"], "connecting with *** as admin");
         assert_eq!(r.text("token k-123456."), "token ***.");
+    }
+
+    #[test]
+    fn secrets_a_compose_file_writes_in_its_environment_are_masked_in_its_text() {
+        let mut r = Redaction::default();
+        let compose = "services:\n  db:\n    image: pg:15\n    environment:\n      POSTGRES_PASSWORD: hunter22\n      API_TOKEN: ${TOKEN}\n      MODE: prod\n";
+        let mut params = json!({"compose": compose, "env": {"TOKEN": "t-98765"}});
+        r.learn(&params);
+        r.value(&mut params);
+        let shown = params["compose"].as_str().unwrap();
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(shown.contains("POSTGRES_PASSWORD: ***"), "{shown}");
+        assert!(shown.contains("MODE: prod"), "{shown}");
+        assert_eq!(r.text("token t-98765"), "token ***", "an interpolated one too");
     }
 
     #[test]

@@ -232,3 +232,58 @@ async fn an_external_or_named_volume_is_refused_before_a_job_exists() {
     let e = refused(&executor, "shop", json!({"compose": text})).await;
     assert!(e.to_string().contains("volumes.data.external"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshotting_stack_upgrade_runs_the_changed_service_on_a_copy_and_a_rollback_finds_the_original()
+{
+    let rt = Arc::new(MemoryRuntime::new().with_crashing_image("app:broken"));
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let original = "deckhand-shop-V-data";
+    rt.write_volume_file(original, "db", b"v1").unwrap();
+    let failing = json!({"compose": compose("app:broken").replace("db:1", "db:2"),
+                         "snapshot_volumes": true, "health_timeout_s": 5});
+    let job = submit_and_wait(&executor, "upgrade", "shop", failing).await;
+    assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
+    let volumes: Vec<String> = rt.volumes().into_keys().collect();
+    assert_eq!(volumes, [original], "the copy went with the rollback");
+    assert_eq!(rt.volume_files(original).unwrap()["db"], b"v1");
+
+    let upgrade = json!({"compose": compose("app:1").replace("db:1", "db:2"), "snapshot_volumes": true});
+    let job = submit_and_wait(&executor, "upgrade", "shop", upgrade).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let volumes: Vec<String> = rt.volumes().into_keys().collect();
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let copy = &volumes[0];
+    assert!(copy.starts_with("deckhand-shop-V") && copy != original, "{copy}");
+    assert_eq!(rt.volume_files(copy).unwrap()["db"], b"v1");
+    let created: Vec<Value> = executor
+        .journal()
+        .events(&job.id, 0)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Intent { call, .. } if call["op"] == "create_container" => Some(call),
+            _ => None,
+        })
+        .collect();
+    let db = created
+        .iter()
+        .find(|c| c["config"]["name"] == "deckhand-shop-db-Next")
+        .expect("db was replaced");
+    assert_eq!(db["config"]["mounts"][0]["source"], copy.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_removes_every_tag_the_engine_pulled_of_an_image_two_services_ran() {
+    // `db:1` and `app:1` are two tags of one image.
+    let rt = Arc::new(MemoryRuntime::new().with_same_image("db:1", "app:1"));
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let upgrade = json!({"compose": compose("app:2").replace("db:1", "db:2")});
+    let job = submit_and_wait(&executor, "upgrade", "shop", upgrade).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let images = rt.images();
+    assert!(
+        !images.contains("db:1") && !images.contains("app:1"),
+        "both old tags went: {images:?}"
+    );
+}

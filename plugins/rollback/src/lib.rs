@@ -20,13 +20,13 @@ impl Workflow for Rollback {
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
         let earlier = state::lookup_revision(params.revision)
             .ok_or_else(|| format!("target `{target}` has no revision {}", params.revision))?;
-        let old_services = state::revision_services(None);
-        match (stack::StackRecord::of_revision(&earlier)?, old_services.is_empty()) {
-            (Some(record), false) => {
-                let revision = stack::upgrade(&old_services, &record)?;
+        // A stack's revision names no container of its own.
+        match (stack::StackRecord::of_revision(&earlier)?, current.container_id.is_empty()) {
+            (Some(record), true) => {
+                let revision = stack::upgrade(&state::revision_services(None), &record)?;
                 return Ok(format!("rolled the stack `{target}` back to revision {}'s as revision {revision}", earlier.number));
             }
-            (None, true) => {}
+            (None, false) => {}
             _ => return Err(format!("revision {} and the current one are not both stacks (or both one container): tear down and install instead", earlier.number)),
         }
         let spec = Spec::of_revision(&earlier)?;

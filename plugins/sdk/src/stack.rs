@@ -40,6 +40,9 @@ pub struct StackRecord {
     /// [`StackParams::health_timeout_s`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_timeout_s: Option<u32>,
+    /// [`StackParams::snapshot_volumes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_volumes: Option<bool>,
 }
 
 impl StackRecord {
@@ -56,6 +59,15 @@ impl StackRecord {
 
     fn timeout(&self) -> u32 {
         self.health_timeout_s.unwrap_or(DEFAULT_HEALTH_TIMEOUT_S)
+    }
+
+    /// The settings an upgrade does not set keep `before`'s.
+    pub fn over(mut self, before: Option<&StackRecord>) -> StackRecord {
+        if let Some(b) = before {
+            self.health_timeout_s = self.health_timeout_s.or(b.health_timeout_s);
+            self.snapshot_volumes = self.snapshot_volumes.or(b.snapshot_volumes);
+        }
+        self
     }
 }
 
@@ -76,6 +88,7 @@ pub fn read(params: &StackParams) -> Result<StackRecord, String> {
     Ok(StackRecord {
         stack: params.stack(&Permissions { bind_mounts: true })?,
         health_timeout_s: params.health_timeout_s,
+        snapshot_volumes: params.snapshot_volumes,
     })
 }
 
@@ -269,8 +282,10 @@ pub fn install(record: &StackRecord) -> Result<u64, String> {
     record_revision(record, &ids)
 }
 
-/// Wait until each service (of `only`, when given) runs and is healthy,
-/// but one-shots.
+/// Wait until each service (of `only`, when given) runs and is healthy —
+/// or, for a one-shot, has completed with code 0: a changed one-shot that
+/// no changed service waited for is checked here, so that it cannot fail
+/// unseen.
 fn wait_all_healthy(
     stack: &Stack,
     ids: &BTreeMap<String, String>,
@@ -279,10 +294,18 @@ fn wait_all_healthy(
 ) -> Result<(), String> {
     let one_shots = one_shots(stack);
     for s in &stack.services {
-        if one_shots.contains(s.name.as_str()) || only.is_some_and(|o| !o.contains(&s.name)) {
+        if only.is_some_and(|o| !o.contains(&s.name)) {
             continue;
         }
-        container::wait_healthy(&ids[&s.name], timeout)?;
+        let id = &ids[&s.name];
+        if one_shots.contains(s.name.as_str()) {
+            let code = container::wait_exited(id, timeout)?;
+            if code != 0 {
+                return Err(format!("service `{}` exited with code {code}", s.name));
+            }
+        } else {
+            container::wait_healthy(id, timeout)?;
+        }
     }
     Ok(())
 }
@@ -324,6 +347,12 @@ pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, Str
         .map(|s| s.name.clone())
         .collect();
     pull_images(stack.services.iter().filter(|s| changed.contains(&s.name)))?;
+    let mut resources = resources;
+    let originals = if record.snapshot_volumes == Some(true) {
+        snapshot_volumes(stack, old, &changed, &mut resources)?
+    } else {
+        Vec::new()
+    };
     // Services that are gone stop first, last started first.
     let mut set_aside = Vec::new();
     for o in old.iter().rev() {
@@ -383,7 +412,70 @@ pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, Str
             container::remove_image_at_commit(&o.image)?;
         }
     }
+    for original in originals {
+        volume::remove_volume_at_commit(&original)?;
+    }
     Ok(revision)
+}
+
+/// The volumes of `snapshot_volumes`: each volume the target had before
+/// that changed services mount and no unchanged service does (that one
+/// keeps running on it) is copied while every old container mounting it
+/// is stopped, and the new containers mount the copy. The originals are
+/// returned, to be removed at commit; until then a rollback finds them as
+/// they were.
+fn snapshot_volumes(
+    stack: &Stack,
+    old: &[ServiceRevision],
+    changed: &BTreeSet<String>,
+    resources: &mut Resources,
+) -> Result<Vec<String>, String> {
+    let mounts = |spec: &Spec| -> Vec<String> {
+        spec.volume_specs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| match v.source {
+                crate::VolumeSource::Named(n) => Some(n),
+                crate::VolumeSource::Bind(_) => None,
+            })
+            .collect()
+    };
+    let kept_on: BTreeSet<String> = stack
+        .services
+        .iter()
+        .filter(|s| !changed.contains(&s.name))
+        .flat_map(|s| mounts(&s.spec))
+        .collect();
+    let copied: BTreeSet<String> = stack
+        .services
+        .iter()
+        .filter(|s| changed.contains(&s.name))
+        .flat_map(|s| mounts(&s.spec))
+        .filter(|v| !kept_on.contains(v) && !resources.prepared.created.contains(v))
+        .collect();
+    if copied.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Stop every old container that mounts one of them.
+    for o in old {
+        let spec: Spec = serde_json::from_str(&o.spec).unwrap_or_default();
+        if mounts(&spec).iter().any(|v| copied.contains(v))
+            && let Some(c) = container::inspect_container(&o.container_id)?
+            && c.running
+        {
+            container::stop_container(&c.id, stop_timeout(&o.spec))?;
+        }
+    }
+    let mut originals = Vec::new();
+    for name in copied {
+        let Some(original) = resources.prepared.volumes.get(&name).cloned() else {
+            continue;
+        };
+        let copy = volume::snapshot_volume(&name, &original)?;
+        resources.prepared.volumes.insert(name, copy.docker_name);
+        originals.push(original);
+    }
+    Ok(originals)
 }
 
 /// Stop the stack's services, last started first, and remove them, their

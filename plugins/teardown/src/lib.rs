@@ -24,8 +24,9 @@ impl Workflow for Teardown {
         let params: deckhand_sdk::Teardown = deckhand_sdk::params()?;
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed"))?;
-        let services = state::revision_services(None);
-        if !services.is_empty() {
+        // A stack's revision names no container of its own.
+        if current.container_id.is_empty() {
+            let services = state::revision_services(None);
             stack::teardown(&current, &services, params.remove_volumes)?;
             return Ok(format!("tore down the stack `{target}` (revision {}, {} services)", current.number, services.len()));
         }

@@ -24,18 +24,20 @@ impl Workflow for Upgrade {
     fn run() -> Result<String, String> {
         let target = job::target();
         let current = state::current_revision().ok_or_else(|| format!("target `{target}` is not installed; use install"))?;
-        let old_services = state::revision_services(None);
+        // A stack's revision names no container of its own (and only then
+        // are its services read: a one-container upgrade makes the calls
+        // it always made).
+        let is_stack = current.container_id.is_empty();
         if let Some(params) = stack::params()? {
-            if old_services.is_empty() {
+            if !is_stack {
                 return Err(format!("target `{target}` runs one container, not a stack: tear it down and install the stack"));
             }
-            let mut record = stack::read(&params)?;
             let before = stack::StackRecord::of_revision(&current)?;
-            record.health_timeout_s = record.health_timeout_s.or(before.and_then(|b| b.health_timeout_s));
-            let revision = stack::upgrade(&old_services, &record)?;
+            let record = stack::read(&params)?.over(before.as_ref());
+            let revision = stack::upgrade(&state::revision_services(None), &record)?;
             return Ok(format!("upgraded the stack `{target}` from revision {} to revision {revision}", current.number));
         }
-        if !old_services.is_empty() {
+        if is_stack {
             return Err(format!("target `{target}` is a stack: upgrade it with a Compose file (`compose`)"));
         }
         let params: Spec = deckhand_sdk::params()?;
