@@ -54,6 +54,18 @@ const FIXTURES: &[(&str, &[JobState])] = &[
         "real-app-crash-during-ensure-volume.jsonl",
         &[JobState::Succeeded, JobState::RolledBack],
     ),
+    (
+        "stack.jsonl",
+        &[
+            JobState::Succeeded,
+            JobState::Succeeded,
+            JobState::Succeeded,
+        ],
+    ),
+    (
+        "stack-crash-during-upgrade.jsonl",
+        &[JobState::Succeeded, JobState::RolledBack],
+    ),
 ];
 
 fn ok(o: Output) -> Output {
@@ -309,6 +321,69 @@ async fn generate_real_app_fixtures() {
     remove_labelled("shop");
 }
 
+/// A two-service stack for the fixtures: `web` (image `WEB`) waiting for a
+/// healthy `db` that keeps its data in a volume.
+fn fixture_stack(dir: &Path, web: &str) -> String {
+    let db = image("web:1");
+    let text = format!(
+        r#"services:
+  web:
+    image: {web}
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: {db}
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 80 | grep -q OK"]
+      interval: 1s
+      retries: 30
+volumes:
+  data: {{}}
+"#
+    );
+    let file = dir.join(format!("compose-{}.yaml", web.rsplit(':').next().unwrap()));
+    std::fs::write(&file, text).unwrap();
+    file.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "records the stack fixtures (workflow 0.2.1) from real runs on Docker; run by hand"]
+async fn generate_stack_fixtures() {
+    let _docker = docker().await;
+    let files = tempfile::tempdir().unwrap();
+    let v1 = fixture_stack(files.path(), &image("web:1"));
+    let v2 = fixture_stack(files.path(), &image("web:2"));
+    let install = |dir: &Path| {
+        ok(run_cli(dir, &["install", "shop", "-f", &v1], None));
+    };
+    remove_labelled("shop");
+    let d = tempfile::tempdir().unwrap();
+    install(d.path());
+    ok(run_cli(d.path(), &["upgrade", "shop", "-f", &v2], None));
+    ok(run_cli(
+        d.path(),
+        &["teardown", "shop", "--remove-volumes"],
+        None,
+    ));
+    export(d.path(), "stack.jsonl");
+    remove_labelled("shop");
+
+    // Killed right after the intent to create web's new container (db,
+    // unchanged, is not touched).
+    let d = kill_where(
+        install,
+        &["upgrade", "shop", "-f", &v2],
+        |e| {
+            matches!(e, Event::Intent { call, .. }
+                if call["op"] == "create_container"
+                    && call["config"]["name"] == "deckhand-shop-web-Next")
+        },
+    );
+    export(d.path(), "stack-crash-during-upgrade.jsonl");
+    remove_labelled("shop");
+}
+
 /// Import a fixture into a fresh journal.
 async fn load(
     name: &str,
@@ -351,7 +426,8 @@ async fn every_fixture_recovers_to_terminal_states_on_the_memory_runtime() {
             .unwrap();
         jobs.reverse();
         let states: Vec<JobState> = jobs.iter().map(|j| j.state).collect();
-        assert_eq!(&states, expected, "{name}");
+        let errors: Vec<&Option<String>> = jobs.iter().map(|j| &j.error).collect();
+        assert_eq!(&states, expected, "{name}: {errors:?}");
         // Recovery is idempotent: a second pass finds nothing to do.
         assert!(executor.recover().await.unwrap().jobs.is_empty(), "{name}");
     }
