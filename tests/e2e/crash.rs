@@ -6,8 +6,10 @@
 //! "Exactly as before" is [`Snapshot`] equality: the target's containers
 //! (ids, names, running flags), the images, the current revision, its
 //! volumes (name, creation time, labels, and every entry's path, mode,
-//! owner and checksum) and its networks (name, id). The real-app variants
-//! run the `web` image with volumes, networks and `snapshot_volumes`.
+//! owner and checksum) and its networks (name, id), and a stack's services
+//! (name, container id). The real-app variants run the `web` image with
+//! volumes, networks and `snapshot_volumes`; the stack variants run a
+//! Compose file of two services, `web` waiting for a healthy `db`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
@@ -39,6 +41,14 @@ enum Workflow {
     /// Teardown with `remove_volumes` of a target with a network and a
     /// volume holding [`DATA`].
     TeardownRemovingVolumes,
+    /// Install of a stack ([`stack_params`]): volume `data` and the stack's
+    /// network, both created by the job, then `db`, then `web` once `db` is
+    /// healthy.
+    StackInstall,
+    /// Upgrade of such a stack, [`DATA`] in `db`'s volume `data`, to new
+    /// images of both services: `db`, then `web`, each replaced by a new
+    /// container; the volume and the network stay.
+    StackUpgrade,
 }
 
 /// Which matrix runs a case: each has image references of its own
@@ -60,6 +70,35 @@ const MIGRATE: &str = "echo migrated > /data/db; trap 'exit 0' TERM; httpd -f -p
 /// `md5sum` of `migrated\n`, the content [`MIGRATE`] leaves in `/data/db`.
 const MIGRATED_MD5: &str = "7b47d5b154750a11fa76a782e196a2ad";
 
+/// The params of the stack of [`Workflow::StackInstall`] and
+/// [`Workflow::StackUpgrade`] with images `web` and `db`: `web` (no port
+/// published) waits for a healthy `db`, which keeps its data in volume
+/// `data`; both on the stack's default network. `db`'s image is the `web`
+/// image, which serves on port 80 (its busybox `nc` has no `-z`: the check
+/// connects with nothing to send); `web`'s is the `app` image, which runs
+/// until stopped. Images of their own, not two references to one image:
+/// the engine removes only one of those at commit.
+fn stack_params(web: &str, db: &str) -> Value {
+    let compose = format!(
+        r#"services:
+  web:
+    image: {web}
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: {db}
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"]
+      interval: 1s
+      retries: 30
+volumes:
+  data: {{}}
+"#
+    );
+    json!({"compose": compose})
+}
+
 impl Workflow {
     /// The name of its image aliases, after `mx-` (crash) or `cmx-` (cancel).
     fn alias(self) -> &'static str {
@@ -71,16 +110,26 @@ impl Workflow {
             Workflow::UpgradeAddingVolumeNetwork => "vol-upgrade",
             Workflow::UpgradeSnapshot => "snap-upgrade",
             Workflow::TeardownRemovingVolumes => "vol-teardown",
+            Workflow::StackInstall => "stack-install",
+            Workflow::StackUpgrade => "stack-upgrade",
         }
+    }
+
+    /// Whether the target is a stack (services `db` and `web`).
+    fn is_stack(self) -> bool {
+        matches!(self, Workflow::StackInstall | Workflow::StackUpgrade)
     }
 
     /// The built-in workflow it runs.
     fn name(self) -> &'static str {
         match self {
-            Workflow::Install | Workflow::InstallVolumeNetwork => "install",
+            Workflow::Install | Workflow::InstallVolumeNetwork | Workflow::StackInstall => {
+                "install"
+            }
             Workflow::Upgrade
             | Workflow::UpgradeAddingVolumeNetwork
-            | Workflow::UpgradeSnapshot => "upgrade",
+            | Workflow::UpgradeSnapshot
+            | Workflow::StackUpgrade => "upgrade",
             Workflow::Teardown | Workflow::TeardownRemovingVolumes => "teardown",
         }
     }
@@ -90,8 +139,13 @@ impl Workflow {
 struct Case {
     workflow: Workflow,
     target: String,
+    /// The images of the target before and after an upgrade (a stack's
+    /// `web`'s: `<alias>-web`).
     v1: String,
     v2: String,
+    /// Those of a stack's `db` (`<alias>-db`).
+    db_v1: String,
+    db_v2: String,
     /// The target's network, for the workflows that use one.
     network: String,
 }
@@ -104,17 +158,32 @@ impl Case {
         };
         let alias = format!("{prefix}-{}", workflow.alias());
         let target = unique_target(prefix);
+        let web = match workflow.is_stack() {
+            true => format!("{alias}-web"),
+            false => alias.clone(),
+        };
         Case {
             workflow,
-            v1: image(&format!("{alias}:1")),
-            v2: image(&format!("{alias}:2")),
+            v1: image(&format!("{web}:1")),
+            v2: image(&format!("{web}:2")),
+            db_v1: image(&format!("{alias}-db:1")),
+            db_v2: image(&format!("{alias}-db:2")),
             network: format!("{target}-net"),
             target,
         }
     }
 
     fn images(&self) -> Vec<String> {
-        vec![self.v1.clone(), self.v2.clone()]
+        let mut images = vec![self.v1.clone(), self.v2.clone()];
+        if self.workflow.is_stack() {
+            images.extend([self.db_v1.clone(), self.db_v2.clone()]);
+        }
+        images
+    }
+
+    /// The container name of the stack's service `service`.
+    fn service(&self, service: &str) -> String {
+        format!("deckhand-{}-{service}", self.target)
     }
 
     /// The Docker name of the target's volume `name`.
@@ -126,7 +195,7 @@ impl Case {
     fn initial(&self) -> Option<Value> {
         let v1 = &self.v1;
         match self.workflow {
-            Workflow::Install | Workflow::InstallVolumeNetwork => None,
+            Workflow::Install | Workflow::InstallVolumeNetwork | Workflow::StackInstall => None,
             Workflow::Upgrade | Workflow::Teardown => Some(json!({"image": v1, "network": "none"})),
             Workflow::UpgradeAddingVolumeNetwork | Workflow::UpgradeSnapshot => {
                 Some(json!({"image": v1, "network": "none", "volumes": ["data:/data"]}))
@@ -134,6 +203,7 @@ impl Case {
             Workflow::TeardownRemovingVolumes => {
                 Some(json!({"image": v1, "volumes": ["data:/data"], "networks": [self.network]}))
             }
+            Workflow::StackUpgrade => Some(stack_params(v1, &self.db_v1)),
         }
     }
 
@@ -158,6 +228,8 @@ impl Case {
                 "cmd": ["sh", "-c", MIGRATE],
             }),
             Workflow::TeardownRemovingVolumes => json!({"remove_volumes": true}),
+            Workflow::StackInstall => stack_params(v1, &self.db_v1),
+            Workflow::StackUpgrade => stack_params(v2, &self.db_v2),
         }
     }
 
@@ -175,17 +247,20 @@ impl Case {
     }
 
     /// After the initial install: write [`DATA`] into volume `data`, if the
-    /// target has one.
+    /// target has one (in a stack, `db`'s).
     async fn write_data(&self, docker: &Docker) {
         let Some(initial) = self.initial() else {
             return;
         };
-        if initial.get("volumes").is_none() {
+        let id = if self.workflow.is_stack() {
+            self.service("db")
+        } else if initial.get("volumes").is_none() {
             return;
-        }
-        let containers = containers_of(docker, &self.target).await;
-        assert_eq!(containers.len(), 1, "{containers:?}");
-        let id = containers[0].id.clone().unwrap();
+        } else {
+            let containers = containers_of(docker, &self.target).await;
+            assert_eq!(containers.len(), 1, "{containers:?}");
+            containers[0].id.clone().unwrap()
+        };
         let (out, code) = exec_in(docker, &id, &["sh", "-c", DATA]).await;
         assert_eq!(code, Some(0), "writing the data: {out}");
     }
@@ -209,12 +284,15 @@ impl Case {
         context: &str,
     ) {
         let (target, v1, v2) = (&self.target, &self.v1, &self.v2);
+        let stack = self.workflow.is_stack();
         let present = |r: &str| after.images.iter().any(|(i, p)| i == r && *p);
         let volumes: Vec<&str> = after.volumes.iter().map(|v| v.name.as_str()).collect();
         let networks: Vec<&str> = after.networks.iter().map(|(n, _)| n.as_str()).collect();
         let data = self.volume("data");
+        let stack_network = format!("deckhand-{target}-N-default");
         // The volumes and networks of the new revision, and what its
-        // container mounts (volume, path) and joins.
+        // container (a stack's `db`; `web` mounts nothing) mounts (volume,
+        // path) and joins.
         let (expect_volumes, expect_networks, mounts, joins): (
             Vec<String>,
             Vec<&str>,
@@ -257,11 +335,17 @@ impl Case {
                     vec!["none"],
                 )
             }
+            Workflow::StackInstall | Workflow::StackUpgrade => (
+                vec![data.clone()],
+                vec![&stack_network],
+                vec![(data.clone(), "/data")],
+                vec![&stack_network],
+            ),
         };
         assert_eq!(volumes, expect_volumes, "{context}: volumes");
         assert_eq!(networks, expect_networks, "{context}: networks");
         match self.workflow {
-            Workflow::InstallVolumeNetwork => {
+            Workflow::InstallVolumeNetwork | Workflow::StackInstall => {
                 let content = &Self::volume_in(after, &data).content;
                 assert!(
                     content.len() == 1 && content[0].starts_with(". "),
@@ -297,52 +381,115 @@ impl Case {
                     .collect();
                 assert_eq!(after.volumes[0].content, expected, "{context}: the copy");
             }
+            Workflow::StackUpgrade => {
+                // The same volume, its data untouched, and the same network.
+                assert_eq!(
+                    Self::volume_in(after, &data),
+                    Self::volume_in(before, &data),
+                    "{context}"
+                );
+                assert_eq!(after.networks, before.networks, "{context}: the network");
+            }
             _ => {}
         }
         match self.workflow.name() {
             "install" | "upgrade" => {
-                let (rev, image) = if self.workflow.name() == "install" {
-                    (1, v1)
+                let upgrade = self.workflow.name() == "upgrade";
+                let (rev, web, db) = if upgrade {
+                    (2, v2, &self.db_v2)
                 } else {
-                    (2, v2)
+                    (1, v1, &self.db_v1)
                 };
-                assert_eq!(after.containers.len(), 1, "{context}: {after:?}");
-                let (id, name, running) = &after.containers[0];
-                assert_eq!(name, &format!("deckhand-{target}"), "{context}");
-                assert!(running, "{context}: the new revision runs");
-                assert_eq!(after.revision, Some((rev, id.clone())), "{context}");
-                assert!(present(image), "{context}: {image} present");
-                if self.workflow.name() == "upgrade" {
-                    assert!(!present(v1), "{context}: v1 image removed at commit");
-                    assert!(
-                        before.containers.iter().all(|(old, ..)| old != id),
-                        "{context}: a new container"
-                    );
+                // (container name, service, image, mounts, networks joined)
+                // of each container of the new revision.
+                let expected = if stack {
+                    vec![
+                        (self.service("db"), "db", db, mounts, joins.clone()),
+                        (self.service("web"), "web", web, vec![], joins),
+                    ]
+                } else {
+                    vec![(format!("deckhand-{target}"), "", web, mounts, joins)]
+                };
+                assert_eq!(
+                    after.containers.len(),
+                    expected.len(),
+                    "{context}: {after:?}"
+                );
+                let mut services = Vec::new();
+                for (name, service, image, mounts, joins) in expected {
+                    let (id, _, running) = after
+                        .containers
+                        .iter()
+                        .find(|(_, n, _)| *n == name)
+                        .unwrap_or_else(|| panic!("{context}: no {name} in {after:?}"));
+                    assert!(running, "{context}: the new revision runs ({name})");
+                    assert!(present(image), "{context}: {image} present");
+                    if upgrade {
+                        assert!(
+                            before.containers.iter().all(|(old, ..)| old != id),
+                            "{context}: a new container ({name})"
+                        );
+                    }
+                    let c = docker.inspect_container(id, None).await.unwrap();
+                    let mut mounted: Vec<(String, String)> = c
+                        .mounts
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|m| {
+                            (
+                                m.name.unwrap_or_default(),
+                                m.destination.unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    mounted.sort();
+                    let mounts: Vec<(String, String)> =
+                        mounts.into_iter().map(|(v, p)| (v, p.to_owned())).collect();
+                    assert_eq!(mounted, mounts, "{context}: mounts of {name}");
+                    let endpoints = c
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .unwrap_or_default();
+                    let mut joined: Vec<String> = endpoints.keys().cloned().collect();
+                    joined.sort();
+                    assert_eq!(joined, joins, "{context}: networks {name} joined");
+                    if stack {
+                        // Where the others find it: its service name.
+                        let aliases = endpoints
+                            .get(stack_network.as_str())
+                            .and_then(|n| n.aliases.clone())
+                            .unwrap_or_default();
+                        assert!(
+                            aliases.iter().any(|a| a == service),
+                            "{context}: {name} answers to {service}: {aliases:?}"
+                        );
+                    }
+                    services.push((service.to_owned(), id.clone()));
                 }
-                let c = docker.inspect_container(id, None).await.unwrap();
-                let mut mounted: Vec<(String, String)> = c
-                    .mounts
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| {
-                        (
-                            m.name.unwrap_or_default(),
-                            m.destination.unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                mounted.sort();
-                let mounts: Vec<(String, String)> =
-                    mounts.into_iter().map(|(v, p)| (v, p.to_owned())).collect();
-                assert_eq!(mounted, mounts, "{context}: mounts");
-                let mut joined: Vec<String> = c
-                    .network_settings
-                    .and_then(|n| n.networks)
-                    .unwrap_or_default()
-                    .into_keys()
-                    .collect();
-                joined.sort();
-                assert_eq!(joined, joins, "{context}: networks joined");
+                if stack {
+                    assert_eq!(after.revision, Some((rev, String::new())), "{context}");
+                    assert_eq!(
+                        after.services, services,
+                        "{context}: the revision's services, in start order"
+                    );
+                } else {
+                    assert_eq!(
+                        after.revision,
+                        Some((rev, services[0].1.clone())),
+                        "{context}"
+                    );
+                    assert!(after.services.is_empty(), "{context}: {after:?}");
+                }
+                if upgrade {
+                    let old = if stack {
+                        vec![v1, &self.db_v1]
+                    } else {
+                        vec![v1]
+                    };
+                    for image in old {
+                        assert!(!present(image), "{context}: {image} removed at commit");
+                    }
+                }
             }
             _ => {
                 assert!(after.containers.is_empty(), "{context}: {after:?}");
@@ -391,6 +538,22 @@ impl Workflow {
                 "snapshot_volume:1:300",
                 "snapshot_volume:1:550",
                 "snapshot_volume:1:850",
+            ],
+            // The network and the volume as each request is on its way,
+            // then `db`'s and `web`'s containers as each is being created.
+            Workflow::StackInstall => &[
+                "ensure_network:1:0",
+                "ensure_volume:1:0",
+                "create_container:1:0",
+                "create_container:2:0",
+            ],
+            // The new `db` and `web` as each is being created, the old `db`
+            // as it stops, and the new `web` as it starts.
+            Workflow::StackUpgrade => &[
+                "create_container:1:0",
+                "stop_container:1:0",
+                "create_container:2:0",
+                "start_container:2:0",
             ],
             _ => &[],
         }
@@ -601,6 +764,18 @@ async fn crash_matrix_teardown_removing_volumes_recovers_to_before_or_complete()
     assert!(covered.events >= 30, "{covered:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_matrix_stack_install_recovers_to_before_or_complete_at_every_kill_point() {
+    let covered = crash_matrix(Workflow::StackInstall).await;
+    assert!(covered.events >= 70 && covered.during == 4, "{covered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_matrix_stack_upgrade_recovers_to_before_or_complete_at_every_kill_point() {
+    let covered = crash_matrix(Workflow::StackUpgrade).await;
+    assert!(covered.events >= 125 && covered.during == 4, "{covered:?}");
+}
+
 /// A fresh target in the state `workflow` starts from, on an engine with a
 /// journal of its own (other targets' revisions would keep using the
 /// images, and rightly stop their removal): the engine, the case, and the
@@ -757,6 +932,18 @@ async fn cancel_matrix_snapshot_upgrade_restores_the_old_data_and_container() {
 async fn cancel_matrix_teardown_removing_volumes_keeps_them_before_commit() {
     let (cancelled, _) = cancel_matrix(Workflow::TeardownRemovingVolumes).await;
     assert!(cancelled >= 20, "{cancelled}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_matrix_stack_install_restores_the_prior_state_at_every_point_before_commit() {
+    let (cancelled, _) = cancel_matrix(Workflow::StackInstall).await;
+    assert!(cancelled >= 65, "{cancelled}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_matrix_stack_upgrade_restores_v1_at_every_point_before_commit() {
+    let (cancelled, _) = cancel_matrix(Workflow::StackUpgrade).await;
+    assert!(cancelled >= 110, "{cancelled}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

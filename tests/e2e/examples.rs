@@ -175,3 +175,95 @@ async fn blue_green_killed_anywhere_recovers_to_blue_or_to_complete_green() {
     }
     assert!(kills >= 5, "{kills} kill points");
 }
+
+/// The example stack, `examples/stack/compose.yaml`.
+fn example_stack() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stack/compose.yaml")
+        .display()
+        .to_string()
+}
+
+/// The page `127.0.0.1:port` serves.
+async fn page(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_stack_installs_upgrades_one_service_and_tears_down_through_the_cli() {
+    let docker = docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = unique_target("shop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let registry = registry();
+    let file = example_stack();
+    let env = [("REGISTRY", registry.as_str()), ("WEB_PORT", port.as_str())];
+    let run = |args: &[&str], extra: &[(&str, &str)]| {
+        let env: Vec<(&str, &str)> = env.iter().chain(extra).copied().collect();
+        let out = run_cli_env(dir.path(), args, None, &env);
+        let text = cli_text(&out);
+        assert!(out.status.success(), "deckhand {}: {text}", args.join(" "));
+        text
+    };
+    run(&["install", &target, "-f", &file], &[]);
+    let journal = Journal::open(dir.path().join(Journal::FILE_NAME)).unwrap();
+    let services = |journal: &Journal| -> Vec<(String, String)> {
+        journal
+            .target(&target)
+            .unwrap()
+            .unwrap()
+            .current
+            .unwrap()
+            .services
+            .into_iter()
+            .map(|s| (s.name, s.container_id))
+            .collect()
+    };
+    let before = services(&journal);
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["db", "migrate", "web"]);
+    assert_eq!(page(port.parse().unwrap()).await.trim(), "1");
+    // The migration ran once, into the volume web and db share with it.
+    let web = &before[2].1;
+    let (schema, _) = exec_in(&docker, &before[0].1, &["cat", "/data/schema"]).await;
+    assert_eq!(schema.trim(), "schema-1");
+    let (answer, code) = exec_in(
+        &docker,
+        web,
+        &[
+            "sh",
+            "-c",
+            "echo -e 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 db 80",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "web reaches db by name: {answer}");
+    assert!(answer.contains("200 OK"), "{answer}");
+
+    run(&["upgrade", &target, "-f", &file], &[("TAG", "2")]);
+    let after = services(&journal);
+    assert_eq!(after[0], before[0], "db kept its container");
+    assert_eq!(after[1], before[1], "migrate kept its container");
+    assert_ne!(after[2].1, before[2].1, "web runs a new container");
+    assert_eq!(page(port.parse().unwrap()).await.trim(), "2");
+    let shown = run(&["targets", "show", &target], &[]);
+    assert!(shown.contains("service web"), "{shown}");
+
+    run(&["teardown", &target, "--remove-volumes"], &[]);
+    assert!(containers_of(&docker, &target).await.is_empty());
+    let (volumes, networks) = target_volumes_and_networks(&docker, &target).await;
+    assert!(
+        volumes.is_empty() && networks.is_empty(),
+        "{volumes:?} {networks:?}"
+    );
+}

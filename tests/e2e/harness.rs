@@ -147,8 +147,8 @@ pub async fn run_job(
 
 /// What a test compares before and after a job: the target's containers
 /// (id, name, running), which of some image references are present, the
-/// target's current revision (number and container id), its volumes with
-/// their content, and its networks.
+/// target's current revision (number and container id, and a stack's
+/// services), its volumes with their content, and its networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// (id, name, running), sorted: the containers labelled as the
@@ -157,8 +157,12 @@ pub struct Snapshot {
     pub containers: Vec<(String, String, bool)>,
     /// (reference, present).
     pub images: Vec<(String, bool)>,
-    /// (revision, container id) of the current revision.
+    /// (revision, container id) of the current revision (no container id
+    /// for a stack).
     pub revision: Option<(u64, String)>,
+    /// (service, container id) of each service of the current revision,
+    /// in start order; none unless it is a stack.
+    pub services: Vec<(String, String)>,
     /// The target's volumes, by name: those labelled as its and those named
     /// as its (`deckhand-<target>-V…`, labelled or not).
     pub volumes: Vec<VolumeSnapshot>,
@@ -224,11 +228,13 @@ pub async fn snapshot(
     for i in images {
         present.push((i.clone(), image_present(docker, i).await));
     }
-    let revision = journal
-        .target(target)
-        .unwrap()
-        .and_then(|t| t.current)
-        .map(|r| (r.revision, r.container_id));
+    let current = journal.target(target).unwrap().and_then(|t| t.current);
+    let services = current
+        .iter()
+        .flat_map(|r| &r.services)
+        .map(|s| (s.name.clone(), s.container_id.clone()))
+        .collect();
+    let revision = current.map(|r| (r.revision, r.container_id));
     let names: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
     let mut contents = volume_contents(docker, &names).await.into_iter();
     let volumes = volumes
@@ -254,6 +260,7 @@ pub async fn snapshot(
         containers,
         images: present,
         revision,
+        services,
         volumes,
         networks,
     }

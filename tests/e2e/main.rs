@@ -27,3 +27,4 @@ mod private_daemon;
 mod real_apps;
 mod runtime_real_apps;
 mod slow_docker;
+mod stacks;

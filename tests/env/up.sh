@@ -210,6 +210,18 @@ for alias in $WEB_ALIASES; do
   alias_image "$alias" 1 web:1
   alias_image "$alias" 2 web:2
 done
+# The stack matrices (tests/e2e/crash.rs): each service an image of its own,
+# so that each is pulled and removed as its own: `db`, a server with a
+# health check, <alias>-db = web:1 and web:2; `web`, <alias>-web = app:1 and
+# app:2. Not web's for both: two references to one image are one image to
+# the engine, which removes only one of them at commit.
+STACK_ALIASES="mx-stack-install cmx-stack-install mx-stack-upgrade cmx-stack-upgrade"
+for alias in $STACK_ALIASES; do
+  alias_image "$alias-db" 1 web:1
+  alias_image "$alias-db" 2 web:2
+  alias_image "$alias-web" 1 app:1
+  alias_image "$alias-web" 2 app:2
+done
 STUBBORN_ALIASES="interrupted-stop outage-stubborn midcall-install midcall-upgrade midcall-teardown midcall-rollback chaos-stubborn"
 for alias in $STUBBORN_ALIASES; do
   alias_image "$alias" 1 stubborn:1
