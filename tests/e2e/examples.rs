@@ -199,12 +199,7 @@ async fn the_example_stack_installs_upgrades_one_service_and_tears_down_through_
     let docker = docker().await;
     let dir = tempfile::tempdir().unwrap();
     let target = unique_target("shop");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port().to_string();
     let registry = registry();
     let file = example_stack();
     let env = [("REGISTRY", registry.as_str()), ("WEB_PORT", port.as_str())];

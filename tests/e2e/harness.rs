@@ -1160,3 +1160,31 @@ pub async fn exec_in(docker: &Docker, id: &str, cmd: &[&str]) -> (String, Option
     let done = docker.inspect_exec(&created.id).await.unwrap();
     (out, done.exit_code)
 }
+
+/// A free loopback port (free when asked: bind it soon).
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The calls of `job`'s intents whose op is `op`, in order.
+#[allow(dead_code)]
+pub fn intent_calls(
+    journal: &Journal,
+    job: &deckhand::journal::JobId,
+    op: &str,
+) -> Vec<serde_json::Value> {
+    journal
+        .events(job, 0)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            deckhand::journal::Event::Intent { call, .. } if call["op"] == op => Some(call),
+            _ => None,
+        })
+        .collect()
+}

@@ -12,15 +12,6 @@ use serde_json::json;
 
 use crate::harness::*;
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// What `cmd` prints in container `id`.
 async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> String {
     exec_in(docker, id, cmd).await.0

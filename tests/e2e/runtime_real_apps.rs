@@ -45,12 +45,6 @@ fn labels(job: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A container of the web image (busybox with every applet) that runs `script`.
 fn shell(name: &str, script: &str, mounts: Vec<Mount>) -> ContainerConfig {
     ContainerConfig {

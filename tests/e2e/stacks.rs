@@ -10,19 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use deckhand::executor::JobRequest;
-use deckhand::journal::{Event, JobRecord, JobState, RevisionRecord};
+use deckhand::journal::{JobRecord, JobState, RevisionRecord};
 use serde_json::json;
 
 use crate::harness::*;
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `db`'s health check: its server answers a GET (this busybox's `nc` has
 /// no `-z`).
@@ -189,17 +180,9 @@ async fn assert_web_reaches_db(docker: &Docker, web: &str) {
 
 /// The containers a job's intents stopped, by id, in order.
 fn stopped(engine: &TestEngine, job: &JobRecord) -> Vec<String> {
-    engine
-        .journal()
-        .events(&job.id, 0)
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Intent { call, .. } if call["op"] == "stop_container" => {
-                call["id"].as_str().map(str::to_owned)
-            }
-            _ => None,
-        })
+    intent_calls(engine.journal(), &job.id, "stop_container")
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
         .collect()
 }
 

@@ -16,17 +16,9 @@ const DATA: &str = "deckhand-web-V-data";
 
 /// The create calls a job journaled.
 fn created_configs(executor: &Executor, job: &JobRecord) -> Vec<Value> {
-    executor
-        .journal()
-        .events(&job.id, 0)
-        .unwrap()
+    intent_calls(executor.journal(), &job.id, "create_container")
         .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Intent { call, .. } if call["op"] == "create_container" => {
-                Some(call["config"].clone())
-            }
-            _ => None,
-        })
+        .map(|call| call["config"].clone())
         .collect()
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use deckhand::executor::{Executor, JobRequest, SubmitError};
-use deckhand::journal::{Event, JobRecord, JobState, RevisionRecord};
+use deckhand::journal::{JobRecord, JobState, RevisionRecord};
 use deckhand::runtime::{ContainerRuntime, LABEL_SERVICE, LABEL_TARGET, MemoryRuntime};
 use serde_json::{Value, json};
 
@@ -40,13 +40,25 @@ volumes:
 
 async fn installed_stack(rt: Arc<MemoryRuntime>) -> (tempfile::TempDir, Executor, JobRecord) {
     let (dir, executor) = memory_engine(rt);
-    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose("app:1")})).await;
+    let job = submit_and_wait(
+        &executor,
+        "install",
+        "shop",
+        json!({"compose": compose("app:1")}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     (dir, executor, job)
 }
 
 fn current(executor: &Executor) -> RevisionRecord {
-    executor.journal().target("shop").unwrap().unwrap().current.unwrap()
+    executor
+        .journal()
+        .target("shop")
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap()
 }
 
 /// Service name → container id of the current revision.
@@ -60,17 +72,9 @@ fn service_ids(executor: &Executor) -> Vec<(String, String)> {
 
 /// The containers a job's intents stopped, by id, in order.
 fn stopped(executor: &Executor, job: &JobRecord) -> Vec<String> {
-    executor
-        .journal()
-        .events(&job.id, 0)
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Intent { call, .. } if call["op"] == "stop_container" => {
-                call["id"].as_str().map(str::to_owned)
-            }
-            _ => None,
-        })
+    intent_calls(executor.journal(), &job.id, "stop_container")
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
         .collect()
 }
 
@@ -88,7 +92,11 @@ async fn a_stack_install_runs_each_service_as_deckhand_target_service_on_the_sta
     let revision = current(&executor);
     assert!(revision.is_stack());
     let names: Vec<&str> = revision.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["db", "web"], "start order: db before the web that waits for it");
+    assert_eq!(
+        names,
+        ["db", "web"],
+        "start order: db before the web that waits for it"
+    );
     let containers = rt.containers();
     for s in &revision.services {
         let c = &containers[&s.container_id];
@@ -106,7 +114,13 @@ async fn a_stack_upgrade_replaces_only_the_changed_service() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor, _job) = installed_stack(rt.clone()).await;
     let before = service_ids(&executor);
-    let job = submit_and_wait(&executor, "upgrade", "shop", json!({"compose": compose("app:2")})).await;
+    let job = submit_and_wait(
+        &executor,
+        "upgrade",
+        "shop",
+        json!({"compose": compose("app:2")}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let after = service_ids(&executor);
     assert_eq!(after[0], before[0], "db is unchanged: same container");
@@ -114,7 +128,10 @@ async fn a_stack_upgrade_replaces_only_the_changed_service() {
     let containers = rt.containers();
     assert_eq!(containers[&after[1].1].image, "app:2");
     assert_eq!(containers[&after[1].1].name, "deckhand-shop-web");
-    assert!(!containers.contains_key(&before[1].1), "the old web is removed at commit");
+    assert!(
+        !containers.contains_key(&before[1].1),
+        "the old web is removed at commit"
+    );
     assert_eq!(current(&executor).revision, 2);
 }
 
@@ -146,7 +163,13 @@ async fn a_stack_teardown_stops_services_in_reverse_start_order_and_removes_them
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor, _job) = installed_stack(rt.clone()).await;
     let ids = service_ids(&executor);
-    let job = submit_and_wait(&executor, "teardown", "shop", json!({"remove_volumes": true})).await;
+    let job = submit_and_wait(
+        &executor,
+        "teardown",
+        "shop",
+        json!({"remove_volumes": true}),
+    )
+    .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     assert_eq!(
         stopped(&executor, &job),
@@ -156,7 +179,15 @@ async fn a_stack_teardown_stops_services_in_reverse_start_order_and_removes_them
     assert!(rt.containers().is_empty());
     assert!(!rt.networks().contains_key("deckhand-shop-N-default"));
     assert!(!rt.volumes().contains_key("deckhand-shop-V-data"));
-    assert!(executor.journal().target("shop").unwrap().unwrap().current.is_none());
+    assert!(
+        executor
+            .journal()
+            .target("shop")
+            .unwrap()
+            .unwrap()
+            .current
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,7 +212,10 @@ async fn a_target_named_like_a_stacks_service_container_is_refused_and_the_rever
     // `deckhand-shop-db` runs the stack `shop`'s service `db`.
     let e = refused(&executor, "shop-db", json!({"image": "app:1"})).await;
     assert!(matches!(e, SubmitError::NameTaken { .. }), "{e}");
-    assert!(e.to_string().contains("service `db` of target `shop`"), "{e}");
+    assert!(
+        e.to_string().contains("service `db` of target `shop`"),
+        "{e}"
+    );
     // Target `blog-db` runs in `deckhand-blog-db`: the stack `blog` may not
     // have a service `db`.
     let ok = submit_and_wait(&executor, "install", "blog-db", json!({"image": "app:1"})).await;
@@ -198,7 +232,9 @@ async fn target_json(executor: &Executor) -> Value {
     let base = deckhand::api::serve_on_loopback(executor.clone(), Default::default())
         .await
         .unwrap();
-    let resp = reqwest::get(format!("{base}/v1/targets/shop")).await.unwrap();
+    let resp = reqwest::get(format!("{base}/v1/targets/shop"))
+        .await
+        .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     resp.json().await.unwrap()
 }
@@ -235,7 +271,7 @@ async fn an_external_or_named_volume_is_refused_before_a_job_exists() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshotting_stack_upgrade_runs_the_changed_service_on_a_copy_and_a_rollback_finds_the_original()
-{
+ {
     let rt = Arc::new(MemoryRuntime::new().with_crashing_image("app:broken"));
     let (_dir, executor, _job) = installed_stack(rt.clone()).await;
     let original = "deckhand-shop-V-data";
@@ -248,24 +284,19 @@ async fn a_snapshotting_stack_upgrade_runs_the_changed_service_on_a_copy_and_a_r
     assert_eq!(volumes, [original], "the copy went with the rollback");
     assert_eq!(rt.volume_files(original).unwrap()["db"], b"v1");
 
-    let upgrade = json!({"compose": compose("app:1").replace("db:1", "db:2"), "snapshot_volumes": true});
+    let upgrade =
+        json!({"compose": compose("app:1").replace("db:1", "db:2"), "snapshot_volumes": true});
     let job = submit_and_wait(&executor, "upgrade", "shop", upgrade).await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let volumes: Vec<String> = rt.volumes().into_keys().collect();
     assert_eq!(volumes.len(), 1, "{volumes:?}");
     let copy = &volumes[0];
-    assert!(copy.starts_with("deckhand-shop-V") && copy != original, "{copy}");
+    assert!(
+        copy.starts_with("deckhand-shop-V") && copy != original,
+        "{copy}"
+    );
     assert_eq!(rt.volume_files(copy).unwrap()["db"], b"v1");
-    let created: Vec<Value> = executor
-        .journal()
-        .events(&job.id, 0)
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::Intent { call, .. } if call["op"] == "create_container" => Some(call),
-            _ => None,
-        })
-        .collect();
+    let created = intent_calls(executor.journal(), &job.id, "create_container");
     let db = created
         .iter()
         .find(|c| c["config"]["name"] == "deckhand-shop-db-Next")
