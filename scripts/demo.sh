@@ -2,7 +2,9 @@
 # The main job, for real, against Docker: install a web server with a
 # published port, a volume and a network → upgrade → an upgrade cancelled in
 # the middle of its pull → teardown, with live progress, then the journal of
-# each job. Starts the local Docker daemon and registry first.
+# each job; then the same for a stack of three services from
+# examples/stack/compose.yaml. Starts the local Docker daemon and registry
+# first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +22,11 @@ last_job() { deckhand jobs list --target "$T" --json | python3 -c 'import json,s
 
 # A slow link to the registry (2 MB/s), so the last upgrade can be cancelled mid-pull.
 python3 tests/env/slow-proxy.py 5009 5000 2000000 & proxy=$!
+S=shop
 clean() {
-  docker rm -f "deckhand-$T" >/dev/null 2>&1 || true
-  docker volume rm "deckhand-$T-V-data" >/dev/null 2>&1 || true
-  docker network rm "$T-net" >/dev/null 2>&1 || true
+  docker rm -f "deckhand-$T" "deckhand-$S-db" "deckhand-$S-migrate" "deckhand-$S-web" >/dev/null 2>&1 || true
+  docker volume rm "deckhand-$T-V-data" "deckhand-$S-V-data" >/dev/null 2>&1 || true
+  docker network rm "$T-net" "deckhand-$S-N-default" >/dev/null 2>&1 || true
 }
 trap 'kill $proxy 2>/dev/null; clean' EXIT
 docker rmi -f "$REG/web:1" "$REG/web:2" "127.0.0.1:5009/deckhand-test/big:2" >/dev/null 2>&1 || true
@@ -52,6 +55,16 @@ deckhand teardown "$T"
 answer
 docker volume ls --filter "label=io.deckhand.target=$T" --format '  volume {{.Name}}'
 
+say "install the stack $S from examples/stack/compose.yaml (db, a one-shot migrate, web on 127.0.0.1:$PORT)"
+WEB_PORT=$PORT deckhand install "$S" -f examples/stack/compose.yaml
+answer
+say "upgrade the stack with TAG=2: only web is replaced"
+WEB_PORT=$PORT TAG=2 deckhand upgrade "$S" -f examples/stack/compose.yaml
+answer
+deckhand targets show "$S"
+say "teardown the stack $S (reverse order: web, migrate, db), with its volume"
+deckhand teardown "$S" --remove-volumes
+answer
 say "all jobs"
 deckhand jobs list
 say "target history"
