@@ -371,15 +371,11 @@ async fn generate_stack_fixtures() {
 
     // Killed right after the intent to create web's new container (db,
     // unchanged, is not touched).
-    let d = kill_where(
-        install,
-        &["upgrade", "shop", "-f", &v2],
-        |e| {
-            matches!(e, Event::Intent { call, .. }
+    let d = kill_where(install, &["upgrade", "shop", "-f", &v2], |e| {
+        matches!(e, Event::Intent { call, .. }
                 if call["op"] == "create_container"
                     && call["config"]["name"] == "deckhand-shop-web-Next")
-        },
-    );
+    });
     export(d.path(), "stack-crash-during-upgrade.jsonl");
     remove_labelled("shop");
 }
@@ -407,7 +403,7 @@ async fn load(
 async fn every_fixture_recovers_to_terminal_states_on_the_memory_runtime() {
     for (name, expected) in FIXTURES {
         let (_dir, journal, _, _) = load(name).await;
-        let host = Arc::new(PluginHost::with_builtins(None).unwrap());
+        let host = Arc::new(PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap());
         let executor = deckhand::executor::Executor::new(
             journal.clone(),
             Arc::new(MemoryRuntime::new()),
@@ -443,7 +439,7 @@ async fn a_crash_during_commit_is_committed_by_recovery() {
         !pending.is_empty(),
         "the old container's removal had not completed"
     );
-    let host = Arc::new(PluginHost::with_builtins(None).unwrap());
+    let host = Arc::new(PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap());
     let executor = deckhand::executor::Executor::new(
         journal.clone(),
         Arc::new(MemoryRuntime::new()),
@@ -473,7 +469,7 @@ async fn a_crash_during_commit_is_committed_by_recovery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
-    let host = PluginHost::with_builtins(None).unwrap();
+    let host = PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap();
     let hostile = host
         .register("hostile", &plugin_wasm("deckhand-test-hostile"), false)
         .unwrap();
@@ -522,7 +518,7 @@ async fn every_fixture_replays_with_the_current_plugins_without_divergence() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_plugin_replayed_against_a_fixture_reports_where_it_diverges() {
     let (_dir, journal, _, _) = load("upgrade.jsonl").await;
-    let host = PluginHost::with_builtins(None).unwrap();
+    let host = PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap();
     let bg = host
         .register(
             "blue-green",
@@ -682,7 +678,7 @@ async fn a_journal_from_an_older_schema_is_migrated_on_open_and_replays() {
         owned.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
         [current.container_id.as_str()]
     );
-    let host = PluginHost::with_builtins(None).unwrap();
+    let host = PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap();
     let report = deckhand::replay::replay(&host, &journal, &jobs[0], host.get("install"), None)
         .await
         .unwrap();

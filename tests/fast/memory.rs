@@ -199,7 +199,9 @@ async fn a_hung_daemon_call_fails_after_the_no_progress_timeout_and_rolls_back()
     let rt = Arc::new(MemoryRuntime::new());
     let dir = tempfile::tempdir().unwrap();
     let journal = deckhand::journal::Journal::open(dir.path().join("j.sqlite")).unwrap();
-    let host = Arc::new(deckhand::plugin::PluginHost::with_builtins(None).unwrap());
+    let host = Arc::new(
+        deckhand::plugin::PluginHost::with_builtins(Some(compiled_plugin_cache())).unwrap(),
+    );
     let settings = deckhand::plugin::HostSettings {
         stall_timeout: std::time::Duration::from_secs(1),
         ..quick_settings()
