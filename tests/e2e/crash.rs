@@ -71,32 +71,13 @@ const MIGRATE: &str = "echo migrated > /data/db; trap 'exit 0' TERM; httpd -f -p
 const MIGRATED_MD5: &str = "7b47d5b154750a11fa76a782e196a2ad";
 
 /// The params of the stack of [`Workflow::StackInstall`] and
-/// [`Workflow::StackUpgrade`] with images `web` and `db`: `web` (no port
-/// published) waits for a healthy `db`, which keeps its data in volume
-/// `data`; both on the stack's default network. `db`'s image is the `web`
-/// image, which serves on port 80 (its busybox `nc` has no `-z`: the check
-/// connects with nothing to send); `web`'s is the `app` image, which runs
-/// until stopped. Images of their own, not two references to one image:
-/// the engine removes only one of those at commit.
+/// [`Workflow::StackUpgrade`] with images `web` and `db`
+/// ([`web_db_compose`]). `db`'s image is the `web` image, which serves on
+/// port 80; `web`'s is the `app` image, which runs until stopped. Images
+/// of their own, not two references to one image (that case has a test of
+/// its own in `tests/fast/stacks.rs`).
 fn stack_params(web: &str, db: &str) -> Value {
-    let compose = format!(
-        r#"services:
-  web:
-    image: {web}
-    depends_on:
-      db: {{condition: service_healthy}}
-  db:
-    image: {db}
-    volumes: ["data:/data"]
-    healthcheck:
-      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"]
-      interval: 1s
-      retries: 30
-volumes:
-  data: {{}}
-"#
-    );
-    json!({"compose": compose})
+    json!({"compose": web_db_compose(web, db)})
 }
 
 impl Workflow {

@@ -1188,3 +1188,29 @@ pub fn intent_calls(
         })
         .collect()
 }
+
+/// A two-service Compose stack: `web` (image `web`) waits for a healthy
+/// `db` (image `db`, a server on port 80 such as the `web` test image),
+/// which keeps its data in volume `data` at `/data`; both on the stack's
+/// default network. The check connects with nothing to send (the test
+/// images' busybox `nc` has no `-z`).
+#[allow(dead_code)]
+pub fn web_db_compose(web: &str, db: &str) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {web}
+    depends_on:
+      db: {{condition: service_healthy}}
+  db:
+    image: {db}
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null"]
+      interval: 1s
+      retries: 30
+volumes:
+  data: {{}}
+"#
+    )
+}

@@ -514,10 +514,9 @@ async fn a_stack_whose_one_shot_service_fails_rolls_back_the_install_leaving_not
     remove_target_resources(docker, &target).await;
 }
 
-/// Fails on the current engine: an upgrade that changes only the one-shot
-/// commits even though it exits 1 (`plugins/sdk/src/stack.rs`: only a
-/// dependent's `wait_for_dependencies` waits for a one-shot, and `upgrade`
-/// calls it only for changed services; `wait_all_healthy` skips one-shots).
+/// An upgrade that changes only the one-shot, which now exits 1, does not
+/// commit: a changed one-shot must complete even when no changed service
+/// waits for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stack_upgrade_whose_one_shot_service_fails_restores_the_stack() {
     let engine = TestEngine::with_settings(quick_settings()).await;

@@ -321,29 +321,11 @@ async fn generate_real_app_fixtures() {
     remove_labelled("shop");
 }
 
-/// A two-service stack for the fixtures: `web` (image `WEB`) waiting for a
-/// healthy `db` that keeps its data in a volume.
+/// The two-service stack of the fixtures ([`web_db_compose`] with `web`
+/// and the `web:1` image for `db`), written to a file in `dir`.
 fn fixture_stack(dir: &Path, web: &str) -> String {
-    let db = image("web:1");
-    let text = format!(
-        r#"services:
-  web:
-    image: {web}
-    depends_on:
-      db: {{condition: service_healthy}}
-  db:
-    image: {db}
-    volumes: ["data:/data"]
-    healthcheck:
-      test: ["CMD-SHELL", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 80 | grep -q OK"]
-      interval: 1s
-      retries: 30
-volumes:
-  data: {{}}
-"#
-    );
     let file = dir.join(format!("compose-{}.yaml", web.rsplit(':').next().unwrap()));
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, web_db_compose(web, &image("web:1"))).unwrap();
     file.display().to_string()
 }
 
