@@ -1,6 +1,6 @@
 //! Deckhand's benchmarks: each figure beside a baseline measured in the same
 //! run, and their ratio. Run with `bash scripts/bench.sh` (which starts the
-//! Docker test environment for the figures on a real daemon: 4, 12, 13) or
+//! Docker test environment for the figures on a real daemon: 4, 12, 13, 14) or
 //! `cargo bench -p deckhand --bench deckhand`; figure numbers after the
 //! command (`bash scripts/bench.sh 2 4`) run only those. The journals live in
 //! a temporary directory under `DECKHAND_BENCH_DIR` (default: the current
@@ -1838,6 +1838,28 @@ networks:
     name: ${WEB_NET}
 "#;
 
+/// Whether `docker-compose` runs (figures 13 and 14 need it); if not, a
+/// row saying so, named `figure`.
+fn compose_installed(figure: &str) -> bool {
+    let ok = std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        row(figure, "no docker-compose".into(), None);
+    }
+    ok
+}
+
+/// A directory of its own under `dir` for compose project `project`, with
+/// `file` as its `docker-compose.yml`: the `dir` argument of [`compose`].
+fn compose_project(dir: &std::path::Path, project: &str, file: &str) -> std::path::PathBuf {
+    let project_dir = dir.join(project);
+    std::fs::create_dir_all(&project_dir).unwrap();
+    std::fs::write(project_dir.join("docker-compose.yml"), file).unwrap();
+    project_dir
+}
+
 /// Run `docker-compose <args>` for project `project` with the file in
 /// `dir`; it must succeed.
 async fn compose(dir: &std::path::Path, project: &str, env: &[(&str, String)], args: &[&str]) {
@@ -1901,7 +1923,10 @@ impl RealApps {
         let target = format!("bench-dt-{i}{tag}-{pid}");
         let live = format!("deckhand-{target}");
         let project = format!("deckhandbench{pid}r{i}");
-        let compose_dir = dir.join(&project);
+        let compose_dir = match how {
+            Upgrade::Compose => compose_project(dir, &project, COMPOSE_FILE),
+            _ => dir.join(&project),
+        };
         let compose_env = |image: &str| {
             vec![
                 ("WEB_IMAGE", image.to_owned()),
@@ -1911,8 +1936,6 @@ impl RealApps {
         };
         let host_probe = match how {
             Upgrade::Compose => {
-                std::fs::create_dir_all(&compose_dir).unwrap();
-                std::fs::write(compose_dir.join("docker-compose.yml"), COMPOSE_FILE).unwrap();
                 compose(
                     &compose_dir,
                     &project,
@@ -2084,12 +2107,7 @@ fn trace(what: &str, samples: &[Sample], t0: f64, took: Duration) {
 /// downtime is the longest time between two answers received.
 async fn upgrade_downtime(dir: &std::path::Path) {
     let figure = "13. upgrade downtime";
-    let compose_ok = std::process::Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !compose_ok {
-        row(figure, "no docker-compose".into(), None);
+    if !compose_installed(figure) {
         return;
     }
     let Some(env) = RealApps::connect(dir, "downtime.sqlite", figure).await else {
@@ -2235,6 +2253,339 @@ async fn upgrade_downtime(dir: &std::path::Path) {
     );
 }
 
+// ---- Figure 14: a stack of 5 services, Deckhand against docker-compose ----
+
+/// How many times figure 14 installs and upgrades the stack with each tool.
+const STACK_RUNS: usize = 7;
+
+/// The stack of figure 14, the same file for both tools: `db` (a volume
+/// and a health check), `web` (the published port) once `db` is healthy,
+/// and three services on their own. Every image is web:1 (`BASE_IMAGE`)
+/// except `web`'s (`WEB_IMAGE`), the one the upgrade changes. The check:
+/// this busybox's `nc` has no `-z`, and its `wget` crashes.
+const STACK_FILE: &str = r#"version: "2.4"
+services:
+  db:
+    image: ${BASE_IMAGE}
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 127.0.0.1 80 | grep -q OK"]
+      interval: 1s
+      retries: 30
+  web:
+    image: ${WEB_IMAGE}
+    ports: ["127.0.0.1:${WEB_PORT}:80"]
+    depends_on:
+      db: {condition: service_healthy}
+  cache:
+    image: ${BASE_IMAGE}
+  queue:
+    image: ${BASE_IMAGE}
+  worker:
+    image: ${BASE_IMAGE}
+volumes:
+  data: {}
+"#;
+
+/// The services of [`STACK_FILE`].
+const STACK_SERVICES: [&str; 5] = ["cache", "db", "queue", "web", "worker"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StackTool {
+    Deckhand,
+    Compose,
+}
+
+/// One stack of figure 14: its target (Deckhand) or project (compose).
+struct StackUnder {
+    tool: StackTool,
+    /// The target, or the compose project.
+    name: String,
+    /// The compose project's directory (compose only).
+    project_dir: std::path::PathBuf,
+    port: u16,
+}
+
+/// One install and upgrade of figure 14, each from its start until the
+/// command or job returned, and until the stack was ready (see
+/// [`RealApps::until_stack_ready`]).
+struct StackRun {
+    install_returned: Duration,
+    install_ready: Duration,
+    upgrade_returned: Duration,
+    upgrade_ready: Duration,
+    /// The services whose container the upgrade replaced.
+    replaced: Vec<&'static str>,
+}
+
+impl StackUnder {
+    fn new(dir: &std::path::Path, tool: StackTool, i: usize) -> StackUnder {
+        let pid = std::process::id();
+        let name = match tool {
+            StackTool::Deckhand => format!("bench-st-{i}-{pid}"),
+            // compose 1.29 keeps only `[-_a-z0-9]` of a project name.
+            StackTool::Compose => format!("deckhandstack{pid}r{i}"),
+        };
+        let project_dir = match tool {
+            StackTool::Compose => compose_project(dir, &name, STACK_FILE),
+            StackTool::Deckhand => dir.to_owned(),
+        };
+        StackUnder {
+            tool,
+            name,
+            project_dir,
+            port: free_port(),
+        }
+    }
+
+    /// The container that runs `service` (compose 1.29 numbers them).
+    fn container(&self, service: &str) -> String {
+        match self.tool {
+            StackTool::Deckhand => format!("deckhand-{}-{service}", self.name),
+            StackTool::Compose => format!("{}_{service}_1", self.name),
+        }
+    }
+
+    fn vars(&self, apps: &RealApps, web: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("BASE_IMAGE", apps.web1.clone()),
+            ("WEB_IMAGE", web.to_owned()),
+            ("WEB_PORT", self.port.to_string()),
+        ]
+    }
+
+    /// `install` or `upgrade` to the stack with `web` as web's image: a
+    /// Deckhand job to its end, or `docker-compose up -d`.
+    async fn up(&self, apps: &RealApps, workflow: &str, web: &str) {
+        let vars = self.vars(apps, web);
+        match self.tool {
+            StackTool::Deckhand => {
+                let env: serde_json::Map<String, serde_json::Value> = vars
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect();
+                let params = serde_json::json!({"compose": STACK_FILE, "env": env});
+                apps.run_job(workflow, &self.name, params).await
+            }
+            StackTool::Compose => {
+                compose(&self.project_dir, &self.name, &vars, &["up", "-d"]).await
+            }
+        }
+    }
+
+    /// Remove everything: Deckhand's teardown with its volumes, or
+    /// `docker-compose down -v`; then whatever either left.
+    async fn down(&self, apps: &RealApps) {
+        let (volume, network) = match self.tool {
+            StackTool::Deckhand => {
+                let params = serde_json::json!({"remove_volumes": true});
+                apps.run_job("teardown", &self.name, params).await;
+                (
+                    format!("deckhand-{}-V-data", self.name),
+                    format!("deckhand-{}-N-default", self.name),
+                )
+            }
+            StackTool::Compose => {
+                let vars = self.vars(apps, &apps.web2);
+                compose(&self.project_dir, &self.name, &vars, &["down", "-v"]).await;
+                (
+                    format!("{}_data", self.name),
+                    format!("{}_default", self.name),
+                )
+            }
+        };
+        let containers: Vec<String> = STACK_SERVICES
+            .iter()
+            .flat_map(|s| {
+                let c = self.container(s);
+                [format!("{c}-Next"), format!("{c}-Prev"), c]
+            })
+            .collect();
+        apps.remove(&containers, &[volume], Some(&network)).await;
+        // The daemon deletes a removed container's files in the background.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl RealApps {
+    /// Poll the stack's containers with `docker inspect` every 20 ms, all
+    /// five in turn, until each runs, `db` is healthy and `web` runs the
+    /// image `web` (at most 60 s): each service's container id.
+    async fn until_stack_ready(
+        &self,
+        stack: &StackUnder,
+        web: &str,
+    ) -> std::collections::BTreeMap<&'static str, String> {
+        let web_id = self.docker.inspect_image(web).await.unwrap().id.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut ids = std::collections::BTreeMap::new();
+            let mut waiting = None;
+            for service in STACK_SERVICES {
+                let c = self
+                    .docker
+                    .inspect_container(&stack.container(service), None)
+                    .await
+                    .ok();
+                let state = c.as_ref().and_then(|c| c.state.as_ref());
+                let running = state.and_then(|s| s.running) == Some(true);
+                let healthy = service != "db"
+                    || state.and_then(|s| s.health.as_ref()).and_then(|h| h.status)
+                        == Some(bollard::models::HealthStatusEnum::HEALTHY);
+                let image_ok =
+                    service != "web" || c.as_ref().and_then(|c| c.image.as_ref()) == Some(&web_id);
+                match c.and_then(|c| c.id) {
+                    Some(id) if running && healthy && image_ok => {
+                        ids.insert(service, id);
+                    }
+                    _ => {
+                        waiting = Some(service);
+                        break;
+                    }
+                }
+            }
+            let Some(service) = waiting else {
+                return ids;
+            };
+            assert!(
+                Instant::now() < deadline,
+                "{:?} {}: `{service}` not ready in 60 s",
+                stack.tool,
+                stack.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Install the stack with `tool` (web:1), upgrade web to web:2, and
+    /// clean up.
+    async fn stack_run(&self, dir: &std::path::Path, tool: StackTool, i: usize) -> StackRun {
+        // Both images present, so that no timed step downloads a layer
+        // (Deckhand removes at commit only images it pulled itself).
+        self.pull_web_images().await;
+        let stack = StackUnder::new(dir, tool, i);
+        let t = Instant::now();
+        stack.up(self, "install", &self.web1).await;
+        let install_returned = t.elapsed();
+        let before = self.until_stack_ready(&stack, &self.web1).await;
+        let install_ready = t.elapsed();
+        let answer = until_answers(stack.port, Duration::from_secs(10)).await;
+        assert_eq!(answer.as_deref(), Some("1"), "{tool:?}: web:1");
+        // Again: tests running beside the benchmark may remove web:2.
+        self.pull_web_images().await;
+        let t = Instant::now();
+        stack.up(self, "upgrade", &self.web2).await;
+        let upgrade_returned = t.elapsed();
+        let after = self.until_stack_ready(&stack, &self.web2).await;
+        let upgrade_ready = t.elapsed();
+        let answer = until_answers(stack.port, Duration::from_secs(10)).await;
+        assert_eq!(answer.as_deref(), Some("2"), "{tool:?}: web:2");
+        let replaced: Vec<&'static str> = STACK_SERVICES
+            .into_iter()
+            .filter(|s| before[s] != after[s])
+            .collect();
+        if tool == StackTool::Deckhand {
+            assert_eq!(
+                replaced,
+                ["web"],
+                "Deckhand replaces only the changed service"
+            );
+        }
+        stack.down(self).await;
+        StackRun {
+            install_returned,
+            install_ready,
+            upgrade_returned,
+            upgrade_ready,
+            replaced,
+        }
+    }
+}
+
+/// Figure 14: a stack of 5 services (`STACK_FILE`) installed from nothing
+/// and then upgraded with one service's image changed (web:1 → web:2):
+/// through Deckhand (in-process, the same file and variables as params)
+/// against `docker-compose up -d`, `STACK_RUNS` of each, interleaved. Each
+/// time runs until the job or command returned and `docker inspect` of
+/// every container (polled the same way for both) shows it running, `db`
+/// healthy and `web` on its new image; and the containers the upgrade
+/// replaced are counted.
+async fn stack_vs_compose(dir: &std::path::Path) {
+    let figure = "14. stack of 5 services";
+    if !compose_installed(figure) {
+        return;
+    }
+    let Some(env) = RealApps::connect(dir, "stacks.sqlite", figure).await else {
+        return;
+    };
+    let tools = [StackTool::Deckhand, StackTool::Compose];
+    let mut runs: Vec<Vec<StackRun>> = vec![Vec::new(), Vec::new()];
+    // What `docker-compose version` takes: the start-up (Python, its
+    // imports) in each of compose's times.
+    let mut startup = Vec::new();
+    for i in 0..STACK_RUNS {
+        for k in 0..tools.len() {
+            let tool = (i + k) % tools.len();
+            runs[tool].push(env.stack_run(dir, tools[tool], i).await);
+        }
+        let t = Instant::now();
+        assert!(compose_installed(figure));
+        startup.push(t.elapsed());
+    }
+    let n = STACK_RUNS;
+    let times = |tool: usize, f: fn(&StackRun) -> Duration| -> Vec<Duration> {
+        runs[tool].iter().map(f).collect()
+    };
+    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
+    let vs = |what: &str, f: fn(&StackRun) -> Duration| {
+        let (d, c) = (median(times(0, f)), median(times(1, f)));
+        row(what, ms(d), Some((ms(c) + " compose", ratio(d, c))));
+    };
+    let spread = |what: &str, f: fn(&StackRun) -> Duration| {
+        row(
+            what,
+            format!("{} / {}", ms_spread(&times(0, f)), ms_spread(&times(1, f))),
+            None,
+        );
+    };
+    vs(
+        &format!("14. stack install, 5 services (median of {n})"),
+        |r| r.install_ready,
+    );
+    vs("   install returned (job / up -d)", |r| r.install_returned);
+    vs("14. stack upgrade, web:1 → web:2", |r| r.upgrade_ready);
+    vs("   upgrade returned (job / up -d)", |r| r.upgrade_returned);
+    // How many containers each upgrade replaced (which services), and in
+    // how many of the runs.
+    let replaced = |tool: usize| {
+        let mut counts = std::collections::BTreeMap::<(usize, String), usize>::new();
+        for r in &runs[tool] {
+            let which = if r.replaced.is_empty() {
+                "none".to_owned()
+            } else {
+                r.replaced.join(", ")
+            };
+            *counts.entry((r.replaced.len(), which)).or_default() += 1;
+        }
+        let each = counts
+            .iter()
+            .map(|((n, which), k)| format!("{n} ({which}) ×{k}"));
+        each.collect::<Vec<_>>().join(", ")
+    };
+    row(
+        "   replaced per upgrade, Deckhand / compose",
+        format!("{} / {}", replaced(0), replaced(1)),
+        None,
+    );
+    row(
+        "   docker-compose start-up (`version`)",
+        ms(median(startup)),
+        None,
+    );
+    spread("   spread install, Deckhand / compose", |r| r.install_ready);
+    spread("   spread upgrade, Deckhand / compose", |r| r.upgrade_ready);
+}
+
 #[tokio::main]
 async fn main() {
     let dir =
@@ -2288,6 +2639,9 @@ async fn main() {
     }
     if wanted("13") {
         upgrade_downtime(dir.path()).await;
+    }
+    if wanted("14") {
+        stack_vs_compose(dir.path()).await;
     }
     if wanted("7") || wanted("8") {
         if chosen.iter().all(|c| c == "7" || c == "8") && !chosen.is_empty() {
