@@ -1,6 +1,9 @@
-//! The order services start in: dependencies first, and among services
-//! ready at the same time, by name; a dependency cycle is an error that
-//! shows the cycle. And the dependency levels ([`layers`]).
+//! The order services start in: level by level — first every service that
+//! depends on none, then every service whose dependencies are all in
+//! earlier levels, … — and by name within a level, so that a service that
+//! waits for nothing never waits behind another's health check; a
+//! dependency cycle is an error that shows the cycle. And the dependency
+//! levels ([`layers`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,17 +32,21 @@ pub(super) fn start_order(services: Vec<Service>) -> Result<Vec<Service>, String
             dependents[d].push(i);
         }
     }
-    // Indices follow names, so the smallest ready index is the first name.
-    let mut ready: BTreeSet<usize> = (0..services.len()).filter(|&i| waiting[i] == 0).collect();
+    // Indices follow names, so a level in index order is in name order.
+    let mut level: BTreeSet<usize> = (0..services.len()).filter(|&i| waiting[i] == 0).collect();
     let mut order = Vec::with_capacity(services.len());
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &j in &dependents[i] {
-            waiting[j] -= 1;
-            if waiting[j] == 0 {
-                ready.insert(j);
+    while !level.is_empty() {
+        let mut next = BTreeSet::new();
+        for i in level {
+            order.push(i);
+            for &j in &dependents[i] {
+                waiting[j] -= 1;
+                if waiting[j] == 0 {
+                    next.insert(j);
+                }
             }
         }
+        level = next;
     }
     if order.len() < services.len() {
         let started: BTreeSet<usize> = order.iter().copied().collect();

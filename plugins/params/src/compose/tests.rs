@@ -278,7 +278,7 @@ fn layers_of_a_chain_have_one_service_each_and_siblings_share_one() {
 }
 
 #[test]
-fn start_order_puts_dependencies_first_then_names() {
+fn start_order_is_level_by_level_and_by_name_within_a_level() {
     let stack = parse(
         "services:
   proxy: {image: nginx, depends_on: [app]}
@@ -289,7 +289,8 @@ fn start_order_puts_dependencies_first_then_names() {
     )
     .unwrap();
     let order: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(order, ["db", "app", "metrics", "proxy"]);
+    // `metrics` waits for nothing, so it does not wait behind `app`.
+    assert_eq!(order, ["db", "metrics", "app", "proxy"]);
 }
 
 #[test]
