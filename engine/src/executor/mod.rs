@@ -442,7 +442,7 @@ impl Executor {
                 "params must be a JSON object".into(),
             ));
         }
-        params::check(&req.workflow, &req.params, &self.inner.settings)
+        let stack = params::check(&req.workflow, &req.params, &self.inner.settings)
             .map_err(SubmitError::InvalidParams)?;
         // Submissions with one key go one at a time (a duplicate waits for
         // the first to create its job or be refused, then gets its job: never
@@ -470,13 +470,13 @@ impl Executor {
             }
             return Ok(existing);
         }
-        self.check_target_for(&req)?;
+        self.check_target_for(&req, stack.as_ref())?;
         // Refuse while the daemon is away rather than accept a job that can
         // only roll back (and create nothing meanwhile).
         self.check_runtime()
             .await
             .map_err(SubmitError::RuntimeUnavailable)?;
-        self.check_image_for(&req).await?;
+        self.check_image_for(&req, stack.as_ref()).await?;
         let id = JobId::new();
         // Held until the job's task ends (or this returns early).
         let lease = self
@@ -691,7 +691,11 @@ impl Executor {
     /// will fail: an `upgrade`, `teardown` or `rollback` of a target that is
     /// not installed, an `install` of one that is (that is an upgrade), a
     /// `rollback` to a revision the target never had.
-    fn check_target_for(&self, req: &JobRequest) -> Result<(), SubmitError> {
+    fn check_target_for(
+        &self,
+        req: &JobRequest,
+        stack: Option<&deckhand_params::Stack>,
+    ) -> Result<(), SubmitError> {
         let target = self.inner.journal.target(&req.target)?;
         let current = target.as_ref().and_then(|t| t.current.clone());
         match (req.workflow.as_str(), &current) {
@@ -703,7 +707,7 @@ impl Executor {
                 revision: current.revision,
                 image: current.summary(),
             }),
-            ("install", None) => self.check_names_for(req, &req.target),
+            ("install", None) => self.check_names_for(req, Some(&req.target), stack),
             ("rollback", Some(_)) => {
                 let wanted = req.params.get("revision").and_then(|v| v.as_u64());
                 let history = target.map(|t| t.history).unwrap_or_default();
@@ -718,29 +722,33 @@ impl Executor {
                     _ => Ok(()),
                 }
             }
-            ("upgrade", Some(_)) => self.check_names_for(req, "-"),
+            ("upgrade", Some(_)) => self.check_names_for(req, None, stack),
             _ => Ok(()),
         }
     }
 
     /// Refuse a job whose containers' names another target holds: the
-    /// target's own name `own` (an install; `-` for none) when it is a
-    /// stack service's container name, and each of a stack's services'
-    /// `<target>-<service>` when another target has that name or uses it.
-    fn check_names_for(&self, req: &JobRequest, own: &str) -> Result<(), SubmitError> {
+    /// target's own name `own` (an install) when it is a stack service's
+    /// container name, and each of `stack`'s services' `<target>-<service>`
+    /// when another target has that name or uses it.
+    fn check_names_for(
+        &self,
+        req: &JobRequest,
+        own: Option<&str>,
+        stack: Option<&deckhand_params::Stack>,
+    ) -> Result<(), SubmitError> {
         let journal = &self.inner.journal;
-        let mut names: Vec<String> = Vec::new();
-        if own != "-" {
-            names.push(own.to_owned());
-        }
+        let mut names: Vec<String> = own.map(str::to_owned).into_iter().collect();
         names.extend(
-            params::stack_of(&req.params)
+            stack
                 .iter()
                 .flat_map(|stack| &stack.services)
                 .map(|s| format!("{}-{}", req.target, s.name)),
         );
         for name in names {
-            if let Some(holder) = crate::ownership::service_name_holder(journal, &req.target, &name)? {
+            if let Some(holder) =
+                crate::ownership::service_name_holder(journal, &req.target, &name)?
+            {
                 return Err(SubmitError::NameTaken { name, holder });
             }
         }
@@ -751,9 +759,13 @@ impl Executor {
     /// neither here nor in its registry: the job could only fail at its
     /// pull. The image is the params' (`install`, `upgrade` that sets one)
     /// or the revision's (`rollback`).
-    async fn check_image_for(&self, req: &JobRequest) -> Result<(), SubmitError> {
-        let images: Vec<String> = match req.workflow.as_str() {
-            "install" | "upgrade" => match params::stack_of(&req.params) {
+    async fn check_image_for(
+        &self,
+        req: &JobRequest,
+        stack: Option<&deckhand_params::Stack>,
+    ) -> Result<(), SubmitError> {
+        let mut images: Vec<String> = match req.workflow.as_str() {
+            "install" | "upgrade" => match stack {
                 Some(stack) => stack
                     .services
                     .iter()
@@ -783,7 +795,6 @@ impl Executor {
             }
             _ => Vec::new(),
         };
-        let mut images = images;
         images.sort();
         images.dedup();
         // A registry silent for as long as a pull may be is no answer.

@@ -11,11 +11,16 @@ use crate::plugin::HostSettings;
 
 /// Check `params` against the built-in `workflow`'s contract
 /// ([`deckhand_params::check`], the types the plugins read them with); other
-/// workflows' params are theirs to check. Returns a message naming the
-/// field and the problem. From `settings`: whether the server lets
+/// workflows' params are theirs to check. Returns the stack a stack's
+/// params describe (read once here for the other checks of a submit), or
+/// a message naming the field and the problem. From `settings`: whether the server lets
 /// containers share the host's (or another container's) network stack, and
 /// mount host paths.
-pub fn check(workflow: &str, params: &Value, settings: &HostSettings) -> Result<(), String> {
+pub fn check(
+    workflow: &str,
+    params: &Value,
+    settings: &HostSettings,
+) -> Result<Option<deckhand_params::Stack>, String> {
     if matches!(workflow, "install" | "upgrade")
         && let Some(network) = params.get("network").and_then(Value::as_str)
     {
@@ -26,12 +31,12 @@ pub fn check(workflow: &str, params: &Value, settings: &HostSettings) -> Result<
         bind_mounts: settings.allow_bind_mounts,
     };
     deckhand_params::check(workflow, params, &allow)?;
+    let stack = stack_of(params);
     // The volume interface mounts only the target's own volumes.
-    if let Some(stack) = stack_of(params)
-        && let Some(v) = stack
-            .volumes
-            .iter()
-            .find(|v| v.external || v.docker_name.is_some())
+    if let Some(v) = stack
+        .iter()
+        .flat_map(|s| &s.volumes)
+        .find(|v| v.external || v.docker_name.is_some())
     {
         let key = if v.external { "external" } else { "name" };
         return Err(format!(
@@ -39,18 +44,19 @@ pub fn check(workflow: &str, params: &Value, settings: &HostSettings) -> Result<
             v.name, v.name
         ));
     }
-    Ok(())
+    Ok(stack)
 }
 
 /// The stack a stack's `install`/`upgrade` params describe, if they are a
-/// stack's and valid (submit has checked them with [`check`] first).
-pub fn stack_of(params: &Value) -> Option<deckhand_params::Stack> {
+/// stack's and valid.
+fn stack_of(params: &Value) -> Option<deckhand_params::Stack> {
     if !deckhand_params::is_stack_params(params) {
         return None;
     }
     let p: deckhand_params::StackParams = serde_json::from_value(params.clone()).ok()?;
     // Bind mounts were checked with the server's setting already.
-    p.stack(&deckhand_params::Permissions { bind_mounts: true }).ok()
+    p.stack(&deckhand_params::Permissions { bind_mounts: true })
+        .ok()
 }
 
 #[cfg(test)]
@@ -63,7 +69,7 @@ mod tests {
     use crate::plugin::HostSettings;
 
     fn check(workflow: &str, params: &Value) -> Result<(), String> {
-        super::check(workflow, params, &HostSettings::default())
+        super::check(workflow, params, &HostSettings::default()).map(|_| ())
     }
 
     /// `install` params: an image plus `extra`'s fields.
@@ -444,7 +450,7 @@ mod tests {
             Ok(())
         );
         let binds = json!({"image": "a:1", "volumes": ["/abs/host:/etc/x:ro", "data:/d"]});
-        assert_eq!(super::check("install", &binds, &with_binds()), Ok(()));
+        assert_eq!(super::check("install", &binds, &with_binds()), Ok(None));
     }
 
     #[test]
@@ -478,7 +484,7 @@ mod tests {
             "{e}"
         );
         let p = json!({"image": "a:1", "volumes": ["/etc:/host-etc:ro"]});
-        assert_eq!(super::check("install", &p, &with_binds()), Ok(()));
+        assert_eq!(super::check("install", &p, &with_binds()), Ok(None));
         let spec: Spec = serde_json::from_value(p).unwrap();
         let allow = deckhand_params::Permissions { bind_mounts: true };
         assert_eq!(spec.validate(&allow), Ok(()));

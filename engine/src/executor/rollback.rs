@@ -12,8 +12,8 @@ use super::settle::{
 };
 use super::step_error::StepError;
 use super::{Inner, RollbackReason};
-use crate::ownership;
 use crate::journal::{Event, JobId, JobLog, JobRecord, JobState, JournalError, Outcome};
+use crate::ownership;
 use crate::runtime::{LABEL_JOB, RuntimeError};
 use crate::steps::{
     Call, Compensation, RESOURCE_CONTAINER, RESOURCE_IMAGE, RESOURCE_NETWORK, RESOURCE_VOLUME,

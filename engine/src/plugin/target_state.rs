@@ -4,13 +4,11 @@
 use super::bindings::{HostError, HostResult, Revision, ServiceRevision, state};
 use super::host_state::HostState;
 use super::scope::journal_error;
-use crate::runtime::with_default_tag;
 use crate::journal::{RevisionRecord, ServiceRecord};
 use crate::runtime::LABEL_SERVICE;
+use crate::runtime::with_default_tag;
 use crate::steps::{Call, Deferred};
-
-/// At most this many services in a stack revision.
-const MAX_SERVICES: usize = 32;
+use deckhand_params::MAX_SERVICES;
 
 fn service_of(s: ServiceRecord) -> ServiceRevision {
     ServiceRevision {
@@ -207,7 +205,9 @@ impl state::Host for HostState {
         Ok(self
             .read_revision(number)
             .await?
-            .map_or_else(Vec::new, |r| r.services.into_iter().map(service_of).collect()))
+            .map_or_else(Vec::new, |r| {
+                r.services.into_iter().map(service_of).collect()
+            }))
     }
 
     async fn record_stack_revision(
