@@ -1214,3 +1214,55 @@ volumes:
 "#
     )
 }
+
+/// A new image in the test registry whose top layer no other image has
+/// (`size` random bytes on `base:1`), not in the daemon's store: pulling
+/// it downloads that layer. It runs until stopped. Its reference is
+/// `deckhand-test/<name>:1`.
+#[allow(dead_code)]
+pub fn fresh_image(name: &str, size: usize) -> String {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut blob = vec![0u8; size];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut blob)
+        .unwrap();
+    std::fs::write(dir.path().join("blob"), blob).unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY blob /blob\nCMD {}\n",
+            image("base:1"),
+            r#"["/bin/busybox","sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]"#
+        ),
+    )
+    .unwrap();
+    let reference = image(&format!("{name}:1"));
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {}: {}",
+            args.join(" "),
+            cli_text(&out)
+        );
+    };
+    let context = dir.path().to_str().unwrap();
+    docker(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        &reference,
+        context,
+    ]);
+    docker(&["push", "-q", &reference]);
+    docker(&["rmi", &reference]);
+    reference
+}

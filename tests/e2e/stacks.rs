@@ -579,3 +579,116 @@ async fn a_stack_upgrade_whose_one_shot_service_fails_restores_the_stack() {
         ]
     );
 }
+
+/// Two services on images of their own that wait for nothing: pulled at
+/// once.
+fn two_images(web: &str, db: &str) -> String {
+    format!("services:\n  web:\n    image: {web}\n  db:\n    image: {db}\n")
+}
+
+/// The labels of each pull a progress record lists, sorted.
+fn pull_labels(progress: &serde_json::Value) -> Vec<String> {
+    let mut labels: Vec<String> = progress["pulls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["labels"].to_string())
+        .collect();
+    labels.sort();
+    labels
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stacks_images_are_pulled_at_once_with_progress_per_service_in_job_json_and_events() {
+    let docker = docker().await;
+    // A layer of its own each, through a proxy slow enough that both
+    // pulls are seen under way.
+    let proxy = SlowProxy::start(512 << 10).await;
+    let stamp = unique_target("pulls");
+    let through_proxy = |reference: String| reference.replace(&registry(), &proxy.addr);
+    let web = through_proxy(fresh_image(&format!("{stamp}-web"), 1 << 20));
+    let db = through_proxy(fresh_image(&format!("{stamp}-db"), 1 << 20));
+    let s = Server::start("docker", None);
+    let target = unique_target("stk-pulls");
+    let job = s
+        .accepted(json!({"workflow": "install", "target": target,
+                         "params": {"compose": two_images(&web, &db)}}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let seen = s
+        .wait_for_job(&id, |j| {
+            pull_labels(&j["progress"]).len() == 2 || is_terminal(j)
+        })
+        .await;
+    assert_eq!(
+        pull_labels(&seen["progress"]),
+        [r#"["db"]"#, r#"["web"]"#],
+        "{seen}"
+    );
+    let events = read_events(
+        &http_client(),
+        &s.at(&format!("/v1/jobs/{id}/events")),
+        None,
+    )
+    .await;
+    let end = &events.last().unwrap().2;
+    assert_eq!(end["state"], "succeeded", "{}", end["error"]);
+    let progress: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.1 == "progress")
+        .map(|e| &e.2)
+        .collect();
+    let both_under_way = progress.iter().any(|p| {
+        let pulls = p["pulls"].as_array().map(Vec::as_slice).unwrap_or_default();
+        pulls.len() == 2
+            && pulls
+                .iter()
+                .all(|q| q["layers_total"].as_u64() > Some(0) && q["fraction"].as_f64() < Some(1.0))
+    });
+    assert!(
+        both_under_way,
+        "no record shows both pulls under way: {progress:?}"
+    );
+    let last = progress.last().unwrap();
+    assert_eq!(last["fraction"], 1.0);
+    assert!(
+        last["pulls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["fraction"] == 1.0)
+    );
+    let fractions: Vec<f64> = progress
+        .iter()
+        .filter_map(|p| p["fraction"].as_f64())
+        .collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    remove_target_resources(&docker, &target).await;
+    ensure_image_absent(&docker, &web).await;
+    ensure_image_absent(&docker, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_prints_a_line_for_each_service_whose_image_is_pulled() {
+    let docker = docker().await;
+    let dir = cli_data_dir();
+    let target = unique_target("stk-cli-pulls");
+    let file = dir.path().join("compose.yaml");
+    let web = fresh_image(&format!("{target}-web"), 4096);
+    let db = fresh_image(&format!("{target}-db"), 4096);
+    std::fs::write(&file, two_images(&web, &db)).unwrap();
+    let out = cli_ok(
+        dir.path(),
+        &["install", &target, "-f", file.to_str().unwrap()],
+    );
+    for (service, img) in [("web", &web), ("db", &db)] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains("pulled") && l.contains(img.as_str()) && l.ends_with(service)),
+            "no line for {service}: {out}"
+        );
+    }
+    remove_target_resources(&docker, &target).await;
+    ensure_image_absent(&docker, &web).await;
+    ensure_image_absent(&docker, &db).await;
+}

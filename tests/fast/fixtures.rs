@@ -330,7 +330,7 @@ fn fixture_stack(dir: &Path, web: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "records the stack fixtures (workflow 0.2.1) from real runs on Docker; run by hand"]
+#[ignore = "records the stack fixtures (workflow 0.2.2) from real runs on Docker; run by hand"]
 async fn generate_stack_fixtures() {
     let _docker = docker().await;
     let files = tempfile::tempdir().unwrap();
@@ -607,6 +607,7 @@ async fn progress_without_layers_still_reads_and_a_pulls_layers_survive_export_a
                 total: Some(30_009_415),
             },
         ],
+        pulls: Vec::new(),
     };
     let phase = Event::Phase {
         phase: "pulling".into(),

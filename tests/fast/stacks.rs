@@ -318,3 +318,122 @@ async fn an_upgrade_removes_every_tag_the_engine_pulled_of_an_image_two_services
         "both old tags went: {images:?}"
     );
 }
+
+/// The events of `job`, in order.
+fn events(executor: &Executor, job: &JobRecord) -> Vec<deckhand::journal::Event> {
+    executor
+        .journal()
+        .events(&job.id, 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stacks_images_are_pulled_at_once_each_its_own_step_with_progress_per_service() {
+    use deckhand::journal::Event;
+    let rt = Arc::new(MemoryRuntime::new().with_pull_time(std::time::Duration::from_millis(300)));
+    let (_dir, executor, job) = installed_stack(rt.clone()).await;
+    let events = events(&executor, &job);
+    let pulls: Vec<(usize, u32)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Intent { step, call, .. } if call["op"] == "pull_image" => Some((i, *step)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pulls.len(), 2, "one step per image");
+    let first_result = events
+        .iter()
+        .position(
+            |e| matches!(e, Event::Result { step, .. } if pulls.iter().any(|(_, s)| s == step)),
+        )
+        .unwrap();
+    assert!(
+        pulls.iter().all(|(i, _)| *i < first_result),
+        "both pulls are journaled before either ends: they run at once"
+    );
+    let progress: Vec<&deckhand::journal::Progress> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let last = progress.last().unwrap();
+    let listed: Vec<(&str, Vec<&str>)> = last
+        .pulls
+        .iter()
+        .map(|p| {
+            (
+                p.image.as_str(),
+                p.labels.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("db:1", vec!["db"]), ("app:1", vec!["web"])]);
+    assert_eq!(last.fraction, Some(1.0));
+    assert_eq!(last.layers_total, 6, "the counts sum both pulls");
+    let fractions: Vec<f64> = progress.iter().filter_map(|p| p.fraction).collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.pulls.iter().any(|q| q.progress.fraction < Some(1.0))
+                && p.fraction < Some(1.0)),
+        "progress was reported while the pulls ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_that_fails_among_several_cancels_the_others_and_the_install_leaves_nothing() {
+    let rt = Arc::new(MemoryRuntime::new().with_pull_time(std::time::Duration::from_secs(5)));
+    rt.inject(
+        deckhand::runtime::memory::Op::Pull,
+        deckhand::runtime::memory::Fault::Fail(
+            "pull access denied for db, repository does not exist".into(),
+        ),
+        1,
+    );
+    let (_dir, executor) = memory_engine(rt.clone());
+    let started = std::time::Instant::now();
+    let job = submit_and_wait(
+        &executor,
+        "install",
+        "shop",
+        json!({"compose": compose("app:1")}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("pull access denied"),
+        "the failed pull's error, not a cancel: {error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "db's 5 s pull was cancelled, not waited for"
+    );
+    let results: Vec<String> = events(&executor, &job)
+        .into_iter()
+        .filter_map(|e| match e {
+            deckhand::journal::Event::Result { outcome, .. } => Some(format!("{outcome:?}")),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        results.iter().any(|r| r.contains("cancelled")),
+        "{results:?}"
+    );
+    assert!(rt.images().is_empty(), "{:?}", rt.images());
+    assert!(rt.containers().is_empty());
+    assert!(
+        executor
+            .journal()
+            .target("shop")
+            .unwrap()
+            .is_none_or(|t| t.current.is_none())
+    );
+}

@@ -1,6 +1,6 @@
 //! The versions of the workflow world: a component built against
-//! `deckhand:workflow@0.1.0` or `@0.2.0` runs unchanged next to the 0.2.1
-//! built-ins, and journals the calls it always did.
+//! `deckhand:workflow@0.1.0`, `@0.2.0` or `@0.2.1` runs unchanged next to
+//! the 0.2.2 built-ins, and journals the calls it always did.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::harness::*;
 
 const LEGACY_INSTALL: &[u8] = include_bytes!("../fixtures/workflow-0.1.0/install.wasm");
 const INSTALL_0_2_0: &[u8] = include_bytes!("../fixtures/workflow-0.2.0/install.wasm");
+const INSTALL_0_2_1: &[u8] = include_bytes!("../fixtures/workflow-0.2.1/install.wasm");
 
 /// The calls of a job's intents, with its own names (target, job id) made
 /// neutral, so that two jobs on two targets compare.
@@ -63,7 +64,7 @@ async fn a_workflow_built_against_0_1_0_runs_unchanged_and_journals_what_the_bui
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_workflow_built_against_0_2_0_links_against_0_2_1_and_journals_what_the_builtin_does() {
+async fn a_workflow_built_against_0_2_0_links_against_0_2_2_and_journals_what_the_builtin_does() {
     let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
     let (_other_dir, other) = memory_engine(Arc::new(MemoryRuntime::new()));
     let older = executor
@@ -78,4 +79,48 @@ async fn a_workflow_built_against_0_2_0_links_against_0_2_1_and_journals_what_th
     assert_eq!(old.state, JobState::Succeeded, "{:?}", old.error);
     assert_eq!(new.state, JobState::Succeeded, "{:?}", new.error);
     assert_eq!(neutral_calls(&executor, &old), neutral_calls(&other, &new));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_workflow_built_against_0_2_1_links_against_0_2_2_and_pulls_one_image_at_a_time() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    let older = executor
+        .host()
+        .register("install-0-2-1", INSTALL_0_2_1, false)
+        .unwrap();
+    assert_eq!(older.world, WorldVersion::V0_2);
+    let compose = "services:\n  web:\n    image: app:1\n  db:\n    image: db:1\n";
+    let job = submit_and_wait(
+        &executor,
+        "install-0-2-1",
+        "shop",
+        json!({"compose": compose}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let services = executor
+        .journal()
+        .target("shop")
+        .unwrap()
+        .unwrap()
+        .current
+        .unwrap()
+        .services;
+    assert_eq!(services.len(), 2);
+    // 0.2.1 had no pull-images: each pull is journaled and done before the next.
+    let events = executor.journal().events(&job.id, 0).unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Intent { call, .. } if call["op"] == "pull_image" => Some("pull"),
+            Event::Result { .. } => Some("result"),
+            _ => None,
+        })
+        .collect();
+    let first_pull = kinds.iter().position(|k| *k == "pull").unwrap();
+    assert_eq!(
+        kinds[first_pull..first_pull + 3],
+        ["pull", "result", "result"]
+    );
 }

@@ -78,6 +78,47 @@ pub struct ProgressView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(nullable = false)]
     pub layers: Vec<LayerView>,
+    /// Each image of a step that pulls several at once (a stack's
+    /// services), in the order asked; the counts above sum them. Left out
+    /// for other steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub pulls: Vec<PullView>,
+}
+
+/// One image of a step that pulls several at once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PullView {
+    /// The image reference.
+    pub image: String,
+    /// What it is pulled for (the services that run it).
+    pub labels: Vec<String>,
+    /// 0–1, never decreasing; null while indeterminate.
+    pub fraction: Option<f64>,
+    /// Layers finished.
+    pub layers_done: u32,
+    /// Layers known.
+    pub layers_total: u32,
+    /// Bytes downloaded.
+    pub bytes_done: u64,
+    /// Bytes to download, once every layer's size is known; 0 until then.
+    pub bytes_total: u64,
+    /// Its layers, in the daemon's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub layers: Vec<LayerView>,
+}
+
+fn layer_views(layers: Vec<crate::journal::LayerProgress>) -> Vec<LayerView> {
+    layers
+        .into_iter()
+        .map(|l| LayerView {
+            id: l.id,
+            state: l.state,
+            current: l.current,
+            total: l.total,
+        })
+        .collect()
 }
 
 /// One layer of a pull.
@@ -218,15 +259,20 @@ impl JobView {
                 layers_total: j.progress.layers_total,
                 bytes_done: j.progress.bytes_done,
                 bytes_total: j.progress.bytes_total,
-                layers: j
+                layers: layer_views(j.progress.layers),
+                pulls: j
                     .progress
-                    .layers
+                    .pulls
                     .into_iter()
-                    .map(|l| LayerView {
-                        id: l.id,
-                        state: l.state,
-                        current: l.current,
-                        total: l.total,
+                    .map(|p| PullView {
+                        image: p.image,
+                        labels: p.labels,
+                        fraction: p.progress.fraction,
+                        layers_done: p.progress.layers_done,
+                        layers_total: p.progress.layers_total,
+                        bytes_done: p.progress.bytes_done,
+                        bytes_total: p.progress.bytes_total,
+                        layers: layer_views(p.progress.layers),
                     })
                     .collect(),
             },

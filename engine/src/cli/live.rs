@@ -2,8 +2,11 @@
 //! progress line — a spinner with the phase while a step has no measurable
 //! progress, a bar once it has — and under it, while a pull runs, a line per
 //! layer (a bar once the layer has bytes to count, its state until then),
-//! removed when the step ends. When stderr is not a terminal (a CI log):
-//! plain lines, progress included every tenth of the way, no layer lines.
+//! or, while several images are pulled at once (a stack's), a line per
+//! image with the services it is for; removed when the step ends. When
+//! stderr is not a terminal (a CI log): plain lines, progress included
+//! every tenth of the way, a line as each of several pulls ends, no layer
+//! lines.
 //! The same for a job run in-process and one watched over HTTP.
 
 use std::cell::{Cell, RefCell};
@@ -13,7 +16,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::render;
-use crate::journal::{Event, JobState, LayerProgress};
+use crate::journal::{Event, ImagePullProgress, JobState, LayerProgress};
 use crate::runtime::progress::DOWNLOAD_SHARE;
 
 /// The most layer lines under the progress line; more would push it off a
@@ -27,8 +30,11 @@ const LAYER_ID_CHARS: usize = 15;
 pub struct LiveView {
     multi: MultiProgress,
     bar: ProgressBar,
-    /// The layer lines on screen, in their order, with their layer ids.
+    /// The lines under the bar (layers, or pulls), in their order, with
+    /// their keys (layer ids, images).
     layers: RefCell<Vec<(String, ProgressBar)>>,
+    /// The pulls of this step whose end was printed (no terminal).
+    pulls_ended: RefCell<Vec<String>>,
     tty: bool,
     /// The fraction last printed as a line (no terminal), this phase.
     printed: Cell<Option<f64>>,
@@ -101,6 +107,36 @@ fn shown_layers(layers: &[LayerProgress], max: usize) -> Vec<&LayerProgress> {
         .collect()
 }
 
+/// A line under the progress bar: a layer, or one of several pulls.
+struct SubLine {
+    /// What identifies it from one progress record to the next.
+    key: String,
+    prefix: String,
+    /// How far, 0–1; `None`: nothing to measure, the message says why.
+    position: Option<f64>,
+    message: String,
+}
+
+fn layer_line(l: &LayerProgress) -> SubLine {
+    SubLine {
+        key: l.id.clone(),
+        prefix: render::one_line(&l.id.chars().take(LAYER_ID_CHARS).collect::<String>()),
+        position: layer_position(l),
+        message: render::layer_text(l),
+    }
+}
+
+/// One of several pulls: the services it is for, its image and counts.
+fn pull_line(p: &ImagePullProgress) -> SubLine {
+    let labels: String = p.labels.join(",").chars().take(LAYER_ID_CHARS).collect();
+    SubLine {
+        key: p.image.clone(),
+        prefix: render::one_line(&labels),
+        position: p.progress.fraction,
+        message: render::pull_text(p),
+    }
+}
+
 impl LiveView {
     /// Start drawing.
     pub fn new() -> Self {
@@ -114,6 +150,7 @@ impl LiveView {
             multi,
             bar,
             layers: RefCell::new(Vec::new()),
+            pulls_ended: RefCell::new(Vec::new()),
             tty,
             printed: Cell::new(None),
         }
@@ -137,6 +174,7 @@ impl LiveView {
         match event {
             Event::Phase { phase } => {
                 self.clear_layers();
+                self.pulls_ended.borrow_mut().clear();
                 // No bar until the step says how far it is.
                 self.bar.set_style(spinner_style());
                 self.bar.set_prefix(phase.clone());
@@ -160,8 +198,15 @@ impl LiveView {
                     None => self.bar.set_style(spinner_style()),
                 }
                 self.bar.set_message(text);
-                if self.tty {
-                    self.show_layers(&p.layers);
+                if !p.pulls.is_empty() {
+                    if self.tty {
+                        self.show_sub_lines(p.pulls.iter().map(pull_line).collect());
+                    } else {
+                        self.print_ended_pulls(&p.pulls);
+                    }
+                } else if self.tty {
+                    let shown = shown_layers(&p.layers, MAX_LAYER_LINES);
+                    self.show_sub_lines(shown.into_iter().map(layer_line).collect());
                 }
             }
             Event::State { state, .. } if state.is_terminal() => return Some(*state),
@@ -170,31 +215,31 @@ impl LiveView {
         None
     }
 
-    /// Bring the layer lines in line with `layers`: update those on screen,
-    /// add new ones after their predecessor, remove those no longer shown.
-    fn show_layers(&self, layers: &[LayerProgress]) {
+    /// Bring the lines under the bar in line with `lines`: update those on
+    /// screen, add new ones after their predecessor, remove those no longer
+    /// shown.
+    fn show_sub_lines(&self, lines: Vec<SubLine>) {
         let mut on_screen = self.layers.borrow_mut();
         let mut kept: Vec<(String, ProgressBar)> = Vec::new();
-        for l in shown_layers(layers, MAX_LAYER_LINES) {
-            let bar = match on_screen.iter().position(|(id, _)| *id == l.id) {
+        for l in lines {
+            let bar = match on_screen.iter().position(|(key, _)| *key == l.key) {
                 Some(i) => on_screen.remove(i).1,
                 None => {
                     let after = kept.last().map_or(&self.bar, |(_, b)| b);
                     let bar = self.multi.insert_after(after, ProgressBar::new(1000));
-                    let id: String = l.id.chars().take(LAYER_ID_CHARS).collect();
-                    bar.set_prefix(render::one_line(&id));
+                    bar.set_prefix(l.prefix);
                     bar
                 }
             };
-            match layer_position(l) {
+            match l.position {
                 Some(f) => {
                     bar.set_style(layer_bar_style());
                     bar.set_position((f * 1000.0) as u64);
                 }
                 None => bar.set_style(layer_state_style()),
             }
-            bar.set_message(render::layer_text(l));
-            kept.push((l.id.clone(), bar));
+            bar.set_message(l.message);
+            kept.push((l.key, bar));
         }
         for (_, gone) in on_screen.drain(..) {
             gone.finish_and_clear();
@@ -203,7 +248,22 @@ impl LiveView {
         *on_screen = kept;
     }
 
-    /// Remove the layer lines.
+    /// Without a terminal: a line for each of several pulls as it ends.
+    fn print_ended_pulls(&self, pulls: &[ImagePullProgress]) {
+        let mut ended = self.pulls_ended.borrow_mut();
+        for p in pulls {
+            if p.progress.fraction == Some(1.0) && !ended.contains(&p.image) {
+                ended.push(p.image.clone());
+                outln!(
+                    "  pulled {} for {}",
+                    render::pull_text(p),
+                    render::one_line(&p.labels.join(", "))
+                );
+            }
+        }
+    }
+
+    /// Remove the lines under the bar.
     fn clear_layers(&self) {
         for (_, bar) in self.layers.borrow_mut().drain(..) {
             bar.finish_and_clear();

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::journal::{Event, EventRecord, JobRecord, LayerProgress, Millis, Outcome, Progress};
+use crate::journal::{
+    Event, EventRecord, ImagePullProgress, JobRecord, LayerProgress, Millis, Outcome, Progress,
+};
 
 /// Human-readable bytes.
 pub fn bytes(n: u64) -> String {
@@ -32,6 +34,11 @@ pub fn progress_text(p: &Progress) -> String {
         s += &format!(", {}", bytes(p.bytes_done));
     }
     s
+}
+
+/// One of several pulls: `app:2 layers 2/5, 34.5 MB / 120.0 MB`.
+pub fn pull_text(p: &ImagePullProgress) -> String {
+    format!("{} {}", one_line(&p.image), progress_text(&p.progress))
 }
 
 /// One layer of a pull: `downloading 12.3 MB / 30.0 MB`, `waiting`,

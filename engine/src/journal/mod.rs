@@ -536,6 +536,7 @@ pub(crate) mod tests {
             bytes_done: 10,
             bytes_total: 20,
             layers: Vec::new(),
+            pulls: Vec::new(),
         };
         j.append(&job.id, Event::Progress(progress.clone()))
             .await
@@ -716,6 +717,15 @@ pub(crate) mod tests {
                 bytes_done: 3,
                 bytes_total: 4,
                 layers: Vec::new(),
+                pulls: vec![crate::journal::ImagePullProgress {
+                    image: "web:2".into(),
+                    labels: vec!["web".into(), "worker".into()],
+                    progress: Progress {
+                        fraction: Some(0.25),
+                        layers_done: 1,
+                        ..Progress::default()
+                    },
+                }],
             }),
         ];
         for e in events {

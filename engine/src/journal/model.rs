@@ -149,6 +149,24 @@ pub struct Progress {
     /// empty for other steps, and in journals written before it existed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerProgress>,
+    /// Each image of a step that pulls several at once
+    /// (`container.pull-images`), in the order asked, with its own counts
+    /// and layers; the counts above sum them. Empty for other steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pulls: Vec<ImagePullProgress>,
+}
+
+/// One image of a step that pulls several at once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImagePullProgress {
+    /// The image reference.
+    pub image: String,
+    /// What it is pulled for (service names).
+    pub labels: Vec<String>,
+    /// Its own progress (its `pulls` is empty).
+    #[serde(flatten)]
+    pub progress: Progress,
 }
 
 /// One layer of an image pull in a [`Progress`].

@@ -1,5 +1,5 @@
 //! The only `bindgen!`s over `wit/`: host-side types and traits of the
-//! `deckhand:workflow` world, version 0.2.1 (`wit/`, which 0.2.0 plugins also link against) and the frozen 0.1.0
+//! `deckhand:workflow` world, version 0.2.2 (`wit/`, which 0.2.0 and 0.2.1 plugins also link against) and the frozen 0.1.0
 //! (`wit/v0.1.0/`) that older plugins were built against, each sealed in a
 //! private module. Everything else in the crate uses the re-exports below;
 //! the 0.1.0 types only reach [`super::v1`], which adapts them.
@@ -18,7 +18,7 @@ mod generated {
 }
 
 /// The 0.1.0 world. Its host functions answer the same [`HostCallError`]
-/// (with a 0.2.1 `host-error`, which has the same cases), so an adapter
+/// (with a 0.2.2 `host-error`, which has the same cases), so an adapter
 /// only converts records.
 pub(super) mod v1 {
     #![allow(missing_docs)]
@@ -72,8 +72,8 @@ impl HostCallError {
 pub type HostResult<T> = Result<T, HostCallError>;
 
 pub use generated::deckhand::workflow::types::{
-    ContainerInfo, ContainerSpec, HostError, LogLevel, MountKind, NetworkInfo, PluginInfo,
-    RestartPolicy, Revision, ServiceRevision, VolumeInfo,
+    ContainerInfo, ContainerSpec, HostError, ImagePull, LogLevel, MountKind, NetworkInfo,
+    PluginInfo, RestartPolicy, Revision, ServiceRevision, VolumeInfo,
 };
 pub use generated::deckhand::workflow::{container, job, network, state, types, volume};
 pub use generated::{Workflow, WorkflowPre};

@@ -7,20 +7,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::bindings::{
-    ContainerInfo, ContainerSpec, HostCallError, HostError, HostResult, container,
+    ContainerInfo, ContainerSpec, HostCallError, HostError, HostResult, ImagePull, container,
 };
 use super::host_state::HostState;
-use super::scope::{HostSettings, JobScope, host_error, journal_error};
-use crate::journal::{Event, JobId, Journal, Progress};
+use super::pulls::{PullBoard, pull_reporting};
+use super::scope::{ConcurrentEffect, JobScope, host_error, journal_error};
+use crate::journal::{Event, JobId, Journal};
 use crate::ownership::MAX_SUFFIX_LEN;
-use crate::runtime::{
-    ContainerRuntime, ContainerState, LABEL_MANAGED, LABEL_TARGET, PullPhase, PullProgress,
-    RuntimeError,
-};
+use crate::runtime::{ContainerRuntime, ContainerState, LABEL_MANAGED, LABEL_TARGET, RuntimeError};
 use crate::steps::{Call, Compensation, Deferred, RESOURCE_CONTAINER, RESOURCE_IMAGE};
 
 fn info_of(s: ContainerState) -> ContainerInfo {
@@ -31,26 +28,6 @@ fn info_of(s: ContainerState) -> ContainerInfo {
         running: s.running,
         health: s.health,
         exit_code: s.exit_code,
-    }
-}
-
-fn progress_of(p: &PullProgress) -> Progress {
-    Progress {
-        fraction: p.fraction,
-        layers_done: p.layers_done,
-        layers_total: p.layers_total,
-        bytes_done: p.bytes_done,
-        bytes_total: p.bytes_total,
-        layers: p
-            .layers
-            .iter()
-            .map(|l| crate::journal::LayerProgress {
-                id: l.id.clone(),
-                state: l.state.as_str().to_owned(),
-                current: l.current,
-                total: l.total,
-            })
-            .collect(),
     }
 }
 
@@ -140,10 +117,14 @@ impl JobScope {
         let (journal, target) = (self.journal.clone(), self.target.clone());
         let read_stem = stem.clone();
         let holder: Option<String> = self
-            .perform(Call::ReadNameHolder { name: stem.clone() }, None, async move {
-                crate::ownership::service_name_holder(&journal, &target, &read_stem)
-                    .map_err(journal_error)
-            })
+            .perform(
+                Call::ReadNameHolder { name: stem.clone() },
+                None,
+                async move {
+                    crate::ownership::service_name_holder(&journal, &target, &read_stem)
+                        .map_err(journal_error)
+                },
+            )
             .await?;
         match holder {
             None => Ok(()),
@@ -153,75 +134,6 @@ impl JobScope {
             .into()),
         }
     }
-}
-
-/// Pull `image`, journaling coalesced progress, failing when no progress
-/// arrives for the stall timeout.
-async fn pull_with_progress(
-    runtime: Arc<dyn ContainerRuntime>,
-    journal: Journal,
-    job: JobId,
-    cancel: CancellationToken,
-    settings: HostSettings,
-    image: String,
-) -> Result<(), HostError> {
-    let record = |p: Progress| {
-        let (journal, job) = (journal.clone(), job.clone());
-        async move {
-            journal
-                .append(&job, Event::Progress(p))
-                .await
-                .map(|_| ())
-                .map_err(|e| HostError::Runtime(format!("journal: {e}")))
-        }
-    };
-    let (tx, mut rx) = watch::channel(PullProgress {
-        phase: PullPhase::Resolving,
-        layers_done: 0,
-        layers_total: 0,
-        bytes_done: 0,
-        bytes_total: 0,
-        fraction: None,
-        layers: Vec::new(),
-    });
-    let pull = runtime.pull_image(&image, &tx, &cancel);
-    tokio::pin!(pull);
-    let mut last_written = Instant::now() - settings.progress_interval;
-    let mut unwritten: Option<PullProgress> = None;
-    let result = loop {
-        let flush_in = settings
-            .progress_interval
-            .saturating_sub(last_written.elapsed());
-        tokio::select! {
-            r = &mut pull => break r,
-            changed = tokio::time::timeout(settings.stall_timeout, rx.changed()) => match changed {
-                Err(_) => break Err(RuntimeError::Stalled { seconds: settings.stall_timeout.as_secs() }),
-                Ok(Err(_)) => {}
-                Ok(Ok(())) => unwritten = Some(rx.borrow_and_update().clone()),
-            },
-            _ = tokio::time::sleep(flush_in), if unwritten.is_some() => {}
-        }
-        // Coalesce: at most one progress record per interval.
-        if last_written.elapsed() >= settings.progress_interval
-            && let Some(p) = unwritten.take()
-        {
-            // 1.0 means the step is done: only the record after the pull says so,
-            // even when every layer is in before the daemon ends the pull.
-            let mut progress = progress_of(&p);
-            progress.fraction = progress.fraction.map(|f| f.min(0.999));
-            record(progress).await?;
-            last_written = Instant::now();
-        }
-    };
-    if result.is_ok() {
-        let last = rx.borrow().clone();
-        record(Progress {
-            fraction: Some(1.0),
-            ..progress_of(&last)
-        })
-        .await?;
-    }
-    result.map_err(host_error)
 }
 
 /// The most of a failed container's logs the journal keeps: the end of them.
@@ -363,7 +275,9 @@ async fn wait_until_exited(
     let deadline = Instant::now() + Duration::from_secs(timeout_s.into());
     loop {
         let Some(state) = runtime.inspect_container(&id).await? else {
-            return Err(RuntimeError::NotFound(format!("container {id} disappeared")));
+            return Err(RuntimeError::NotFound(format!(
+                "container {id} disappeared"
+            )));
         };
         if !state.running {
             return Ok(state.exit_code.unwrap_or(0));
@@ -377,6 +291,91 @@ async fn wait_until_exited(
             _ = cancel.cancelled() => return Err(RuntimeError::Cancelled),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+}
+
+/// The longest label of a pull in `pull-images`, in bytes.
+const MAX_PULL_LABEL_BYTES: usize = 64;
+
+/// The most distinct images one `pull-images` call pulls.
+const MAX_PULLS_AT_ONCE: usize = deckhand_params::MAX_SERVICES;
+
+/// A pull, ready to be journaled: the call and its undo (removing the
+/// image, unless it was there before).
+struct PullStep {
+    call: Call,
+    undo: Option<Compensation>,
+    present_before: bool,
+}
+
+impl JobScope {
+    /// Whether `image` is here already (a journaled read), and the pull
+    /// step that follows from it.
+    async fn pull_step(&mut self, image: &str) -> HostResult<PullStep> {
+        let rt = self.runtime.clone();
+        let probe = image.to_owned();
+        let present_before = self
+            .perform(
+                Call::ImagePresent {
+                    image: image.to_owned(),
+                },
+                None,
+                async move { rt.image_present(&probe).await.map_err(host_error) },
+            )
+            .await?;
+        Ok(PullStep {
+            call: Call::PullImage {
+                image: image.to_owned(),
+                present_before,
+            },
+            undo: (!present_before).then(|| Compensation::RemoveImage {
+                image: image.to_owned(),
+            }),
+            present_before,
+        })
+    }
+
+    /// Pull `image` as pull `which` of `board`. Its result is the id the
+    /// name then points at: what the engine brought here, should the name
+    /// move on later.
+    fn pull_effect(
+        &self,
+        board: Arc<PullBoard>,
+        which: usize,
+        cancel: CancellationToken,
+        image: String,
+    ) -> impl std::future::Future<Output = HostResult<Option<String>>> + Send + 'static {
+        let rt = self.runtime.clone();
+        let pull = pull_reporting(
+            rt.clone(),
+            board,
+            which,
+            cancel,
+            self.settings.stall_timeout,
+            image.clone(),
+        );
+        async move {
+            pull.await?;
+            rt.image_id(&image).await.map_err(|e| host_error(e).into())
+        }
+    }
+
+    /// Record an image the engine's pull brought here as the engine's.
+    async fn acquire_pulled(
+        &mut self,
+        image: &str,
+        present_before: bool,
+        id: Option<String>,
+    ) -> HostResult<()> {
+        if let (false, Some(id)) = (present_before, id) {
+            self.record(Event::Acquired {
+                resource: RESOURCE_IMAGE.into(),
+                id,
+                name: crate::runtime::with_default_tag(image),
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -397,55 +396,95 @@ impl container::Host for HostState {
 
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
         self.scope.tick()?;
+        self.scope.check_size("image", &image)?;
+        self.scope.ensure_not_cancelled()?;
+        let step = self.scope.pull_step(&image).await?;
         let scope = &mut self.scope;
-        scope.check_size("image", &image)?;
-        scope.ensure_not_cancelled()?;
-        let rt = scope.runtime.clone();
-        let probe = image.clone();
-        let present_before = scope
-            .perform(
-                Call::ImagePresent {
-                    image: image.clone(),
-                },
-                None,
-                async move { rt.image_present(&probe).await.map_err(host_error) },
-            )
-            .await?;
-        let undo = (!present_before).then(|| Compensation::RemoveImage {
-            image: image.clone(),
-        });
-        let call = Call::PullImage {
-            image: image.clone(),
-            present_before,
-        };
-        let rt = scope.runtime.clone();
-        let (pulled, pulled_name) = (image.clone(), image.clone());
-        let pull = pull_with_progress(
-            scope.runtime.clone(),
+        let board = PullBoard::new(
             scope.journal.clone(),
             scope.job_id.clone(),
-            scope.cancel.clone(),
-            scope.settings.clone(),
-            image,
+            scope.settings.progress_interval,
+            vec![(image.clone(), Vec::new())],
+            false,
         );
-        // The pull's result is the id the name then points at: what the
-        // engine brought here, should the name move on later.
-        let effect = async move {
-            pull.await?;
-            rt.image_id(&pulled).await.map_err(host_error)
-        };
-        let id: Option<String> = scope.perform(call, undo, effect).await?;
-        if let (false, Some(id)) = (present_before, id) {
-            let name = crate::runtime::with_default_tag(&pulled_name);
-            scope
-                .record(Event::Acquired {
-                    resource: RESOURCE_IMAGE.into(),
-                    id,
-                    name,
-                })
-                .await?;
+        let effect = scope.pull_effect(board, 0, scope.cancel.clone(), image.clone());
+        let id = scope.perform(step.call, step.undo, effect).await?;
+        scope.acquire_pulled(&image, step.present_before, id).await
+    }
+
+    async fn pull_images(&mut self, pulls: Vec<ImagePull>) -> HostResult<()> {
+        self.scope.tick()?;
+        let scope = &mut self.scope;
+        // Each image once, in the order first asked, with all its labels.
+        let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+        for p in pulls {
+            scope.check_size("image", &p.image)?;
+            if p.label.len() > MAX_PULL_LABEL_BYTES {
+                return Err(HostError::Invalid(format!(
+                    "a pull's label is {} bytes; the most is {MAX_PULL_LABEL_BYTES}",
+                    p.label.len()
+                ))
+                .into());
+            }
+            match wanted.iter().position(|(image, _)| *image == p.image) {
+                Some(i) => wanted[i].1.push(p.label),
+                None if wanted.len() == MAX_PULLS_AT_ONCE => {
+                    return Err(HostError::Invalid(format!(
+                        "more than {MAX_PULLS_AT_ONCE} images in one pull-images call"
+                    ))
+                    .into());
+                }
+                None => wanted.push((p.image, vec![p.label])),
+            }
         }
-        Ok(())
+        scope.ensure_not_cancelled()?;
+        let mut steps = Vec::with_capacity(wanted.len());
+        for (image, _) in &wanted {
+            steps.push(scope.pull_step(image).await?);
+        }
+        let images: Vec<String> = wanted.iter().map(|(image, _)| image.clone()).collect();
+        let board = PullBoard::new(
+            scope.journal.clone(),
+            scope.job_id.clone(),
+            scope.settings.progress_interval,
+            wanted,
+            true,
+        );
+        let siblings = scope.cancel.child_token();
+        let present: Vec<bool> = steps.iter().map(|s| s.present_before).collect();
+        let effects = steps
+            .into_iter()
+            .zip(&images)
+            .enumerate()
+            .map(|(i, (step, image))| {
+                let effect = scope.pull_effect(board.clone(), i, siblings.clone(), image.clone());
+                (
+                    step.call,
+                    step.undo,
+                    Box::pin(effect) as ConcurrentEffect<_>,
+                )
+            })
+            .collect();
+        let answers = scope.perform_concurrently(effects, &siblings).await?;
+        let mut failure: Option<HostError> = None;
+        for ((image, present_before), answer) in images.iter().zip(present).zip(answers) {
+            match answer {
+                Ok(id) => scope.acquire_pulled(image, present_before, id).await?,
+                // The pull that failed, rather than one it cancelled.
+                Err(HostError::Cancelled) => {
+                    failure.get_or_insert(HostError::Cancelled);
+                }
+                Err(e) => {
+                    if matches!(failure, None | Some(HostError::Cancelled)) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use super::bindings::{self, ContainerSpec, HostError};
 use super::scope::JobScope;
 use crate::runtime::{
-    ContainerConfig, HealthCheck, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_TARGET, Mount, MountKind,
-    NetworkAttachment, PortBinding, RestartPolicy,
+    ContainerConfig, HealthCheck, LABEL_JOB, LABEL_MANAGED, LABEL_SERVICE, LABEL_TARGET, Mount,
+    MountKind, NetworkAttachment, PortBinding, RestartPolicy,
 };
 
 /// Prefix of the labels the engine sets.

@@ -16,6 +16,7 @@ mod container;
 mod container_spec;
 mod host_state;
 mod job;
+mod pulls;
 mod scope;
 pub mod store;
 mod target_state;
@@ -134,17 +135,18 @@ pub enum WorldVersion {
     /// 0.1.0: a container with image, env, command and network mode.
     V0_1,
     /// 0.2.x: ports, volumes, networks, limits and health checks (0.2.0),
-    /// and stacks of services (0.2.1). A 0.2.0 component links against the
-    /// 0.2.1 host: it imports a subset of its functions.
+    /// stacks of services (0.2.1) and several pulls at once (0.2.2). A 0.2.0
+    /// or 0.2.1 component links against the 0.2.2 host: it imports a subset
+    /// of its functions.
     V0_2,
 }
 
 impl WorldVersion {
-    /// `0.1.0` or `0.2.1` (the 0.2 contract the host serves).
+    /// `0.1.0` or `0.2.2` (the 0.2 contract the host serves).
     pub fn as_str(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "0.1.0",
-            WorldVersion::V0_2 => "0.2.1",
+            WorldVersion::V0_2 => "0.2.2",
         }
     }
 
@@ -168,10 +170,10 @@ impl WorldVersion {
             }
         }
         match found {
-            None | Some("0.2.0" | "0.2.1") => Ok(WorldVersion::V0_2),
+            None | Some("0.2.0" | "0.2.1" | "0.2.2") => Ok(WorldVersion::V0_2),
             Some("0.1.0") => Ok(WorldVersion::V0_1),
             Some(other) => Err(format!(
-                "it was built against deckhand:workflow@{other}; this engine serves 0.1.0, 0.2.0 and 0.2.1"
+                "it was built against deckhand:workflow@{other}; this engine serves 0.1.0, 0.2.0, 0.2.1 and 0.2.2"
             )),
         }
     }
@@ -687,15 +689,28 @@ mod tests {
             Ok(WorldVersion::V0_1)
         );
         assert_eq!(
-            of(&["deckhand:workflow/container@0.2.0", "deckhand:workflow/volume@0.2.0"]),
+            of(&[
+                "deckhand:workflow/container@0.2.0",
+                "deckhand:workflow/volume@0.2.0"
+            ]),
             Ok(WorldVersion::V0_2)
         );
         assert_eq!(
-            of(&["deckhand:workflow/container@0.2.1", "deckhand:workflow/state@0.2.1"]),
+            of(&[
+                "deckhand:workflow/container@0.2.1",
+                "deckhand:workflow/state@0.2.1"
+            ]),
+            Ok(WorldVersion::V0_2)
+        );
+        assert_eq!(
+            of(&["deckhand:workflow/container@0.2.2"]),
             Ok(WorldVersion::V0_2)
         );
         assert_eq!(of(&["wasi:io/streams@0.2.6"]), Ok(WorldVersion::V0_2));
-        let mixed = of(&["deckhand:workflow/job@0.1.0", "deckhand:workflow/volume@0.2.0"]);
+        let mixed = of(&[
+            "deckhand:workflow/job@0.1.0",
+            "deckhand:workflow/volume@0.2.0",
+        ]);
         assert!(mixed.unwrap_err().contains("both"));
         let future = of(&["deckhand:workflow/job@0.9.0"]);
         assert!(future.unwrap_err().contains("0.9.0"));

@@ -22,6 +22,10 @@ use crate::journal::{Event, JobId, JobLog, Journal, Outcome};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::steps::{self, Call, Compensation, Deferred};
 
+/// One effect of [`JobScope::perform_concurrently`].
+pub(super) type ConcurrentEffect<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = HostResult<T>> + Send>>;
+
 /// Limits and timings the host applies to one job.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
@@ -358,6 +362,60 @@ impl JobScope {
             outcome: outcome_of(&result),
         });
         Ok(result?)
+    }
+
+    /// Several effects at once, each its own journaled step: every intent
+    /// is durable, in the order given, before any effect starts; the
+    /// effects then run concurrently and each result is journaled as it
+    /// lands. The first effect to fail cancels `siblings` (which the
+    /// effects watch). The answers come back in the order given. No time
+    /// bound is added: each effect bounds itself (a pull fails when its
+    /// progress stalls).
+    pub(super) async fn perform_concurrently<T>(
+        &mut self,
+        steps: Vec<(Call, Option<Compensation>, ConcurrentEffect<T>)>,
+        siblings: &CancellationToken,
+    ) -> HostResult<Vec<Result<T, HostError>>>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        if self.replay.is_some() {
+            return steps
+                .into_iter()
+                .map(|(call, undo, _)| plugin_answer(self.replay_step(call, undo)))
+                .collect();
+        }
+        let _in_flight = InFlight::enter(&self.calls_in_flight);
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let (calls, effects): (Vec<_>, Vec<_>) = steps
+            .into_iter()
+            .map(|(call, undo, effect)| ((call, undo), effect))
+            .unzip();
+        let mut numbers = Vec::with_capacity(calls.len());
+        for (call, undo) in &calls {
+            numbers.push(self.begin(call, undo.as_ref()).await?);
+        }
+        for (i, ((call, _), effect)) in calls.iter().zip(effects).enumerate() {
+            crate::fault::call_starting(&steps::op_of(call));
+            running.push(async move { (i, effect.await) });
+        }
+        let mut answers: Vec<Option<Result<T, HostError>>> = std::iter::repeat_with(|| None)
+            .take(numbers.len())
+            .collect();
+        while let Some((i, result)) = futures_util::StreamExt::next(&mut running).await {
+            // A trap leaves the steps still running without a result, as a
+            // crash would: the rollback settles them.
+            let result = plugin_answer(result)?;
+            if result.is_err() {
+                siblings.cancel();
+            }
+            self.record_later(Event::Result {
+                step: numbers[i],
+                outcome: outcome_of(&result),
+            });
+            answers[i] = Some(result);
+        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     fn replay_step<T: serde::de::DeserializeOwned>(

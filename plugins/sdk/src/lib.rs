@@ -47,21 +47,22 @@ pub mod bindings {
 }
 
 pub use bindings::Guest as Workflow;
-/// Export a type implementing [`Workflow`] as the component's `workflow` world.
-pub use bindings::export;
-pub use bindings::deckhand::workflow::types::{
-    ContainerInfo, ContainerSpec, HostError, LogLevel, PluginInfo, Revision, ServiceRevision,
-};
 /// Container operations on the job's target (journaled, undone on rollback).
 pub use bindings::deckhand::workflow::container;
 /// The job this instance runs: id, target, params, phase, log, cancel flag.
 pub use bindings::deckhand::workflow::job;
-/// The target's committed state: current revision, recording the new one.
-pub use bindings::deckhand::workflow::state;
-/// The target's volumes (journaled, undone on rollback).
-pub use bindings::deckhand::workflow::volume;
 /// User-defined networks (journaled, undone on rollback).
 pub use bindings::deckhand::workflow::network;
+/// The target's committed state: current revision, recording the new one.
+pub use bindings::deckhand::workflow::state;
+pub use bindings::deckhand::workflow::types::{
+    ContainerInfo, ContainerSpec, HostError, ImagePull, LogLevel, PluginInfo, Revision,
+    ServiceRevision,
+};
+/// The target's volumes (journaled, undone on rollback).
+pub use bindings::deckhand::workflow::volume;
+/// Export a type implementing [`Workflow`] as the component's `workflow` world.
+pub use bindings::export;
 
 /// A one-line description of a host error, for job errors and logs.
 /// (The generated `Display` prints the variant's debug form.)
@@ -85,7 +86,9 @@ impl From<HostError> for String {
 /// The `compensate` export of a workflow that registers no compensation of
 /// its own: `fn compensate(a: String, d: String) -> Result<(), String> { deckhand_sdk::no_compensations(&a, &d) }`.
 pub fn no_compensations(action: &str, _data: &str) -> Result<(), String> {
-    Err(format!("this workflow registers no compensations, but was asked to run `{action}`"))
+    Err(format!(
+        "this workflow registers no compensations, but was asked to run `{action}`"
+    ))
 }
 
 /// Build a [`PluginInfo`] with this crate's version.
@@ -194,12 +197,20 @@ impl SpecExt for Spec {
             .map(|v| {
                 let (kind, source) = match v.source {
                     VolumeSource::Named(n) => {
-                        let docker = prepared.volumes.get(&n).ok_or_else(|| format!("volume `{n}` was not prepared"))?;
+                        let docker = prepared
+                            .volumes
+                            .get(&n)
+                            .ok_or_else(|| format!("volume `{n}` was not prepared"))?;
                         (t::MountKind::Volume, docker.clone())
                     }
                     VolumeSource::Bind(path) => (t::MountKind::Bind, path),
                 };
-                Ok(t::Mount { kind, source, target: v.target, read_only: v.read_only })
+                Ok(t::Mount {
+                    kind,
+                    source,
+                    target: v.target,
+                    read_only: v.read_only,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let restart = self.restart_spec()?.map(|r| match r.policy {
@@ -212,7 +223,10 @@ impl SpecExt for Spec {
         // Without a command the image's own check runs, with the timings
         // given (an empty test inherits it).
         let health_check = self.health.as_ref().and_then(|h| {
-            let timed = h.interval_s.is_some() || h.probe_timeout_s.is_some() || h.retries.is_some() || h.start_period_s.is_some();
+            let timed = h.interval_s.is_some()
+                || h.probe_timeout_s.is_some()
+                || h.retries.is_some()
+                || h.start_period_s.is_some();
             (h.cmd.is_some() || timed).then(|| t::HealthCheck {
                 test: h.cmd.clone().unwrap_or_default(),
                 interval_ms: ms(h.interval_s),
@@ -222,7 +236,12 @@ impl SpecExt for Spec {
             })
         });
         Ok(ContainerSpec {
-            env: self.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: self
+                .env
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             cmd: self.cmd.clone(),
             network: self.network.clone(),
             entrypoint: self.entrypoint.clone(),
@@ -243,7 +262,10 @@ impl SpecExt for Spec {
             networks: self
                 .network_specs()?
                 .into_iter()
-                .map(|n| t::NetworkAttachment { name: n.name, aliases: n.aliases })
+                .map(|n| t::NetworkAttachment {
+                    name: n.name,
+                    aliases: n.aliases,
+                })
                 .collect(),
             restart,
             memory_bytes: self.memory_bytes()?,
@@ -255,7 +277,8 @@ impl SpecExt for Spec {
     }
 
     fn of_revision(rev: &Revision) -> Result<Spec, String> {
-        let mut spec: Spec = serde_json::from_str(&rev.spec).map_err(|e| format!("revision {} has an unreadable spec: {e}", rev.number))?;
+        let mut spec: Spec = serde_json::from_str(&rev.spec)
+            .map_err(|e| format!("revision {} has an unreadable spec: {e}", rev.number))?;
         spec.image = Some(rev.image.clone());
         Ok(spec)
     }
@@ -311,7 +334,10 @@ pub mod recipes {
         let live = live_name(&target);
 
         // The old container stops with the grace its own spec gave it.
-        let old_stop_s = Spec::of_revision(current).ok().and_then(|s| s.stop_timeout_s).unwrap_or(10);
+        let old_stop_s = Spec::of_revision(current)
+            .ok()
+            .and_then(|s| s.stop_timeout_s)
+            .unwrap_or(10);
         // Volumes and networks first: a cancel during the pull undoes them.
         let mut prepared = prepare(spec)?;
         container::pull_image(&image)?;
@@ -341,7 +367,8 @@ pub mod recipes {
                 originals.push(docker_name);
             }
         }
-        let next = container::create_container(&spec.container_on(format!("{live}-Next"), &prepared)?)?;
+        let next =
+            container::create_container(&spec.container_on(format!("{live}-Next"), &prepared)?)?;
         let timeout = spec.health.clone().unwrap_or_default().timeout();
         // `start-first`: the old container serves until the new one is
         // healthy (no fixed host port: both may listen at once).

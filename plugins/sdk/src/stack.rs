@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ContainerSpec, HostError, NetworkSpec, Permissions, Prepared, Revision, ServiceRevision, Spec,
-    SpecExt, container, job, live_name, network, state, volume,
+    ContainerSpec, HostError, ImagePull, NetworkSpec, Permissions, Prepared, Revision,
+    ServiceRevision, Spec, SpecExt, container, job, live_name, network, state, volume,
 };
 use deckhand_params::{Condition, Service, Stack, StackParams};
 
@@ -131,7 +131,9 @@ pub fn prepare(target: &str, stack: &Stack) -> Result<Resources, String> {
             }
             match existing.iter().rev().find(|e| e.name == v.name) {
                 Some(e) => {
-                    prepared.volumes.insert(v.name.clone(), e.docker_name.clone());
+                    prepared
+                        .volumes
+                        .insert(v.name.clone(), e.docker_name.clone());
                 }
                 None => {
                     let info = volume::ensure_volume(&v.name)?;
@@ -212,14 +214,19 @@ fn wait_for_dependencies(
     Ok(())
 }
 
-/// Pull the images of `services`, each once.
+/// Pull the images of `services` at once (the host pulls an image that
+/// several services run once), each labelled with its service.
 fn pull_images<'a>(services: impl Iterator<Item = &'a Service>) -> Result<(), String> {
-    let mut pulled = BTreeSet::new();
-    for s in services {
-        let image = s.spec.require_image()?;
-        if pulled.insert(image.to_owned()) {
-            container::pull_image(image)?;
-        }
+    let pulls = services
+        .map(|s| {
+            Ok(ImagePull {
+                image: s.spec.require_image()?.to_owned(),
+                label: s.name.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if !pulls.is_empty() {
+        container::pull_images(&pulls)?;
     }
     Ok(())
 }
@@ -273,7 +280,13 @@ pub fn install(record: &StackRecord) -> Result<u64, String> {
     let mut ids = BTreeMap::new();
     for service in &stack.services {
         wait_for_dependencies(service, &ids, timeout)?;
-        let spec = container_of(&target, stack, service, service_name(&target, &service.name), &resources)?;
+        let spec = container_of(
+            &target,
+            stack,
+            service,
+            service_name(&target, &service.name),
+            &resources,
+        )?;
         let id = container::create_container(&spec)?;
         container::start_container(&id)?;
         ids.insert(service.name.clone(), id);
