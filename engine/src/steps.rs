@@ -133,6 +133,12 @@ pub enum Call {
         /// Docker name.
         name: String,
     },
+    /// Read: whether a volume shared beyond the target exists, and which
+    /// target the engine created it for, if any.
+    ReadNamedVolume {
+        /// Docker name.
+        name: String,
+    },
     /// Read: whether a network is one the engine created for the target.
     ReadNetworkOwned {
         /// Network name.
@@ -169,6 +175,7 @@ impl Call {
                 | Call::ReadImageOwned { .. }
                 | Call::ListVolumes
                 | Call::ReadVolumeOwned { .. }
+                | Call::ReadNamedVolume { .. }
                 | Call::ReadNetworkOwned { .. }
                 | Call::ReadNameHolder { .. }
                 | Call::Now
@@ -200,6 +207,7 @@ impl Call {
             | Call::ReadImageOwned { .. }
             | Call::ListVolumes
             | Call::ReadVolumeOwned { .. }
+            | Call::ReadNamedVolume { .. }
             | Call::ReadNetworkOwned { .. }
             | Call::ReadNameHolder { .. } => "running",
         }

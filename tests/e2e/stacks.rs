@@ -692,3 +692,47 @@ async fn the_cli_prints_a_line_for_each_service_whose_image_is_pulled() {
     ensure_image_absent(&docker, &web).await;
     ensure_image_absent(&docker, &db).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_volume_keeps_its_data_across_targets_and_outlives_their_teardown() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let docker = &engine.docker;
+    let shared = unique_target("ext-data");
+    docker
+        .create_volume(bollard::models::VolumeCreateRequest {
+            name: Some(shared.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let compose = format!(
+        "services:\n  db:\n    image: {}\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n    external: true\n    name: {shared}\n",
+        image("web:1")
+    );
+    let (first, second) = (unique_target("stk-ext-a"), unique_target("stk-ext-b"));
+    let job = run_job(&engine, "install", &first, stack_params(&compose)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let db = &service_ids(&engine, &first)["db"];
+    let (_, code) = exec_in(docker, db, &["sh", "-c", "echo kept > /data/file"]).await;
+    assert_eq!(code, Some(0));
+    let down = run_job(&engine, "teardown", &first, json!({"remove_volumes": true})).await;
+    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
+    assert!(
+        volume_exists(docker, &shared).await,
+        "not the engine's to remove"
+    );
+    let job = run_job(&engine, "install", &second, stack_params(&compose)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let db = &service_ids(&engine, &second)["db"];
+    let (content, _) = exec_in(docker, db, &["cat", "/data/file"]).await;
+    assert_eq!(content.trim(), "kept");
+    remove_target_resources(docker, &second).await;
+    remove_target_resources(docker, &first).await;
+    docker
+        .remove_volume(
+            &shared,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await
+        .unwrap();
+}

@@ -261,12 +261,156 @@ async fn a_stacks_target_json_lists_its_services_with_containers_images_and_live
     assert!(status.starts_with("exited"), "{status}");
 }
 
+/// A `db` service keeping its data in volume `data`, declared as `decl`
+/// (the lines under `data:`).
+fn shared_volume_compose(decl: &str) -> String {
+    format!(
+        "services:\n  db:\n    image: db:1\n    volumes: [\"data:/d\"]\nvolumes:\n  data:\n{decl}"
+    )
+}
+
+/// The volume sources of the containers a job created.
+fn mounted(executor: &Executor, job: &JobRecord) -> Vec<String> {
+    intent_calls(executor.journal(), &job.id, "create_container")
+        .iter()
+        .flat_map(|c| {
+            c["config"]["mounts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|m| m["source"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_external_or_named_volume_is_refused_before_a_job_exists() {
+async fn an_external_volume_is_mounted_as_it_is_and_never_removed() {
+    let rt = Arc::new(MemoryRuntime::new());
+    rt.create_volume("shared-data", &Default::default())
+        .await
+        .unwrap();
+    let (_dir, executor) = memory_engine(rt.clone());
+    let compose = shared_volume_compose("    external: true\n    name: shared-data\n");
+    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(mounted(&executor, &job), ["shared-data"]);
+    let down = submit_and_wait(
+        &executor,
+        "teardown",
+        "shop",
+        json!({"remove_volumes": true}),
+    )
+    .await;
+    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
+    assert!(
+        rt.volumes().contains_key("shared-data"),
+        "not the engine's to remove"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_external_volume_fails_the_install_and_leaves_nothing() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    let compose = shared_volume_compose("    external: true\n");
+    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
+    assert_eq!(job.state, JobState::RolledBack);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("external volume `data` does not exist"),
+        "{error}"
+    );
+    assert!(rt.volumes().is_empty(), "{:?}", rt.volumes());
+    assert!(rt.containers().is_empty());
+    assert!(rt.networks().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_volume_is_created_under_its_name_and_removed_only_with_remove_volumes() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    let compose = shared_volume_compose("    name: shop-data\n");
+    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(mounted(&executor, &job), ["shop-data"]);
+    let volume = &rt.volumes()["shop-data"];
+    assert_eq!(
+        volume.labels.get(LABEL_TARGET).map(String::as_str),
+        Some("shop")
+    );
+    // Kept by a teardown without remove_volumes, like Compose's `down`.
+    let down = submit_and_wait(&executor, "teardown", "shop", json!({})).await;
+    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
+    assert!(rt.volumes().contains_key("shop-data"));
+    let again = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
+    assert_eq!(again.state, JobState::Succeeded, "{:?}", again.error);
+    assert_eq!(
+        mounted(&executor, &again),
+        ["shop-data"],
+        "the same data again"
+    );
+    let down = submit_and_wait(
+        &executor,
+        "teardown",
+        "shop",
+        json!({"remove_volumes": true}),
+    )
+    .await;
+    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
+    assert!(!rt.volumes().contains_key("shop-data"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_volume_the_engine_made_for_another_target_is_denied_and_left_alone() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor) = memory_engine(rt.clone());
+    let compose = shared_volume_compose("    name: shop-data\n");
+    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    for decl in [
+        "    name: shop-data\n",
+        "    external: true\n    name: shop-data\n",
+    ] {
+        let compose = shared_volume_compose(decl);
+        let thief =
+            submit_and_wait(&executor, "install", "thief", json!({"compose": compose})).await;
+        assert_eq!(thief.state, JobState::RolledBack, "{decl}");
+        let error = thief.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("created by the engine for `shop`"),
+            "{error}"
+        );
+        assert!(mounted(&executor, &thief).is_empty());
+    }
+    assert!(rt.volumes().contains_key("shop-data"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_volume_named_like_the_engines_own_is_refused_before_a_job_exists() {
     let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
-    let text = "services:\n  db:\n    image: db:1\n    volumes: [\"data:/d\"]\nvolumes:\n  data:\n    external: true\n";
-    let e = refused(&executor, "shop", json!({"compose": text})).await;
-    assert!(e.to_string().contains("volumes.data.external"), "{e}");
+    for (decl, path) in [
+        ("    name: deckhand-web-V-data\n", "volumes.data.name"),
+        (
+            "    external: true\n    name: deckhand-web-V-data\n",
+            "volumes.data.name",
+        ),
+    ] {
+        let e = refused(
+            &executor,
+            "shop",
+            json!({"compose": shared_volume_compose(decl)}),
+        )
+        .await;
+        assert!(e.to_string().contains(path), "{e}");
+        assert!(e.to_string().contains("engine's own"), "{e}");
+    }
+    assert!(
+        executor
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

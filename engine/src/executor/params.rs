@@ -31,20 +31,7 @@ pub fn check(
         bind_mounts: settings.allow_bind_mounts,
     };
     deckhand_params::check(workflow, params, &allow)?;
-    let stack = stack_of(params);
-    // The volume interface mounts only the target's own volumes.
-    if let Some(v) = stack
-        .iter()
-        .flat_map(|s| &s.volumes)
-        .find(|v| v.external || v.docker_name.is_some())
-    {
-        let key = if v.external { "external" } else { "name" };
-        return Err(format!(
-            "`volumes.{}.{key}`: not supported: a stack's volumes are its own (`deckhand-<target>-V-{}`)",
-            v.name, v.name
-        ));
-    }
-    Ok(stack)
+    Ok(stack_of(params))
 }
 
 /// The stack a stack's `install`/`upgrade` params describe, if they are a

@@ -1,5 +1,7 @@
 //! The host side of the `volume` and `network` interfaces: volumes scoped to
-//! the job's target and user-defined networks, made available (created when
+//! the job's target, volumes shared beyond it (named, or external: used,
+//! never removed unless the engine created them for the target) and
+//! user-defined networks, made available (created when
 //! absent, journaled with the undo that removes only what this job created)
 //! and removed at commit only when the journal records that the engine
 //! created them. Whether a call created a resource is the runtime's answer:
@@ -16,6 +18,16 @@ use crate::runtime::{LABEL_JOB, LABEL_MANAGED, LABEL_TARGET};
 use crate::steps::{Call, Compensation, Deferred, RESOURCE_NETWORK, RESOURCE_VOLUME};
 
 use crate::ownership::volume_docker_name;
+
+/// What the journal and the runtime say of a volume shared beyond one
+/// target.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NamedVolume {
+    /// It exists.
+    exists: bool,
+    /// The target the engine created it for, if it did.
+    owner: Option<String>,
+}
 
 /// Whether `docker_name` is one of `target`'s volume names.
 fn is_targets_volume_name(target: &str, docker_name: &str) -> bool {
@@ -42,6 +54,55 @@ impl HostState {
         .into()
     }
 
+    /// Create volume `docker_name` (the target's `name`) unless it exists,
+    /// journaled with the undo that removes it only if this job created
+    /// it; this job's containers may mount it from then on. Whether this
+    /// call created it.
+    async fn create_volume_unless_present(
+        &mut self,
+        docker_name: &str,
+        name: &str,
+    ) -> HostResult<bool> {
+        let labels = self.resource_labels();
+        let job = self.scope.job_id.to_string();
+        let (rt, probe, create_labels) = (
+            self.scope.runtime.clone(),
+            docker_name.to_owned(),
+            labels.clone(),
+        );
+        let created: bool = self
+            .scope
+            .perform(
+                Call::EnsureVolume {
+                    name: docker_name.to_owned(),
+                    labels,
+                },
+                Some(Compensation::RemoveCreatedVolume {
+                    name: docker_name.to_owned(),
+                    job: job.clone(),
+                }),
+                async move {
+                    let v = rt
+                        .create_volume(&probe, &create_labels)
+                        .await
+                        .map_err(host_error)?;
+                    Ok::<_, HostError>(v.labels.get(LABEL_JOB) == Some(&job))
+                },
+            )
+            .await?;
+        if created {
+            self.scope
+                .record(Event::Acquired {
+                    resource: RESOURCE_VOLUME.into(),
+                    id: docker_name.to_owned(),
+                    name: name.to_owned(),
+                })
+                .await?;
+        }
+        self.scope.volumes.insert(docker_name.to_owned());
+        Ok(created)
+    }
+
     /// The checks every creating call starts with.
     fn may_create(&mut self, what: &str, name: &str) -> HostResult<()> {
         self.scope.tick()?;
@@ -58,45 +119,70 @@ impl volume::Host for HostState {
         self.may_create("volume", &name)?;
         deckhand_params::check_volume_name(&name).map_err(HostError::Invalid)?;
         let docker_name = volume_docker_name(&self.scope.target, None, &name);
-        let labels = self.resource_labels();
-        let job = self.scope.job_id.to_string();
-        let (rt, probe, create_labels) = (
+        let created = self
+            .create_volume_unless_present(&docker_name, &name)
+            .await?;
+        Ok(VolumeInfo {
+            name,
+            docker_name,
+            created,
+        })
+    }
+
+    async fn use_named_volume(
+        &mut self,
+        docker_name: String,
+        create: bool,
+    ) -> HostResult<VolumeInfo> {
+        self.may_create("volume", &docker_name)?;
+        deckhand_params::check_shared_volume_name(&docker_name).map_err(HostError::Invalid)?;
+        let target = self.scope.target.clone();
+        let (journal, rt, probe) = (
+            self.scope.journal.clone(),
             self.scope.runtime.clone(),
             docker_name.clone(),
-            labels.clone(),
         );
-        let created: bool = self
+        let seen: NamedVolume = self
             .scope
             .perform(
-                Call::EnsureVolume {
+                Call::ReadNamedVolume {
                     name: docker_name.clone(),
-                    labels,
                 },
-                Some(Compensation::RemoveCreatedVolume {
-                    name: docker_name.clone(),
-                    job: job.clone(),
-                }),
+                None,
                 async move {
-                    let v = rt
-                        .create_volume(&probe, &create_labels)
+                    let owner = journal
+                        .owned(RESOURCE_VOLUME, &probe)
+                        .map_err(journal_error)?
+                        .map(|o| o.target);
+                    let exists = rt
+                        .inspect_volume(&probe)
                         .await
-                        .map_err(host_error)?;
-                    Ok::<_, HostError>(v.labels.get(LABEL_JOB) == Some(&job))
+                        .map_err(host_error)?
+                        .is_some();
+                    HostResult::Ok(NamedVolume { exists, owner })
                 },
             )
             .await?;
-        if created {
-            self.scope
-                .record(Event::Acquired {
-                    resource: RESOURCE_VOLUME.into(),
-                    id: docker_name.clone(),
-                    name: name.clone(),
-                })
-                .await?;
+        if let Some(owner) = seen.owner.filter(|o| *o != target) {
+            return Err(HostError::Denied(format!(
+                "volume `{docker_name}` was created by the engine for `{owner}`"
+            ))
+            .into());
         }
-        self.scope.volumes.insert(docker_name.clone());
+        let created = if create {
+            self.create_volume_unless_present(&docker_name, &docker_name)
+                .await?
+        } else if seen.exists {
+            self.scope.volumes.insert(docker_name.clone());
+            false
+        } else {
+            return Err(HostError::NotFound(format!(
+                "external volume `{docker_name}` does not exist (create it first, or drop `external: true`)"
+            ))
+            .into());
+        };
         Ok(VolumeInfo {
-            name,
+            name: docker_name.clone(),
             docker_name,
             created,
         })

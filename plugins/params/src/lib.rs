@@ -76,5 +76,7 @@ pub use reference::check_reference;
 pub use restart::{RestartPolicy, RestartSpec, parse_restart};
 pub use spec::{Permissions, Spec, Strategy};
 pub use text::{check_container_path, check_env_key, check_label_key, check_user};
-pub use volumes::{VolumeSource, VolumeSpec, check_volume_name, parse_volume};
+pub use volumes::{
+    VolumeSource, VolumeSpec, check_shared_volume_name, check_volume_name, parse_volume,
+};
 pub use workflows::{Rollback, Teardown, check};

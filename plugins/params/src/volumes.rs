@@ -91,6 +91,19 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
     })
 }
 
+/// The Docker name of a volume shared beyond one target (a Compose
+/// volume's `name:`, or an external one's): a volume name outside the
+/// engine's own `deckhand-` names, which are each target's.
+pub fn check_shared_volume_name(name: &str) -> Result<(), String> {
+    check_volume_name(name)?;
+    if name.starts_with("deckhand-") {
+        return Err(format!(
+            "`{name}`: names starting with `deckhand-` are the engine's own volumes"
+        ));
+    }
+    Ok(())
+}
+
 /// A named volume's logical name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64.
 pub fn check_volume_name(name: &str) -> Result<(), String> {
     if docker_name_ok(name) {

@@ -102,9 +102,10 @@ fn network_docker_name(target: &str, stack: &Stack, name: &str) -> String {
 
 /// The stack's volumes and networks, made available: each volume the
 /// target has is its newest (`volume.list-volumes`), another is
-/// `volume.ensure-volume`d; each network `network.ensure-network`ed. An
-/// external network must exist already (one the call had to create is
-/// undone by the rollback).
+/// `volume.ensure-volume`d; a volume with `name:` or `external: true` is
+/// `volume.use-named-volume`d (an external one must exist); each network
+/// `network.ensure-network`ed. An external network must exist already (one
+/// the call had to create is undone by the rollback).
 pub struct Resources {
     /// Volume key → Docker name, as [`SpecExt::container_on`] mounts them.
     pub prepared: Prepared,
@@ -123,11 +124,11 @@ pub fn prepare(target: &str, stack: &Stack) -> Result<Resources, String> {
     if !stack.volumes.is_empty() {
         let existing = volume::list_volumes()?;
         for v in &stack.volumes {
-            if v.external || v.docker_name.is_some() {
-                return Err(format!(
-                    "volume `{}`: external and explicitly named volumes are not supported",
-                    v.name
-                ));
+            if let Some(docker_name) = &v.docker_name {
+                // Shared beyond the target: used in place, never copied.
+                let info = volume::use_named_volume(docker_name, !v.external)?;
+                prepared.volumes.insert(v.name.clone(), info.docker_name);
+                continue;
             }
             match existing.iter().rev().find(|e| e.name == v.name) {
                 Some(e) => {
@@ -431,9 +432,10 @@ pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, Str
     Ok(revision)
 }
 
-/// The volumes of `snapshot_volumes`: each volume the target had before
-/// that changed services mount and no unchanged service does (that one
-/// keeps running on it) is copied while every old container mounting it
+/// The volumes of `snapshot_volumes`: each of the target's own volumes
+/// (not one shared with `name:` or `external`) that it had before, that
+/// changed services mount and no unchanged service does (that one keeps
+/// running on it), is copied while every old container mounting it
 /// is stopped, and the new containers mount the copy. The originals are
 /// returned, to be removed at commit; until then a rollback finds them as
 /// they were.
@@ -459,12 +461,23 @@ fn snapshot_volumes(
         .filter(|s| !changed.contains(&s.name))
         .flat_map(|s| mounts(&s.spec))
         .collect();
+    // A volume shared beyond the target (`name:`, external) is not copied.
+    let shared: BTreeSet<&str> = stack
+        .volumes
+        .iter()
+        .filter(|v| v.docker_name.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
     let copied: BTreeSet<String> = stack
         .services
         .iter()
         .filter(|s| changed.contains(&s.name))
         .flat_map(|s| mounts(&s.spec))
-        .filter(|v| !kept_on.contains(v) && !resources.prepared.created.contains(v))
+        .filter(|v| {
+            !kept_on.contains(v)
+                && !resources.prepared.created.contains(v)
+                && !shared.contains(v.as_str())
+        })
         .collect();
     if copied.is_empty() {
         return Ok(Vec::new());

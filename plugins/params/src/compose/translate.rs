@@ -14,8 +14,8 @@ use crate::bounds::{MAX_NETWORKS, MAX_VOLUMES, bounded};
 use crate::{
     Health, NetworkSpec, Permissions, Spec, check_alias, check_container_path, check_cpus,
     check_env_key, check_health_cmd, check_label_key, check_network_name, check_reference,
-    check_user, check_volume_name, cpus_to_nano, is_network_mode, parse_memory, parse_port,
-    parse_restart, parse_volume,
+    check_shared_volume_name, check_user, check_volume_name, cpus_to_nano, is_network_mode,
+    parse_memory, parse_port, parse_restart, parse_volume,
 };
 
 /// A key as it may be shown in a message: escaped, at most 64 characters.
@@ -37,7 +37,9 @@ pub(super) fn volumes(
         check_volume_name(&key).map_err(|e| format!("`{at}`: {e}"))?;
         let def = def.map(|m| m.0).unwrap_or_default();
         if let Some(name) = &def.name {
-            check_volume_name(name).map_err(|e| format!("`{at}.name`: {e}"))?;
+            check_shared_volume_name(name).map_err(|e| format!("`{at}.name`: {e}"))?;
+        } else if def.external {
+            check_shared_volume_name(&key).map_err(|e| format!("`{at}`: {e}"))?;
         }
         let docker_name = def.name.or_else(|| def.external.then(|| key.clone()));
         out.push(StackVolume {
