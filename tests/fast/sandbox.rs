@@ -547,7 +547,11 @@ async fn attack_g_no_name_of_one_target_can_be_a_name_of_another() {
     for squatted in SQUATTED {
         let answer = ask_for_name(&executor, squatted).await;
         assert_eq!(answer, "create: allowed", "{squatted}");
-        assert_eq!(rt.containers(), before, "{squatted} did not outlive the job");
+        assert_eq!(
+            rt.containers(),
+            before,
+            "{squatted} did not outlive the job"
+        );
     }
     for target in ["p-q", "p-next"] {
         let install =
@@ -557,7 +561,11 @@ async fn attack_g_no_name_of_one_target_can_be_a_name_of_another() {
     let before = rt.containers();
     for squatted in SQUATTED {
         let answer = ask_for_name(&executor, squatted).await;
-        let holder = if squatted.contains("next") { "p-next" } else { "p-q" };
+        let holder = if squatted.contains("next") {
+            "p-next"
+        } else {
+            "p-q"
+        };
         assert!(
             answer.contains(&format!("denied: the name `deckhand-{holder}`"))
                 && answer.contains(&format!("is target `{holder}`'s")),
@@ -621,4 +629,45 @@ async fn attack_k_a_plugin_cannot_use_or_remove_volumes_and_networks_it_did_not_
     assert_eq!(rt.networks(), networks);
     assert_eq!(rt.volume_files(victim).unwrap()["secret"], b"theirs");
     assert_eq!(rt.containers(), containers, "nothing left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_l_batched_calls_are_bounded_and_checked_one_by_one_and_create_nothing_when_refused()
+{
+    let (_dir, executor, rt) = hostile_engine();
+    let other = submit_and_wait(
+        &executor,
+        "install",
+        "other",
+        json!({"image": "app:1", "volumes": ["data:/d"]}),
+    )
+    .await;
+    assert_eq!(other.state, JobState::Succeeded, "{:?}", other.error);
+    let (containers, volumes, images) = (rt.containers(), rt.volumes(), rt.images());
+    let job = submit_and_wait(
+        &executor,
+        "hostile",
+        "web",
+        json!({"mode": "batches", "image": "app:1", "volume": "deckhand-other-V-data"}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let answers = job.summary.unwrap();
+    for (what, says) in [
+        ("duplicate-names", "asked for twice"),
+        ("too-many-creates", "the most is 32"),
+        ("foreign-label-in-batch", "denied"),
+        ("too-many-pulls", "more than 32 images"),
+        ("long-label", "the most is 64"),
+        ("engine-volume", "engine's own"),
+    ] {
+        let line = answers
+            .lines()
+            .find(|l| l.starts_with(&format!("{what}: ")))
+            .unwrap_or_else(|| panic!("no answer for {what}: {answers}"));
+        assert!(line.contains(says), "{line}");
+    }
+    assert_eq!(rt.containers(), containers, "nothing was created");
+    assert_eq!(rt.volumes(), volumes);
+    assert_eq!(rt.images(), images);
 }

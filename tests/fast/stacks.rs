@@ -581,3 +581,61 @@ async fn a_pull_that_fails_among_several_cancels_the_others_and_the_install_leav
             .is_none_or(|t| t.current.is_none())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stacks_containers_are_created_at_once_before_any_starts() {
+    use deckhand::journal::Event;
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, job) = installed_stack(rt).await;
+    let events = events(&executor, &job);
+    let position = |op: &str| {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Event::Intent { call, .. } if call["op"] == op))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let (creates, starts) = (position("create_container"), position("start_container"));
+    assert_eq!(creates.len(), 2);
+    let create_steps: Vec<u32> = creates
+        .iter()
+        .map(|&i| match &events[i] {
+            Event::Intent { step, .. } => *step,
+            _ => unreachable!(),
+        })
+        .collect();
+    let first_result = events
+        .iter()
+        .position(|e| matches!(e, Event::Result { step, .. } if create_steps.contains(step)))
+        .unwrap();
+    assert!(
+        creates.iter().all(|&i| i < first_result),
+        "both journaled before either ends"
+    );
+    assert!(creates.iter().all(|c| starts.iter().all(|s| c < s)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_that_fails_among_several_rolls_the_install_back_leaving_nothing() {
+    let rt = Arc::new(MemoryRuntime::new());
+    rt.inject(
+        deckhand::runtime::memory::Op::Create,
+        deckhand::runtime::memory::Fault::Fail("Conflict: no space for the container".into()),
+        1,
+    );
+    let (_dir, executor) = memory_engine(rt.clone());
+    let job = submit_and_wait(
+        &executor,
+        "install",
+        "shop",
+        json!({"compose": compose("app:1")}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.contains("no space for the container"), "{error}");
+    assert!(rt.containers().is_empty(), "{:?}", rt.containers());
+    assert!(rt.volumes().is_empty());
+    assert!(rt.networks().is_empty());
+}

@@ -300,6 +300,18 @@ const MAX_PULL_LABEL_BYTES: usize = 64;
 /// The most distinct images one `pull-images` call pulls.
 const MAX_PULLS_AT_ONCE: usize = deckhand_params::MAX_SERVICES;
 
+/// The most containers one `create-containers` call creates.
+const MAX_CREATES_AT_ONCE: usize = deckhand_params::MAX_SERVICES;
+
+/// A create, checked and ready to be journaled: the call, its undo
+/// (removing what this job created under that name) and the effect.
+struct CreateStep {
+    name: String,
+    call: Call,
+    undo: Option<Compensation>,
+    effect: std::pin::Pin<Box<dyn std::future::Future<Output = HostResult<String>> + Send>>,
+}
+
 /// A pull, ready to be journaled: the call and its undo (removing the
 /// image, unless it was there before).
 struct PullStep {
@@ -358,6 +370,63 @@ impl JobScope {
             pull.await?;
             rt.image_id(&image).await.map_err(|e| host_error(e).into())
         }
+    }
+
+    /// Check `spec` for a create (its name is the target's, its service
+    /// name is not another's, the job's container budget allows it) and
+    /// make the step that creates it.
+    async fn create_step(&mut self, spec: ContainerSpec) -> HostResult<CreateStep> {
+        let service = self.check_name(&spec.name)?.map(str::to_owned);
+        self.check_size("image", &spec.image)?;
+        self.ensure_not_cancelled()?;
+        let config = super::container_spec::config_of(spec, service.as_deref(), self)?;
+        if let Some(service) = &service {
+            self.check_service_claim(service).await?;
+        }
+        let limit = self.settings.max_containers_per_job;
+        JobScope::count(
+            &mut self.created,
+            limit,
+            "containers",
+            "DECKHAND_MAX_CONTAINERS",
+        )?;
+        let undo = Compensation::RemoveCreatedContainer {
+            name: config.name.clone(),
+            job: self.job_id.to_string(),
+        };
+        let rt = self.runtime.clone();
+        let create = config.clone();
+        let effect = async move {
+            let id = rt.create_container(&create).await.map_err(host_error)?;
+            // Record the daemon's settled result, not just its answer.
+            match rt.inspect_container(&id).await.map_err(host_error)? {
+                Some(c) if c.name == create.name => Ok(id),
+                _ => Err(HostError::Runtime(format!(
+                    "the daemon said it created {} as {id}, but no such container exists",
+                    create.name
+                ))
+                .into()),
+            }
+        };
+        Ok(CreateStep {
+            name: config.name.clone(),
+            call: Call::CreateContainer { config },
+            undo: Some(undo),
+            effect: Box::pin(effect),
+        })
+    }
+
+    /// Record container `id`, created by this job as `name`, as the
+    /// engine's: by its id, durable before the plugin can name it in
+    /// another call.
+    async fn acquire_created(&mut self, id: &str, name: String) -> HostResult<()> {
+        self.record(Event::Acquired {
+            resource: RESOURCE_CONTAINER.into(),
+            id: id.to_owned(),
+            name,
+        })
+        .await?;
+        Ok(())
     }
 
     /// Record an image the engine's pull brought here as the engine's.
@@ -489,51 +558,77 @@ impl container::Host for HostState {
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
         self.scope.tick()?;
-        let scope = &mut self.scope;
-        let service = scope.check_name(&spec.name)?.map(str::to_owned);
-        scope.check_size("image", &spec.image)?;
-        scope.ensure_not_cancelled()?;
-        let config = super::container_spec::config_of(spec, service.as_deref(), scope)?;
-        if let Some(service) = &service {
-            scope.check_service_claim(service).await?;
-        }
-        let limit = scope.settings.max_containers_per_job;
-        (JobScope::count(
-            &mut scope.created,
-            limit,
-            "containers",
-            "DECKHAND_MAX_CONTAINERS",
-        ))?;
-        let undo = Compensation::RemoveCreatedContainer {
-            name: config.name.clone(),
-            job: scope.job_id.to_string(),
-        };
-        let rt = scope.runtime.clone();
-        let create = config.clone();
-        let create_name = config.name.clone();
-        let id = scope
-            .perform(Call::CreateContainer { config }, Some(undo), async move {
-                let id = rt.create_container(&create).await.map_err(host_error)?;
-                // Record the daemon's settled result, not just its answer.
-                match rt.inspect_container(&id).await.map_err(host_error)? {
-                    Some(c) if c.name == create.name => Ok(id),
-                    _ => Err(HostError::Runtime(format!(
-                        "the daemon said it created {} as {id}, but no such container exists",
-                        create.name
-                    ))),
-                }
-            })
+        let step = self.scope.create_step(spec).await?;
+        let name = step.name.clone();
+        let id = self
+            .scope
+            .perform(step.call, step.undo, step.effect)
             .await?;
-        // The container is the engine's from here on, by its id: durable
-        // before the plugin can name it in another call.
-        scope
-            .record(Event::Acquired {
-                resource: RESOURCE_CONTAINER.into(),
-                id: id.clone(),
-                name: create_name,
-            })
-            .await?;
+        self.scope.acquire_created(&id, name).await?;
         Ok(id)
+    }
+
+    async fn create_containers(&mut self, specs: Vec<ContainerSpec>) -> HostResult<Vec<String>> {
+        self.scope.tick()?;
+        if specs.len() > MAX_CREATES_AT_ONCE {
+            return Err(HostError::Invalid(format!(
+                "{} containers in one create-containers call; the most is {MAX_CREATES_AT_ONCE}",
+                specs.len()
+            ))
+            .into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(twice) = specs.iter().find(|s| !names.insert(s.name.as_str())) {
+            return Err(HostError::Invalid(format!(
+                "container name `{}` is asked for twice",
+                twice.name
+            ))
+            .into());
+        }
+        let mut steps = Vec::with_capacity(specs.len());
+        for spec in specs {
+            steps.push(self.scope.create_step(spec).await?);
+        }
+        let stall = self.scope.settings.stall_timeout;
+        let names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
+        let effects = steps
+            .into_iter()
+            .map(|s| {
+                // Each create is bounded as one `create-container` is.
+                let effect = async move {
+                    tokio::time::timeout(stall, s.effect)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(HostError::TimedOut(format!(
+                                "no progress for {} s",
+                                stall.as_secs()
+                            ))
+                            .into())
+                        })
+                };
+                (s.call, s.undo, Box::pin(effect) as ConcurrentEffect<String>)
+            })
+            .collect();
+        // A create cannot be called off half-way: the others run to their end.
+        let unused = CancellationToken::new();
+        let answers = self.scope.perform_concurrently(effects, &unused).await?;
+        let mut ids = Vec::with_capacity(answers.len());
+        let mut failure = None;
+        for (name, answer) in names.into_iter().zip(answers) {
+            match answer {
+                Ok(id) => {
+                    self.scope.acquire_created(&id, name).await?;
+                    ids.push(id);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(ids),
+        }
     }
 
     async fn start_container(&mut self, id: String) -> HostResult<()> {

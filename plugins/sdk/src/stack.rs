@@ -268,27 +268,42 @@ pub fn service_name(target: &str, service: &str) -> String {
     format!("{}-{service}", live_name(target))
 }
 
+/// Create the containers of `services` at once (`container.create-containers`),
+/// each named `name(service)`: their ids, in the same order.
+fn create_all<'a>(
+    target: &str,
+    stack: &Stack,
+    services: impl Iterator<Item = &'a Service>,
+    resources: &Resources,
+    name: impl Fn(&str) -> String,
+) -> Result<Vec<String>, String> {
+    let specs = services
+        .map(|s| container_of(target, stack, s, name(&s.name), resources))
+        .collect::<Result<Vec<_>, String>>()?;
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(container::create_containers(&specs)?)
+}
+
 /// Install `record`'s stack on the job's target: volumes and networks →
-/// pull every image → in start order, create and start each service once
-/// what it depends on is as its condition says → wait until every service
-/// runs (and is healthy, when it has a check) → record the revision.
+/// pull every image at once → create every container at once → in start
+/// order, start each service once what it depends on is as its condition
+/// says → wait until every service runs (and is healthy, when it has a
+/// check) → record the revision.
 pub fn install(record: &StackRecord) -> Result<u64, String> {
     let target = job::target();
     let stack = &record.stack;
     let resources = prepare(&target, stack)?;
     pull_images(stack.services.iter())?;
     let timeout = record.timeout();
+    // Creating a container waits for nothing: every one at once.
+    let created = create_all(&target, stack, stack.services.iter(), &resources, |name| {
+        service_name(&target, name)
+    })?;
     let mut ids = BTreeMap::new();
-    for service in &stack.services {
+    for (service, id) in stack.services.iter().zip(created) {
         wait_for_dependencies(service, &ids, timeout)?;
-        let spec = container_of(
-            &target,
-            stack,
-            service,
-            service_name(&target, &service.name),
-            &resources,
-        )?;
-        let id = container::create_container(&spec)?;
         container::start_container(&id)?;
         ids.insert(service.name.clone(), id);
     }
@@ -340,10 +355,10 @@ fn unchanged(old: &ServiceRevision, new: &Service) -> bool {
 
 /// Replace the target's stack (the current revision's `old` services) with
 /// `record`'s, atomically: volumes and networks → pull the images of the
-/// services that changed → stop the services that are gone → in start
-/// order, for each changed service: create it under a temporary name, stop
-/// and set aside its old container, give the new one the service's name
-/// and start it → wait until every changed service is healthy → record
+/// services that changed, at once → stop the services that are gone →
+/// create every changed service's new container under a temporary name, at
+/// once → in start order, for each changed service: stop and set aside its
+/// old container, give the new one the service's name and start it → wait until every changed service is healthy → record
 /// the revision. Services whose image and spec did not change keep running,
 /// the same containers. The old containers (and images nothing uses then)
 /// are removed only at commit; if anything fails, the host's rollback puts
@@ -383,19 +398,23 @@ pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, Str
         .iter()
         .map(|o| (o.name.clone(), o.container_id.clone()))
         .collect();
-    for service in &stack.services {
-        if !changed.contains(&service.name) {
-            continue;
-        }
+    // The changed services' new containers, each under a temporary name,
+    // all created at once.
+    let replaced: Vec<&Service> = stack
+        .services
+        .iter()
+        .filter(|s| changed.contains(&s.name))
+        .collect();
+    let nexts = create_all(
+        &target,
+        stack,
+        replaced.iter().copied(),
+        &resources,
+        |name| format!("{}-Next", service_name(&target, name)),
+    )?;
+    for (service, next) in replaced.into_iter().zip(nexts) {
         wait_for_dependencies(service, &ids, timeout)?;
         let live = service_name(&target, &service.name);
-        let next = container::create_container(&container_of(
-            &target,
-            stack,
-            service,
-            format!("{live}-Next"),
-            &resources,
-        )?)?;
         if let Some(o) = previous(&service.name)
             && let Some(c) = container::inspect_container(&o.container_id)?
         {

@@ -244,6 +244,26 @@ impl Workflow for Hostile {
                 ];
                 Ok(answers.iter().map(|(what, a)| format!("{what}: {a}")).collect::<Vec<_>>().join("\n"))
             }
+            "batches" => {
+                use deckhand_sdk::ImagePull;
+                let image = p.image.ok_or("image needed")?;
+                let victim = p.volume.ok_or("volume needed")?;
+                container::pull_image(&image)?;
+                let pull = |image: String, label: String| ImagePull { image, label };
+                let labelled = deckhand_sdk::ContainerSpec {
+                    labels: vec![("io.deckhand.target".into(), "other".into())],
+                    ..extra_container(&image, "B")
+                };
+                let answers = [
+                    ("duplicate-names", answer(container::create_containers(&[extra_container(&image, "Dup"), extra_container(&image, "Dup")]))),
+                    ("too-many-creates", answer(container::create_containers(&(0..33).map(|i| extra_container(&image, &format!("M{i}"))).collect::<Vec<_>>()))),
+                    ("foreign-label-in-batch", answer(container::create_containers(&[extra_container(&image, "A"), labelled]))),
+                    ("too-many-pulls", answer(container::pull_images(&(0..33).map(|i| pull(format!("img{i}:1"), "x".into())).collect::<Vec<_>>()))),
+                    ("long-label", answer(container::pull_images(&[pull(image.clone(), "x".repeat(65))]))),
+                    ("engine-volume", answer(volume::use_named_volume(&victim, false))),
+                ];
+                Ok(answers.iter().map(|(what, a)| format!("{what}: {a}")).collect::<Vec<_>>().join("\n"))
+            }
             other => Err(format!("unknown mode {other}")),
         }
     }
