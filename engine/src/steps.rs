@@ -133,6 +133,11 @@ pub enum Call {
         /// Docker name.
         name: String,
     },
+    /// Read: the id of the image a name points at here (`null`: absent).
+    ImageId {
+        /// Image reference.
+        image: String,
+    },
     /// Read: whether a volume shared beyond the target exists, and which
     /// target the engine created it for, if any.
     ReadNamedVolume {
@@ -168,6 +173,7 @@ impl Call {
         matches!(
             self,
             Call::ImagePresent { .. }
+                | Call::ImageId { .. }
                 | Call::InspectContainer { .. }
                 | Call::ReadRevision { .. }
                 | Call::ReadLastRevisionNumber
@@ -200,6 +206,7 @@ impl Call {
             Call::Now
             | Call::Random
             | Call::ImagePresent { .. }
+            | Call::ImageId { .. }
             | Call::InspectContainer { .. }
             | Call::ReadRevision { .. }
             | Call::ReadLastRevisionNumber

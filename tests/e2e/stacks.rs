@@ -736,3 +736,29 @@ async fn an_external_volume_keeps_its_data_across_targets_and_outlives_their_tea
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_replaces_a_service_whose_tag_was_pushed_again_and_keeps_the_others() {
+    let engine = TestEngine::with_settings(quick_settings()).await;
+    let docker = &engine.docker;
+    let target = unique_target("stk-digest");
+    let web = fresh_image(&format!("{target}-web"), 4096);
+    let compose = two_images(&web, &image("web:1"));
+    let job = run_job(&engine, "install", &target, stack_params(&compose)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let before = service_ids(&engine, &target);
+    let old_image = docker.inspect_image(&web).await.unwrap().id.unwrap();
+    // The same tag, pushed again with other content; the file is the same.
+    fresh_image(&format!("{target}-web"), 4096);
+    let job = run_job(&engine, "upgrade", &target, stack_params(&compose)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let after = service_ids(&engine, &target);
+    assert_eq!(after["db"], before["db"], "db's image did not move");
+    assert_ne!(after["web"], before["web"], "web runs the new push");
+    let running = docker.inspect_container(&after["web"], None).await.unwrap();
+    assert_ne!(running.image.as_deref(), Some(old_image.as_str()));
+    assert_services_run_as_recorded(&engine, &target).await;
+    remove_target_resources(docker, &target).await;
+    ensure_image_absent(docker, &web).await;
+    ensure_image_absent(docker, &old_image).await;
+}

@@ -639,3 +639,38 @@ async fn a_create_that_fails_among_several_rolls_the_install_back_leaving_nothin
     assert!(rt.volumes().is_empty());
     assert!(rt.networks().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_replaces_a_service_whose_tag_now_names_another_image_and_only_it() {
+    let rt = Arc::new(MemoryRuntime::new());
+    let (_dir, executor, _job) = installed_stack(rt.clone()).await;
+    let before = service_ids(&executor);
+    // The registry's app:1 is a new image now; the file is the same.
+    rt.republish_image("app:1");
+    let job = submit_and_wait(
+        &executor,
+        "upgrade",
+        "shop",
+        json!({"compose": compose("app:1")}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let after = service_ids(&executor);
+    assert_eq!(
+        after[0], before[0],
+        "db's image did not move: same container"
+    );
+    assert_ne!(after[1].1, before[1].1, "web runs the new app:1");
+    assert_eq!(stopped(&executor, &job), [before[1].1.clone()]);
+    // With nothing moved, nothing is replaced.
+    let again = submit_and_wait(
+        &executor,
+        "upgrade",
+        "shop",
+        json!({"compose": compose("app:1")}),
+    )
+    .await;
+    assert_eq!(again.state, JobState::Succeeded, "{:?}", again.error);
+    assert_eq!(service_ids(&executor), after);
+    assert!(stopped(&executor, &again).is_empty());
+}

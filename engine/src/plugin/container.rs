@@ -631,6 +631,21 @@ impl container::Host for HostState {
         }
     }
 
+    async fn runs_image(&mut self, id: String, image: String) -> HostResult<bool> {
+        self.scope.tick()?;
+        self.scope.check_size("image", &image)?;
+        let c = self.scope.owned_container(&id).await?;
+        let rt = self.scope.runtime.clone();
+        let probe = image.clone();
+        let now: Option<String> = self
+            .scope
+            .perform(Call::ImageId { image }, None, async move {
+                rt.image_id(&probe).await.map_err(host_error)
+            })
+            .await?;
+        Ok(!c.image_id.is_empty() && now.as_deref() == Some(c.image_id.as_str()))
+    }
+
     async fn start_container(&mut self, id: String) -> HostResult<()> {
         self.scope.tick()?;
         let c = self.scope.owned_container(&id).await?;

@@ -136,6 +136,9 @@ struct State {
     /// not change the ids containers get.
     next_network_id: u64,
     faults: Vec<(Op, Fault, usize)>,
+    /// Images the "registry" has published again under the same name, and
+    /// how often: a pull then brings a new id.
+    republished: BTreeMap<String, u32>,
     calls: u64,
     /// Effects of interrupted calls still to happen, and when.
     late: Vec<(std::time::Instant, LateEffect)>,
@@ -225,6 +228,16 @@ impl MemoryRuntime {
         self.lock()
             .images
             .insert(with_default_tag(image), id.to_owned());
+    }
+
+    /// Publish `image` again under the same name, as a new push to the
+    /// registry would: the next pull brings a new image id (a new digest).
+    pub fn republish_image(&self, image: &str) {
+        *self
+            .lock()
+            .republished
+            .entry(with_default_tag(image))
+            .or_default() += 1;
     }
 
     /// Put an image in the local store, as if the user had pulled it.
@@ -640,7 +653,8 @@ impl ContainerRuntime for MemoryRuntime {
         self.enter(Op::ImagePresent, None).await?;
         // By reference, or by id as the daemon answers.
         let s = self.lock();
-        Ok(s.images.contains_key(&with_default_tag(image)) || s.images.values().any(|id| id == image))
+        Ok(s.images.contains_key(&with_default_tag(image))
+            || s.images.values().any(|id| id == image))
     }
 
     async fn resolve_image(&self, image: &str) -> Result<ImageSource> {
@@ -717,8 +731,13 @@ impl ContainerRuntime for MemoryRuntime {
                 layers: Vec::new(),
             });
         }
-        let id = image_id_of(self.same_image.get(&reference).unwrap_or(&reference));
-        self.lock().images.insert(reference, id);
+        let base = self.same_image.get(&reference).unwrap_or(&reference);
+        let mut s = self.lock();
+        let id = match s.republished.get(&reference) {
+            Some(n) => image_id_of(&format!("{base}#{n}")),
+            None => image_id_of(base),
+        };
+        s.images.insert(reference, id);
         Ok(())
     }
 
@@ -743,10 +762,12 @@ impl ContainerRuntime for MemoryRuntime {
         let container = {
             let mut s = self.lock();
             s.next_id += 1;
+            let image = with_default_tag(&config.image);
             ContainerState {
                 id: format!("{:064x}", s.next_id),
                 name: config.name.clone(),
-                image: with_default_tag(&config.image),
+                image_id: s.images.get(&image).cloned().unwrap_or_default(),
+                image,
                 running: false,
                 health: None,
                 exit_code: None,

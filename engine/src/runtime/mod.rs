@@ -169,6 +169,11 @@ pub struct ContainerState {
     pub name: String,
     /// Image reference it was created from.
     pub image: String,
+    /// Id of the image it runs (`sha256:…`): what `image` named when it was
+    /// created, whatever the name points at now. Empty in records made
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
     /// Whether its process runs.
     pub running: bool,
     /// `starting`, `healthy`, `unhealthy` when it has a health check.

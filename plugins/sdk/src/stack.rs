@@ -347,6 +347,16 @@ fn stop_timeout(spec: &str) -> u32 {
         .unwrap_or(10)
 }
 
+/// Whether `old`'s container still runs the image its name points at now
+/// (not when the container is gone).
+fn runs_its_image(old: &ServiceRevision) -> Result<bool, String> {
+    match container::runs_image(&old.container_id, &old.image) {
+        Ok(runs) => Ok(runs),
+        Err(HostError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether service `new` runs as `old` does: same image, same spec.
 fn unchanged(old: &ServiceRevision, new: &Service) -> bool {
     new.spec.image.as_deref() == Some(old.image.as_str())
@@ -354,13 +364,14 @@ fn unchanged(old: &ServiceRevision, new: &Service) -> bool {
 }
 
 /// Replace the target's stack (the current revision's `old` services) with
-/// `record`'s, atomically: volumes and networks → pull the images of the
-/// services that changed, at once → stop the services that are gone →
+/// `record`'s, atomically: volumes and networks → pull every service's
+/// image, at once; a service changed when its image or spec did, or when
+/// its name now points at another image → stop the services that are gone →
 /// create every changed service's new container under a temporary name, at
 /// once → in start order, for each changed service: stop and set aside its
 /// old container, give the new one the service's name and start it → wait until every changed service is healthy → record
-/// the revision. Services whose image and spec did not change keep running,
-/// the same containers. The old containers (and images nothing uses then)
+/// the revision. Services whose image (by id) and spec did not change keep
+/// running, the same containers. The old containers (and images nothing uses then)
 /// are removed only at commit; if anything fails, the host's rollback puts
 /// every old container back, same ids, running under its name.
 pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, String> {
@@ -369,13 +380,19 @@ pub fn upgrade(old: &[ServiceRevision], record: &StackRecord) -> Result<u64, Str
     let timeout = record.timeout();
     let resources = prepare(&target, stack)?;
     let previous = |name: &str| old.iter().find(|o| o.name == name);
-    let changed: BTreeSet<String> = stack
-        .services
-        .iter()
-        .filter(|s| previous(&s.name).is_none_or(|o| !unchanged(o, s)))
-        .map(|s| s.name.clone())
-        .collect();
-    pull_images(stack.services.iter().filter(|s| changed.contains(&s.name)))?;
+    // Every image is asked for again: a name that now points at another
+    // image (a new digest behind the same tag) changes its services too.
+    pull_images(stack.services.iter())?;
+    let mut changed = BTreeSet::new();
+    for s in &stack.services {
+        let same = match previous(&s.name) {
+            Some(o) if unchanged(o, s) => runs_its_image(o)?,
+            _ => false,
+        };
+        if !same {
+            changed.insert(s.name.clone());
+        }
+    }
     let mut resources = resources;
     let originals = if record.snapshot_volumes == Some(true) {
         snapshot_volumes(stack, old, &changed, &mut resources)?

@@ -41,6 +41,7 @@ fn state_of(r: bollard::models::ContainerInspectResponse) -> ContainerState {
             .trim_start_matches('/')
             .to_owned(),
         image: config.image.unwrap_or_default(),
+        image_id: r.image.unwrap_or_default(),
         running: state.running.unwrap_or(false),
         health: state
             .health
