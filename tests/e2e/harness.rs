@@ -910,6 +910,24 @@ pub fn run_cli(
     run_cli_env(dir, args, kill_after, &[])
 }
 
+/// [`submit_and_wait`], which must end `succeeded`.
+#[allow(dead_code)]
+pub async fn succeeded(
+    executor: &Executor,
+    workflow: &str,
+    target: &str,
+    params: serde_json::Value,
+) -> deckhand::journal::JobRecord {
+    let job = submit_and_wait(executor, workflow, target, params).await;
+    assert_eq!(
+        job.state,
+        deckhand::journal::JobState::Succeeded,
+        "{workflow} {target}: {:?}",
+        job.error
+    );
+    job
+}
+
 /// Submit a job to `executor` and wait for its terminal record.
 pub async fn submit_and_wait(
     executor: &Executor,

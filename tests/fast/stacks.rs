@@ -40,14 +40,13 @@ volumes:
 
 async fn installed_stack(rt: Arc<MemoryRuntime>) -> (tempfile::TempDir, Executor, JobRecord) {
     let (dir, executor) = memory_engine(rt);
-    let job = submit_and_wait(
+    let job = succeeded(
         &executor,
         "install",
         "shop",
         json!({"compose": compose("app:1")}),
     )
     .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     (dir, executor, job)
 }
 
@@ -114,14 +113,13 @@ async fn a_stack_upgrade_replaces_only_the_changed_service() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor, _job) = installed_stack(rt.clone()).await;
     let before = service_ids(&executor);
-    let job = submit_and_wait(
+    succeeded(
         &executor,
         "upgrade",
         "shop",
         json!({"compose": compose("app:2")}),
     )
     .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let after = service_ids(&executor);
     assert_eq!(after[0], before[0], "db is unchanged: same container");
     assert_ne!(after[1].1, before[1].1, "web runs a new container");
@@ -163,14 +161,13 @@ async fn a_stack_teardown_stops_services_in_reverse_start_order_and_removes_them
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor, _job) = installed_stack(rt.clone()).await;
     let ids = service_ids(&executor);
-    let job = submit_and_wait(
+    let job = succeeded(
         &executor,
         "teardown",
         "shop",
         json!({"remove_volumes": true}),
     )
     .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     assert_eq!(
         stopped(&executor, &job),
         [ids[1].1.clone(), ids[0].1.clone()],
@@ -291,17 +288,15 @@ async fn an_external_volume_is_mounted_as_it_is_and_never_removed() {
         .unwrap();
     let (_dir, executor) = memory_engine(rt.clone());
     let compose = shared_volume_compose("    external: true\n    name: shared-data\n");
-    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let job = succeeded(&executor, "install", "shop", json!({"compose": compose})).await;
     assert_eq!(mounted(&executor, &job), ["shared-data"]);
-    let down = submit_and_wait(
+    succeeded(
         &executor,
         "teardown",
         "shop",
         json!({"remove_volumes": true}),
     )
     .await;
-    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
     assert!(
         rt.volumes().contains_key("shared-data"),
         "not the engine's to remove"
@@ -330,8 +325,7 @@ async fn a_named_volume_is_created_under_its_name_and_removed_only_with_remove_v
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine(rt.clone());
     let compose = shared_volume_compose("    name: shop-data\n");
-    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let job = succeeded(&executor, "install", "shop", json!({"compose": compose})).await;
     assert_eq!(mounted(&executor, &job), ["shop-data"]);
     let volume = &rt.volumes()["shop-data"];
     assert_eq!(
@@ -339,24 +333,21 @@ async fn a_named_volume_is_created_under_its_name_and_removed_only_with_remove_v
         Some("shop")
     );
     // Kept by a teardown without remove_volumes, like Compose's `down`.
-    let down = submit_and_wait(&executor, "teardown", "shop", json!({})).await;
-    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
+    succeeded(&executor, "teardown", "shop", json!({})).await;
     assert!(rt.volumes().contains_key("shop-data"));
-    let again = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
-    assert_eq!(again.state, JobState::Succeeded, "{:?}", again.error);
+    let again = succeeded(&executor, "install", "shop", json!({"compose": compose})).await;
     assert_eq!(
         mounted(&executor, &again),
         ["shop-data"],
         "the same data again"
     );
-    let down = submit_and_wait(
+    succeeded(
         &executor,
         "teardown",
         "shop",
         json!({"remove_volumes": true}),
     )
     .await;
-    assert_eq!(down.state, JobState::Succeeded, "{:?}", down.error);
     assert!(!rt.volumes().contains_key("shop-data"));
 }
 
@@ -365,8 +356,7 @@ async fn a_named_volume_the_engine_made_for_another_target_is_denied_and_left_al
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine(rt.clone());
     let compose = shared_volume_compose("    name: shop-data\n");
-    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    succeeded(&executor, "install", "shop", json!({"compose": compose})).await;
     for decl in [
         "    name: shop-data\n",
         "    external: true\n    name: shop-data\n",
@@ -647,14 +637,13 @@ async fn an_upgrade_replaces_a_service_whose_tag_now_names_another_image_and_onl
     let before = service_ids(&executor);
     // The registry's app:1 is a new image now; the file is the same.
     rt.republish_image("app:1");
-    let job = submit_and_wait(
+    let job = succeeded(
         &executor,
         "upgrade",
         "shop",
         json!({"compose": compose("app:1")}),
     )
     .await;
-    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
     let after = service_ids(&executor);
     assert_eq!(
         after[0], before[0],
@@ -663,14 +652,31 @@ async fn an_upgrade_replaces_a_service_whose_tag_now_names_another_image_and_onl
     assert_ne!(after[1].1, before[1].1, "web runs the new app:1");
     assert_eq!(stopped(&executor, &job), [before[1].1.clone()]);
     // With nothing moved, nothing is replaced.
-    let again = submit_and_wait(
+    let again = succeeded(
         &executor,
         "upgrade",
         "shop",
         json!({"compose": compose("app:1")}),
     )
     .await;
-    assert_eq!(again.state, JobState::Succeeded, "{:?}", again.error);
     assert_eq!(service_ids(&executor), after);
     assert!(stopped(&executor, &again).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_whose_network_name_would_be_too_long_for_its_target_is_refused_before_a_job_exists()
+ {
+    let (_dir, executor) = memory_engine(Arc::new(MemoryRuntime::new()));
+    let target = "a".repeat(50);
+    let e = refused(&executor, &target, json!({"compose": compose("app:1")})).await;
+    let text = e.to_string();
+    assert!(text.contains("`networks.default`"), "{text}");
+    assert!(text.contains("the most is 64"), "{text}");
+    assert!(
+        executor
+            .journal()
+            .list_jobs(&Default::default())
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -444,6 +444,10 @@ impl Executor {
         }
         let stack = params::check(&req.workflow, &req.params, &self.inner.settings)
             .map_err(SubmitError::InvalidParams)?;
+        if let Some(stack) = &stack {
+            params::check_stack_for_target(&req.target, stack)
+                .map_err(SubmitError::InvalidParams)?;
+        }
         // Submissions with one key go one at a time (a duplicate waits for
         // the first to create its job or be refused, then gets its job: never
         // a second job nor a busy target); the key with another request is

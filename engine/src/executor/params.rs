@@ -34,6 +34,24 @@ pub fn check(
     Ok(stack_of(params))
 }
 
+/// Refuse a stack whose network names, scoped to `target`
+/// (`deckhand-<target>-N-<name>`), would be longer than a network name may
+/// be: the job could only fail when it made them.
+pub fn check_stack_for_target(target: &str, stack: &deckhand_params::Stack) -> Result<(), String> {
+    for n in stack.networks.iter().filter(|n| n.docker_name.is_none()) {
+        let docker = format!("deckhand-{target}-N-{}", n.name);
+        deckhand_params::check_network_name(&docker).map_err(|_| {
+            format!(
+                "`networks.{}`: its network would be `{docker}`, {} characters; the most is {}: shorten the target or network name, or give the network a `name:`",
+                n.name,
+                docker.chars().count(),
+                deckhand_params::MAX_NAME_LEN
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The stack a stack's `install`/`upgrade` params describe, if they are a
 /// stack's and valid.
 fn stack_of(params: &Value) -> Option<deckhand_params::Stack> {
