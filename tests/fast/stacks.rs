@@ -77,6 +77,27 @@ fn stopped(executor: &Executor, job: &JobRecord) -> Vec<String> {
         .collect()
 }
 
+/// Install `compose` on `target`: the job must roll back, its error
+/// saying `says`.
+async fn install_rolls_back(
+    executor: &Executor,
+    target: &str,
+    compose: impl Into<Value>,
+    says: &str,
+) -> JobRecord {
+    let job = submit_and_wait(
+        executor,
+        "install",
+        target,
+        json!({"compose": compose.into()}),
+    )
+    .await;
+    assert_eq!(job.state, JobState::RolledBack, "{:?}", job.error);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.contains(says), "{error}");
+    job
+}
+
 async fn refused(executor: &Executor, target: &str, params: Value) -> SubmitError {
     executor
         .submit(JobRequest::new("install", target, params))
@@ -308,13 +329,13 @@ async fn a_missing_external_volume_fails_the_install_and_leaves_nothing() {
     let rt = Arc::new(MemoryRuntime::new());
     let (_dir, executor) = memory_engine(rt.clone());
     let compose = shared_volume_compose("    external: true\n");
-    let job = submit_and_wait(&executor, "install", "shop", json!({"compose": compose})).await;
-    assert_eq!(job.state, JobState::RolledBack);
-    let error = job.error.clone().unwrap_or_default();
-    assert!(
-        error.contains("external volume `data` does not exist"),
-        "{error}"
-    );
+    install_rolls_back(
+        &executor,
+        "shop",
+        compose,
+        "external volume `data` does not exist",
+    )
+    .await;
     assert!(rt.volumes().is_empty(), "{:?}", rt.volumes());
     assert!(rt.containers().is_empty());
     assert!(rt.networks().is_empty());
@@ -362,14 +383,13 @@ async fn a_named_volume_the_engine_made_for_another_target_is_denied_and_left_al
         "    external: true\n    name: shop-data\n",
     ] {
         let compose = shared_volume_compose(decl);
-        let thief =
-            submit_and_wait(&executor, "install", "thief", json!({"compose": compose})).await;
-        assert_eq!(thief.state, JobState::RolledBack, "{decl}");
-        let error = thief.error.clone().unwrap_or_default();
-        assert!(
-            error.contains("created by the engine for `shop`"),
-            "{error}"
-        );
+        let thief = install_rolls_back(
+            &executor,
+            "thief",
+            compose,
+            "created by the engine for `shop`",
+        )
+        .await;
         assert!(mounted(&executor, &thief).is_empty());
     }
     assert!(rt.volumes().contains_key("shop-data"));
@@ -533,19 +553,8 @@ async fn a_pull_that_fails_among_several_cancels_the_others_and_the_install_leav
     );
     let (_dir, executor) = memory_engine(rt.clone());
     let started = std::time::Instant::now();
-    let job = submit_and_wait(
-        &executor,
-        "install",
-        "shop",
-        json!({"compose": compose("app:1")}),
-    )
-    .await;
-    assert_eq!(job.state, JobState::RolledBack);
-    let error = job.error.clone().unwrap_or_default();
-    assert!(
-        error.contains("pull access denied"),
-        "the failed pull's error, not a cancel: {error}"
-    );
+    // The failed pull's error, not the cancel of the other.
+    let job = install_rolls_back(&executor, "shop", compose("app:1"), "pull access denied").await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(4),
         "db's 5 s pull was cancelled, not waited for"
@@ -615,16 +624,13 @@ async fn a_create_that_fails_among_several_rolls_the_install_back_leaving_nothin
         1,
     );
     let (_dir, executor) = memory_engine(rt.clone());
-    let job = submit_and_wait(
+    install_rolls_back(
         &executor,
-        "install",
         "shop",
-        json!({"compose": compose("app:1")}),
+        compose("app:1"),
+        "no space for the container",
     )
     .await;
-    assert_eq!(job.state, JobState::RolledBack);
-    let error = job.error.clone().unwrap_or_default();
-    assert!(error.contains("no space for the container"), "{error}");
     assert!(rt.containers().is_empty(), "{:?}", rt.containers());
     assert!(rt.volumes().is_empty());
     assert!(rt.networks().is_empty());
