@@ -12,8 +12,8 @@ use crate::plugin::HostSettings;
 /// Check `params` against the built-in `workflow`'s contract
 /// ([`deckhand_params::check`], the types the plugins read them with); other
 /// workflows' params are theirs to check. Returns the stack a stack's
-/// params describe (read once here for the other checks of a submit), or
-/// a message naming the field and the problem. From `settings`: whether the server lets
+/// params describe (read once, by the check, for the other checks of a
+/// submit), or a message naming the field and the problem. From `settings`: whether the server lets
 /// containers share the host's (or another container's) network stack, and
 /// mount host paths.
 pub fn check(
@@ -30,8 +30,7 @@ pub fn check(
     let allow = deckhand_params::Permissions {
         bind_mounts: settings.allow_bind_mounts,
     };
-    deckhand_params::check(workflow, params, &allow)?;
-    Ok(stack_of(params))
+    deckhand_params::check(workflow, params, &allow)
 }
 
 /// Refuse a stack whose network names, scoped to `target`
@@ -50,18 +49,6 @@ pub fn check_stack_for_target(target: &str, stack: &deckhand_params::Stack) -> R
         })?;
     }
     Ok(())
-}
-
-/// The stack a stack's `install`/`upgrade` params describe, if they are a
-/// stack's and valid.
-fn stack_of(params: &Value) -> Option<deckhand_params::Stack> {
-    if !deckhand_params::is_stack_params(params) {
-        return None;
-    }
-    let p: deckhand_params::StackParams = serde_json::from_value(params.clone()).ok()?;
-    // Bind mounts were checked with the server's setting already.
-    p.stack(&deckhand_params::Permissions { bind_mounts: true })
-        .ok()
 }
 
 #[cfg(test)]

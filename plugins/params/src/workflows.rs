@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::text::check_text;
-use crate::{Health, Permissions, Spec};
+use crate::{Health, Permissions, Spec, Stack};
 
 /// `teardown` params.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,11 +31,13 @@ pub struct Rollback {
 
 /// Check `params` against the contract of the built-in `workflow`, with
 /// what the server `allow`s; other workflows' params are theirs to check.
-/// `Err` names the field and the problem (`` `env.A=B`: … ``).
-pub fn check(workflow: &str, params: &Value, allow: &Permissions) -> Result<(), String> {
+/// `Ok` carries the stack a stack's `install`/`upgrade` params describe, as
+/// read for the check. `Err` names the field and the problem
+/// (`` `env.A=B`: … ``).
+pub fn check(workflow: &str, params: &Value, allow: &Permissions) -> Result<Option<Stack>, String> {
     match workflow {
         "install" | "upgrade" if crate::is_stack_params(params) => {
-            crate::check_stack_params(params, allow)
+            crate::check_stack_params(params, allow).map(Some)
         }
         "install" | "upgrade" => {
             let spec: Spec = read_named(params, "")?;
@@ -47,13 +49,13 @@ pub fn check(workflow: &str, params: &Value, allow: &Permissions) -> Result<(), 
             // keep (env, labels) is checked either way, but this also
             // names the exact path of an oversized or forged string.
             check_text(params, "")?;
-            spec.validate(allow)
+            spec.validate(allow).map(|()| None)
         }
-        "teardown" => read_named::<Teardown>(params, "").map(|_| ()),
+        "teardown" => read_named::<Teardown>(params, "").map(|_| None),
         "rollback" => Rollback::deserialize(params)
-            .map(|_| ())
+            .map(|_| None)
             .map_err(|e| e.to_string()),
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 

@@ -187,8 +187,9 @@ pub fn is_stack_params(params: &Value) -> bool {
 /// field at fault), the `env` (at most 256 variables, names as
 /// [`check_env_key`], values at most
 /// [`MAX_ENV_VALUE_BYTES`](crate::MAX_ENV_VALUE_BYTES) without line
-/// breaks), then the Compose file ([`StackParams::stack`]).
-pub fn check_stack_params(params: &Value, allow: &Permissions) -> Result<(), String> {
+/// breaks), then the Compose file ([`StackParams::stack`]): the stack it
+/// describes.
+pub fn check_stack_params(params: &Value, allow: &Permissions) -> Result<Stack, String> {
     let p: StackParams = serde_path_to_error::deserialize(params).map_err(describe)?;
     if p.env.len() > MAX_STACK_ENV {
         return Err(format!(
@@ -202,7 +203,7 @@ pub fn check_stack_params(params: &Value, allow: &Permissions) -> Result<(), Str
     // Names bounded, no line breaks, values at most MAX_ENV_VALUE_BYTES.
     let env = serde_json::to_value(&p.env).expect("a map of strings serializes");
     check_text(&env, "env")?;
-    p.stack(allow).map(|_| ())
+    p.stack(allow)
 }
 
 /// The variables a Compose file refers to (`$VAR`, `${VAR:-…}`, …), so

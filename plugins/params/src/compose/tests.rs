@@ -1332,9 +1332,7 @@ fn stack_params_check_the_file_with_their_env() {
         "snapshot_volumes": true,
         "health_timeout_s": 120
     });
-    assert_eq!(check_stack_params(&params, &Permissions::default()), Ok(()));
-    let p: StackParams = serde_json::from_value(params).unwrap();
-    let stack = p.stack(&Permissions::default()).unwrap();
+    let stack = check_stack_params(&params, &Permissions::default()).unwrap();
     assert_eq!(stack.services.len(), 3);
 }
 
