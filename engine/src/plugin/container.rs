@@ -14,7 +14,7 @@ use super::bindings::{
 };
 use super::host_state::HostState;
 use super::pulls::{PullBoard, pull_reporting};
-use super::scope::{ConcurrentEffect, JobScope, host_error, journal_error};
+use super::scope::{ConcurrentEffect, JobScope, host_error, journal_error, within};
 use crate::journal::{Event, JobId, Journal};
 use crate::ownership::MAX_SUFFIX_LEN;
 use crate::runtime::{ContainerRuntime, ContainerState, LABEL_MANAGED, LABEL_TARGET, RuntimeError};
@@ -294,6 +294,17 @@ async fn wait_until_exited(
     }
 }
 
+/// The error of several calls made at once: the first, in the order they
+/// were asked, that is not a cancel (one failure cancels the others), else
+/// the first; `None` when none failed.
+fn first_failure(failures: Vec<HostError>) -> Option<HostError> {
+    let cancelled = |e: &HostError| matches!(e, HostError::Cancelled);
+    match failures.iter().position(|e| !cancelled(e)) {
+        Some(i) => failures.into_iter().nth(i),
+        None => failures.into_iter().next(),
+    }
+}
+
 /// The longest label of a pull in `pull-images`, in bytes.
 const MAX_PULL_LABEL_BYTES: usize = 64;
 
@@ -321,20 +332,24 @@ struct PullStep {
 }
 
 impl JobScope {
-    /// Whether `image` is here already (a journaled read), and the pull
-    /// step that follows from it.
-    async fn pull_step(&mut self, image: &str) -> HostResult<PullStep> {
+    /// Whether `image` is in the local store (a journaled read).
+    async fn image_present(&mut self, image: &str) -> HostResult<bool> {
         let rt = self.runtime.clone();
         let probe = image.to_owned();
-        let present_before = self
-            .perform(
-                Call::ImagePresent {
-                    image: image.to_owned(),
-                },
-                None,
-                async move { rt.image_present(&probe).await.map_err(host_error) },
-            )
-            .await?;
+        self.perform(
+            Call::ImagePresent {
+                image: image.to_owned(),
+            },
+            None,
+            async move { rt.image_present(&probe).await.map_err(host_error) },
+        )
+        .await
+    }
+
+    /// Whether `image` is here already, and the pull step that follows
+    /// from it.
+    async fn pull_step(&mut self, image: &str) -> HostResult<PullStep> {
+        let present_before = self.image_present(image).await?;
         Ok(PullStep {
             call: Call::PullImage {
                 image: image.to_owned(),
@@ -452,15 +467,7 @@ impl container::Host for HostState {
     async fn image_present(&mut self, image: String) -> HostResult<bool> {
         self.scope.tick()?;
         self.scope.check_size("image", &image)?;
-        let rt = self.scope.runtime.clone();
-        let call = Call::ImagePresent {
-            image: image.clone(),
-        };
-        self.scope
-            .perform(call, None, async move {
-                rt.image_present(&image).await.map_err(host_error)
-            })
-            .await
+        self.scope.image_present(&image).await
     }
 
     async fn pull_image(&mut self, image: String) -> HostResult<()> {
@@ -535,25 +542,14 @@ impl container::Host for HostState {
             })
             .collect();
         let answers = scope.perform_concurrently(effects, &siblings).await?;
-        let mut failure: Option<HostError> = None;
+        let mut failures = Vec::new();
         for ((image, present_before), answer) in images.iter().zip(present).zip(answers) {
             match answer {
                 Ok(id) => scope.acquire_pulled(image, present_before, id).await?,
-                // The pull that failed, rather than one it cancelled.
-                Err(HostError::Cancelled) => {
-                    failure.get_or_insert(HostError::Cancelled);
-                }
-                Err(e) => {
-                    if matches!(failure, None | Some(HostError::Cancelled)) {
-                        failure = Some(e);
-                    }
-                }
+                Err(e) => failures.push(e),
             }
         }
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        first_failure(failures).map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn create_container(&mut self, spec: ContainerSpec) -> HostResult<String> {
@@ -595,17 +591,7 @@ impl container::Host for HostState {
             .into_iter()
             .map(|s| {
                 // Each create is bounded as one `create-container` is.
-                let effect = async move {
-                    tokio::time::timeout(stall, s.effect)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(HostError::TimedOut(format!(
-                                "no progress for {} s",
-                                stall.as_secs()
-                            ))
-                            .into())
-                        })
-                };
+                let effect = within(stall, s.effect);
                 (s.call, s.undo, Box::pin(effect) as ConcurrentEffect<String>)
             })
             .collect();
@@ -613,22 +599,17 @@ impl container::Host for HostState {
         let unused = CancellationToken::new();
         let answers = self.scope.perform_concurrently(effects, &unused).await?;
         let mut ids = Vec::with_capacity(answers.len());
-        let mut failure = None;
+        let mut failures = Vec::new();
         for (name, answer) in names.into_iter().zip(answers) {
             match answer {
                 Ok(id) => {
                     self.scope.acquire_created(&id, name).await?;
                     ids.push(id);
                 }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+                Err(e) => failures.push(e),
             }
         }
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(ids),
-        }
+        first_failure(failures).map_or(Ok(ids), |e| Err(e.into()))
     }
 
     async fn runs_image(&mut self, id: String, image: String) -> HostResult<bool> {
@@ -899,5 +880,20 @@ impl container::Host for HostState {
                 async move { wait.await.map_err(host_error) },
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_calls_fail_with_the_first_real_error_not_the_cancels_it_caused() {
+        let failed = |m: &str| HostError::Runtime(m.into());
+        let picked = first_failure(vec![HostError::Cancelled, failed("a"), failed("b")]);
+        assert!(matches!(picked, Some(HostError::Runtime(m)) if m == "a"));
+        let picked = first_failure(vec![HostError::Cancelled, HostError::Cancelled]);
+        assert!(matches!(picked, Some(HostError::Cancelled)));
+        assert!(first_failure(Vec::new()).is_none());
     }
 }

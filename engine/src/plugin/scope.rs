@@ -22,6 +22,18 @@ use crate::journal::{Event, JobId, JobLog, Journal, Outcome};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::steps::{self, Call, Compensation, Deferred};
 
+/// `effect`, failing with `timed-out` when it has not ended after `limit`.
+pub(super) async fn within<T>(
+    limit: Duration,
+    effect: impl std::future::Future<Output = HostResult<T>>,
+) -> HostResult<T> {
+    tokio::time::timeout(limit, effect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(HostError::TimedOut(format!("no progress for {} s", limit.as_secs())).into())
+        })
+}
+
 /// One effect of [`JobScope::perform_concurrently`].
 pub(super) type ConcurrentEffect<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = HostResult<T>> + Send>>;
@@ -345,14 +357,7 @@ impl JobScope {
                 ),
                 _ => self.settings.stall_timeout,
             };
-            tokio::time::timeout(limit, effect)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(
-                        HostError::TimedOut(format!("no progress for {} s", limit.as_secs()))
-                            .into(),
-                    )
-                })
+            within(limit, effect).await
         };
         // A trap leaves the step without a result, as a crash would: the
         // rollback settles it.
